@@ -1,0 +1,248 @@
+"""Server is the agent's event loop: one selector over the host port and local fds.
+
+Single-threaded on purpose: PID 1 must never deadlock, and every piece of
+agent state (sessions, streams, processes) is touched from this loop only.
+It uses ``select.epoll`` and ``_signal`` directly rather than ``selectors``
+and ``signal``: under emulation every imported module costs milliseconds of
+boot time, and those wrappers pull in ``enum`` and ``collections``.
+Handlers answer at once (return a value), fail (raise :class:`RequestError`)
+or answer later (``ctx.defer()`` and resolve the :class:`Deferred` from a
+callback), so several requests can be in flight while, say, one waits for a
+process to exit.
+
+The host may go away (the virtio port reads EOF) and come back (a VM
+template woken as a clone, a restarted owner). A HELLO always starts a fresh
+session: the frame decoder and stream table are reset and the nonce echoed,
+so the host can tell this answer from stale bytes.
+"""
+
+from __future__ import annotations
+
+import _signal
+import errno
+import os
+import select
+import sys
+import time
+
+from strongbox.agent.reaper import Reaper
+from strongbox.protocol import (
+    Event,
+    FrameDecoder,
+    RemoteError,
+    Request,
+    Response,
+    StreamMux,
+)
+
+TYPE_CHECKING = False  # typing costs ~25 ms of guest boot; mypy still reads the block
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Handler = Callable[["Context", dict[str, Any]], Any]
+
+_IN = select.EPOLLIN
+_OUT = select.EPOLLOUT
+_READ_SIZE = 256 * 1024
+#: While the host side is disconnected the port reads EOF at once: re-poll slowly.
+_RECONNECT_POLL = 0.02  # seconds
+
+
+class RequestError(Exception):
+    """Raised by a handler to answer with a protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Deferred:
+    """A response promised now and delivered later from the loop."""
+
+    def __init__(self, server: Server, request_id: int, method: str) -> None:
+        self._server = server
+        self._id = request_id
+        self.method = method
+        self.done = False
+
+    def resolve(self, result: Any = None) -> None:
+        if not self.done:
+            self.done = True
+            self._server.send(Response(self._id, result=result).encode())
+
+    def reject(self, code: str, message: str) -> None:
+        if not self.done:
+            self.done = True
+            self._server.send(Response(self._id, error=RemoteError(code, message)).encode())
+
+
+class Context:
+    """What a handler gets besides its params."""
+
+    def __init__(self, server: Server, request: Request) -> None:
+        self.server = server
+        self.request = request
+        self.deferred: Deferred | None = None
+
+    def defer(self) -> Deferred:
+        self.deferred = Deferred(self.server, self.request.id, self.request.method)
+        return self.deferred
+
+
+class Server:
+    """The agent's RPC server over one byte-stream fd."""
+
+    def __init__(self, fd: int, handlers: dict[str, Handler], log: Callable[[str], None]) -> None:
+        self.fd = fd
+        self.handlers = handlers
+        self.log = log
+        self.decoder = FrameDecoder()
+        self.mux = StreamMux()
+        self.stream_sinks: dict[int, Callable[[Any], None]] = {}
+        self.reaper = Reaper()
+        self.sessions = 0
+        self._epoll = select.epoll()
+        self._callbacks: dict[int, Callable[[int], None]] = {}
+        self._out = bytearray()
+        self._running = True
+        self._soon: list[Callable[[], None]] = []
+        self._after_flush: list[Callable[[], None]] = []
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        _signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        _signal.signal(_signal.SIGCHLD, _ignore_signal)
+        self._watch(self._wake_r, _IN, self._on_wakeup)
+        self._watch(fd, _IN, self._on_port)
+        self._port_events = _IN
+
+    # --- loop plumbing used by handlers ------------------------------------
+    def _watch(self, fd: int, events: int, callback: Callable[[int], None]) -> None:
+        self._epoll.register(fd, events)
+        self._callbacks[fd] = callback
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        self._watch(fd, _IN, lambda _mask: callback())
+
+    def remove_reader(self, fd: int) -> None:
+        if self._callbacks.pop(fd, None) is not None:
+            try:
+                self._epoll.unregister(fd)
+            except OSError:
+                pass
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        self._soon.append(fn)
+
+    def after_flush(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once everything queued for the host has been written."""
+        self._after_flush.append(fn)
+
+    def send(self, data: bytes) -> None:
+        self._out += data
+
+    def send_event(self, name: str, data: dict[str, Any]) -> None:
+        self.send(Event(name, data).encode())
+
+    def stop(self) -> None:
+        self._running = False
+
+    # --- the loop ----------------------------------------------------------
+    def serve(self) -> None:
+        while self._running:
+            self._pump_streams()
+            self._update_interest()
+            port_watched = self.fd in self._callbacks
+            timeout = 0 if self._soon else (-1 if port_watched else _RECONNECT_POLL)
+            try:
+                ready = self._epoll.poll(timeout)
+            except InterruptedError:
+                ready = []
+            for fd, mask in ready:
+                callback = self._callbacks.get(fd)
+                if callback is not None:
+                    callback(mask)
+            if self.fd not in self._callbacks:
+                self._try_reconnect()
+            soon, self._soon = self._soon, []
+            for fn in soon:
+                fn()
+
+    def _update_interest(self) -> None:
+        if self.fd in self._callbacks:
+            want = _IN | (_OUT if self._out else 0)
+            if want != self._port_events:
+                self._epoll.modify(self.fd, want)
+                self._port_events = want
+        if not self._out and self._after_flush:
+            pending, self._after_flush = self._after_flush, []
+            for fn in pending:
+                fn()
+
+    def _pump_streams(self) -> None:
+        if self.mux.has_outgoing():
+            for frame in self.mux.outgoing():
+                self._out += frame
+
+    def _on_wakeup(self, _mask: int) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+        self.reaper.reap()
+
+    def _on_port(self, mask: int) -> None:
+        if mask & (_IN | select.EPOLLHUP | select.EPOLLERR):
+            try:
+                data = os.read(self.fd, _READ_SIZE)
+            except BlockingIOError:
+                data = None
+            except OSError as exc:
+                self.log(f"agent: port read failed: {exc}")
+                data = b""
+            if data == b"":
+                self._disconnected()
+                return
+            if data:
+                self._feed(data)
+        if mask & _OUT and self._out:
+            try:
+                n = os.write(self.fd, self._out[:_READ_SIZE])
+                del self._out[:n]
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EINTR):
+                    self._disconnected()
+
+    def _disconnected(self) -> None:
+        """Host went away: stop polling the port (it would read EOF in a loop)."""
+        self.remove_reader(self.fd)
+        self._out.clear()
+
+    def _try_reconnect(self) -> None:
+        try:
+            data = os.read(self.fd, _READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError:
+            return
+        if data == b"":
+            return
+        self._watch(self.fd, _IN, self._on_port)
+        self._port_events = _IN
+        if data:
+            self._feed(data)
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """SIGCHLD needs a handler (not SIG_IGN) so that the wakeup fd fires and exits stay waitable."""
+
+
+def console_log(message: str) -> None:
+    """Write one line to the guest console (the VM's log file on the host)."""
+    try:
+        sys.stderr.write(f"[{time.clock_gettime(time.CLOCK_BOOTTIME):9.3f}] {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass

@@ -1,0 +1,217 @@
+"""Config is the strongbox configuration file: what an operator may tune.
+
+The file is TOML (``/etc/strongbox/config.toml`` unless ``--config`` or
+``$STRONGBOX_CONFIG`` names another) with sections in the spirit of Kata's
+``configuration.toml``::
+
+    [hypervisor.qemu]   path, kernel, initrd, machine_type, default_vcpus,
+                        default_memory, kernel_params, accelerator, ...
+    [agent]             timeouts, debug console
+    [runtime]           overlay, log level, state directory
+    [factory]           VM templates
+
+Every key is optional. Unknown keys and wrong types are errors that name the
+key, because a typo that silently falls back to a default is worse than a
+refusal. A missing file at the default path means "all defaults"; a missing
+file that was named explicitly is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from strongbox.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/strongbox/config.toml")
+ACCELERATORS = ("auto", "kvm", "tcg")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class QemuConfig:
+    """``[hypervisor.qemu]``: how the VMM is found and how guests are shaped."""
+
+    path: str = "qemu-system-x86_64"
+    #: Guest kernel (uncompressed vmlinux); empty means the built asset.
+    kernel: str = ""
+    #: Guest initrd (uncompressed cpio); empty means the built asset.
+    initrd: str = ""
+    machine_type: str = "microvm"
+    default_vcpus: int = 1
+    #: Guest RAM in MiB when the container sets no memory limit.
+    default_memory: int = 256
+    #: Appended to the kernel command line strongbox builds.
+    kernel_params: str = ""
+    #: auto: KVM when the host has hardware virtualisation, else TCG.
+    accelerator: str = "auto"
+    #: TCG translation cache in MiB: smaller means less host memory per VM.
+    tcg_tb_size: int = 64
+    #: Full kernel log on the guest console instead of ``quiet``.
+    enable_debug: bool = False
+
+    def validate(self) -> None:
+        _choice("hypervisor.qemu.accelerator", self.accelerator, ACCELERATORS)
+        _at_least("hypervisor.qemu.default_vcpus", self.default_vcpus, 1)
+        _at_least("hypervisor.qemu.default_memory", self.default_memory, 64)
+        _at_least("hypervisor.qemu.tcg_tb_size", self.tcg_tb_size, 8)
+        if self.machine_type != "microvm":
+            raise ConfigError(
+                f"hypervisor.qemu.machine_type: expected 'microvm', got {self.machine_type!r}"
+            )
+
+
+@dataclass(frozen=True)
+class HypervisorConfig:
+    """``[hypervisor]``: one table per VMM driver (only QEMU today)."""
+
+    qemu: QemuConfig = field(default_factory=QemuConfig)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """``[agent]``: how long the host waits for the guest agent."""
+
+    #: Seconds from QEMU's start until the agent must have answered.
+    dial_timeout: float = 30.0
+    #: Seconds a single request may take before it is abandoned.
+    request_timeout: float = 60.0
+    #: Start a busybox shell on the guest console (never in production).
+    debug_console: bool = False
+
+    def validate(self) -> None:
+        _positive("agent.dial_timeout", self.dial_timeout)
+        _positive("agent.request_timeout", self.request_timeout)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """``[runtime]``: behaviour of the runtime itself."""
+
+    #: Share the rootfs read-only and keep writes in a guest tmpfs overlay.
+    overlay: bool = False
+    log_level: str = "warning"
+    #: Where built guest assets and other persistent state live.
+    state_dir: str = ""
+
+    def validate(self) -> None:
+        _choice("runtime.log_level", self.log_level, LOG_LEVELS)
+
+
+@dataclass(frozen=True)
+class FactoryConfig:
+    """``[factory]``: VM templates (reserved until templates land)."""
+
+    enable_template: bool = False
+    template_path: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration file."""
+
+    hypervisor: HypervisorConfig = field(default_factory=HypervisorConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    factory: FactoryConfig = field(default_factory=FactoryConfig)
+
+    def validate(self) -> None:
+        self.hypervisor.qemu.validate()
+        self.agent.validate()
+        self.runtime.validate()
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate the configuration file.
+
+    ``path`` None means ``$STRONGBOX_CONFIG`` or the default path, and the
+    default path may be absent; an explicitly named file must exist.
+    """
+    explicit = path is not None or "STRONGBOX_CONFIG" in os.environ
+    where = Path(path if path is not None
+                 else os.environ.get("STRONGBOX_CONFIG", DEFAULT_CONFIG_PATH))
+    try:
+        raw = where.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"config file {where}: no such file") from None
+        return Config()
+    except OSError as exc:
+        raise ConfigError(f"config file {where}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {where}: invalid TOML: {exc}") from exc
+    config = parse_config(data, source=str(where))
+    return config
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> Config:
+    """Build a validated :class:`Config` from parsed TOML."""
+    try:
+        config = _build(Config, data, "")
+        config.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+def _build(cls: type[Any], data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'top level'}: expected a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        names = ", ".join(prefix + k for k in unknown)
+        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''}: {names}")
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints[name]
+        key = prefix + name
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, key + ".")
+        else:
+            values[name] = _coerce(key, hint, value)
+    return cls(**values)
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    expected = hint if isinstance(hint, type) else None
+    if isinstance(hint, types.UnionType):  # pragma: no cover - no optional keys yet
+        expected = None
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, got a boolean")
+    if expected is not None and not isinstance(value, expected):
+        raise ConfigError(
+            f"{key}: expected {_type_name(expected)}, got {_type_name(type(value))}"
+        )
+    return value
+
+
+def _type_name(tp: type[Any]) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            dict: "a table", list: "an array"}.get(tp, tp.__name__)
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
+
+
+def _at_least(key: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ConfigError(f"{key}: expected at least {minimum}, got {value}")
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}: expected a positive number, got {value}")

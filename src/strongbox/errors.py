@@ -1,0 +1,87 @@
+"""The strongbox error tree: every failure a user can see is one of these.
+
+    StrongboxError
+     ├── ConfigError              a configuration value or argument is wrong
+     ├── AssetError               a guest kernel/initrd is missing or unusable
+     ├── GuestBuildError          building the guest kernel or initrd failed
+     ├── StateDirError            a state or run directory cannot be used
+     ├── HypervisorError          QEMU could not be started or died
+     │    └── HypervisorNotFound  the QEMU binary is not installed
+     ├── AgentError               talking to the guest agent failed
+     │    ├── AgentTimeout        the agent did not answer in time
+     │    ├── AgentClosed         we shut the connection down (expected)
+     │    ├── AgentBroken         the VM or agent died under us (unexpected)
+     │    └── AgentRequestError   the agent answered with an error
+     └── SandboxError             a sandbox-level operation failed
+
+The command line prints ``str(error)`` as one line and exits non-zero, so
+every message names what was wrong and what was expected. Foreign errors
+(OSError, QMP errors) are translated at the boundary of the layer that met
+them, with ``raise ... from exc`` to keep the cause for ``--debug``.
+
+Standard library only: guest-side code may import it.
+"""
+
+from __future__ import annotations
+
+
+class StrongboxError(Exception):
+    """Root of every error strongbox raises on purpose."""
+
+
+class ConfigError(StrongboxError):
+    """A configuration value, command-line argument or spec field is invalid."""
+
+
+class AssetError(StrongboxError):
+    """A guest asset (kernel, initrd) is missing, unreadable or stale."""
+
+
+class GuestBuildError(StrongboxError):
+    """Building a guest asset failed; the message says which step."""
+
+
+class StateDirError(StrongboxError):
+    """A state or run directory cannot be created, written or locked."""
+
+
+class HypervisorError(StrongboxError):
+    """The VMM could not be started, refused a command, or exited early."""
+
+
+class HypervisorNotFound(HypervisorError):
+    """The configured VMM binary does not exist or is not executable."""
+
+
+class AgentError(StrongboxError):
+    """Talking to the guest agent failed."""
+
+
+class AgentTimeout(AgentError):
+    """The agent did not answer within the configured time."""
+
+
+class AgentClosed(AgentError):
+    """The connection was closed by us; further requests are refused."""
+
+
+class AgentBroken(AgentError):
+    """The agent connection died or the agent broke the protocol."""
+
+
+class AgentRequestError(AgentError):
+    """The agent executed a request and reported an error.
+
+    ``code`` is one of the protocol's error codes (``protocol.messages.E_*``)
+    so callers can branch on it without parsing messages.
+    """
+
+    def __init__(self, method: str, code: str, message: str) -> None:
+        super().__init__(f"agent {method}: {message}")
+        self.method = method
+        self.code = code
+        self.remote_message = message
+
+
+class SandboxError(StrongboxError):
+    """A sandbox-level operation failed."""

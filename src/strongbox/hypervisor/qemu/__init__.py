@@ -1,0 +1,1 @@
+"""qemu drives QEMU's ``microvm`` machine: command line, accelerator, QMP, lifecycle."""

@@ -1,0 +1,61 @@
+"""Cmdline builds QEMU's argument vector for a ``microvm`` guest.
+
+Only what a sandbox needs: no default devices, no user config, no firmware
+tables. The machine has no PCI and no ACPI; every device is virtio-mmio,
+which QEMU announces on the kernel command line itself. Guest channels
+(QMP, the agent port) are sockets QEMU inherits as file descriptors, so no
+socket path exists anywhere on the host file system.
+"""
+
+from __future__ import annotations
+
+from strongbox.hypervisor.base import VMSpec
+from strongbox.hypervisor.qemu.accel import Accelerator
+
+#: The guest kernel's command line before strongbox's and the user's extras.
+BASE_KERNEL_PARAMS = (
+    "console=hvc0",
+    "panic=-1",  # a guest panic resets at once; with -no-reboot QEMU exits
+    "reboot=t",  # microvm has no ACPI: power-off is a triple-fault reset
+    "tsc=reliable",
+    "no_timer_check",
+    "8250.nr_uarts=0",
+    "random.trust_cpu=on",
+)
+
+
+def kernel_command_line(spec: VMSpec) -> str:
+    params = list(BASE_KERNEL_PARAMS)
+    params.append("loglevel=7" if spec.debug else "quiet")
+    params.extend(spec.kernel_params)
+    return " ".join(params)
+
+
+def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agent_fd: int,
+               tcg_tb_size_mib: int = 64) -> list[str]:
+    """The full QEMU command line for ``spec``."""
+    if accel.name == "kvm":
+        accel_args = ["-accel", "kvm", "-cpu", "host"]
+    else:
+        accel_args = ["-accel", f"tcg,thread=multi,tb-size={tcg_tb_size_mib}", "-cpu", "max"]
+    return [
+        qemu,
+        "-name", f"strongbox-{spec.name},debug-threads=on",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-machine", "microvm,acpi=off,x-option-roms=off,isa-serial=off,rtc=off",
+        *accel_args,
+        "-m", f"{spec.memory_mib}M",
+        "-smp", str(spec.vcpus),
+        "-kernel", str(spec.kernel),
+        "-initrd", str(spec.initrd),
+        "-append", kernel_command_line(spec),
+        "-chardev", f"socket,id=qmp,fd={qmp_fd}",
+        "-mon", "chardev=qmp,mode=control",
+        "-object", "rng-random,id=rng0,filename=/dev/urandom",
+        "-device", "virtio-rng-device,rng=rng0",
+        "-device", "virtio-serial-device,max_ports=2",
+        "-chardev", f"file,id=console,path={spec.console_log}",
+        "-device", "virtconsole,chardev=console",
+        "-chardev", f"socket,id=agent,fd={agent_fd}",
+        "-device", f"virtserialport,chardev=agent,name={spec.agent_port}",
+    ]

@@ -1,0 +1,177 @@
+"""Driver launches one QEMU process per guest and guarantees it does not outlive us.
+
+Lifetime rules:
+
+* QEMU runs in its own session (terminal signals go to strongbox, which
+  shuts the guest down in order) with ``PR_SET_PDEATHSIG=SIGKILL``: if the
+  process that launched it dies, even by SIGKILL, the kernel kills QEMU.
+* Its pid is written to the run directory so that a later cleanup can find
+  it (see :mod:`strongbox.sandbox.rundir`).
+* QMP and the agent channel are socketpairs: QEMU inherits one end of each,
+  so there are no socket files to leak and no path-length limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import functools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from strongbox.errors import HypervisorError, HypervisorNotFound
+from strongbox.hypervisor.base import VMSpec
+from strongbox.hypervisor.qemu.accel import Accelerator
+from strongbox.hypervisor.qemu.cmdline import build_argv
+from strongbox.hypervisor.qemu.qmp import Monitor
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Runs in the child between fork and exec."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def find_qemu(path: str) -> str:
+    resolved = shutil.which(path)
+    if resolved is None:
+        raise HypervisorNotFound(
+            f"QEMU not found: {path!r} (install qemu-system-x86 or set hypervisor.qemu.path)"
+        )
+    return resolved
+
+
+class QemuVM:
+    """A QEMU ``microvm`` guest: launch, QMP, stop, kill."""
+
+    def __init__(self, spec: VMSpec, accel: Accelerator, qemu: str = "qemu-system-x86_64",
+                 tcg_tb_size_mib: int = 64) -> None:
+        self.spec = spec
+        self.accel = accel
+        self.qemu = qemu
+        self.tcg_tb_size_mib = tcg_tb_size_mib
+        self.process: asyncio.subprocess.Process | None = None
+        self.monitor = Monitor(f"strongbox-{spec.name}")
+        self.agent_socket: socket.socket | None = None
+        self.launched_at = 0.0
+        self.qmp_ready_at = 0.0
+        self.returncode: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process else 0
+
+    @property
+    def qemu_log(self) -> os.PathLike[str]:
+        return self.spec.run_dir / "qemu.log"
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Launch QEMU and connect QMP; the guest starts running at once."""
+        binary = find_qemu(self.qemu)
+        for path, what in ((self.spec.kernel, "kernel"), (self.spec.initrd, "initrd")):
+            if not os.path.isfile(path):
+                raise HypervisorError(f"guest {what} {path}: no such file")
+        qmp_host, qmp_guest = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        agent_host, agent_guest = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = build_argv(binary, self.spec, self.accel, qmp_fd=qmp_guest.fileno(),
+                          agent_fd=agent_guest.fileno(), tcg_tb_size_mib=self.tcg_tb_size_mib)
+        try:
+            with open(self.qemu_log, "wb") as stderr:
+                self.launched_at = time.monotonic()
+                self.process = await asyncio.create_subprocess_exec(
+                    *argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                    pass_fds=(qmp_guest.fileno(), agent_guest.fileno()),
+                    preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            for s in (qmp_host, qmp_guest, agent_host, agent_guest):
+                s.close()
+            raise HypervisorError(f"cannot start QEMU: {exc.strerror}") from exc
+        finally:
+            qmp_guest.close()
+            agent_guest.close()
+        (self.spec.run_dir / "qemu.pid").write_text(f"{self.process.pid}\n")
+        self.agent_socket = agent_host
+        try:
+            await self.monitor.connect(qmp_host, timeout)
+        except HypervisorError:
+            await self._reap_after_failure()
+            raise HypervisorError(f"QEMU failed to start: {self.failure_reason()}") from None
+        self.qmp_ready_at = time.monotonic()
+
+    async def _reap_after_failure(self) -> None:
+        self.kill()
+        await self.wait()
+
+    def failure_reason(self) -> str:
+        """QEMU's last complaint, for error messages."""
+        try:
+            with open(self.qemu_log, "rb") as f:
+                lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines()]
+        except OSError:
+            lines = []
+        lines = [ln for ln in lines if ln]
+        if lines:
+            return lines[-1].removeprefix(f"{self.qemu}: ")
+        if self.returncode is not None:
+            return f"exited with status {self.returncode}"
+        return "no error output"
+
+    def console_tail(self, lines: int = 5) -> list[str]:
+        try:
+            with open(self.spec.console_log, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 8192))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return []
+        return [ln for ln in text.splitlines() if ln.strip()][-lines:]
+
+    async def wait(self) -> int:
+        if self.process is None:
+            return 0
+        self.returncode = await self.process.wait()
+        return self.returncode
+
+    async def wait_exit(self, timeout: float) -> bool:
+        """True when QEMU exited within ``timeout``."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.wait()), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def stop(self, timeout: float = 5.0) -> int:
+        """Ask QEMU to quit over QMP, and kill it if it does not within ``timeout``."""
+        if self.process is None or self.process.returncode is not None:
+            return await self.wait()
+        try:
+            await self.monitor.execute("quit", timeout=timeout)
+        except HypervisorError:
+            pass  # QEMU may exit before it answers
+        if not await self.wait_exit(timeout):
+            self.kill()
+        return await self.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            try:
+                self.process.kill()
+            except ProcessLookupError:
+                pass
+
+    async def close(self) -> None:
+        """Release host-side handles (after the process is gone)."""
+        await self.monitor.disconnect()
+        if self.agent_socket is not None:
+            self.agent_socket.close()
+            self.agent_socket = None

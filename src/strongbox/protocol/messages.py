@@ -1,0 +1,308 @@
+"""Messages are the typed JSON payloads of HELLO, REQUEST, RESPONSE and EVENT frames.
+
+JSON keeps the control plane debuggable and needs nothing beyond the standard library
+in the guest.  Decoding is deliberately strict: the host treats everything coming out
+of the guest as hostile, so a payload that is not exactly the expected shape is a
+ProtocolError naming the offending field, never a KeyError deep inside the host.
+
+Request and response ids travel in the frame's channel field, not in the JSON, so the
+host can route a response before parsing it and the payload carries only content.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .frame import Frame, Kind, ProtocolError, encode_frame
+
+E_UNKNOWN_METHOD = "unknown_method"
+E_INVALID_PARAMS = "invalid_params"
+E_NOT_FOUND = "not_found"
+E_EXISTS = "exists"
+E_INTERNAL = "internal"
+E_BUSY = "busy"
+E_OS = "os_error"
+E_UNSUPPORTED = "unsupported"
+E_TIMEOUT = "timeout"
+
+MAX_METHOD_LENGTH = 64
+_MAX_ID = 0xFFFFFFFF
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    # allow_nan=False: NaN/Infinity are not JSON and the strict decoder would reject them.
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _check_id(value: int, what: str) -> None:
+    if type(value) is not int or not 1 <= value <= _MAX_ID:
+        raise ValueError(f"{what} id must be an int in 1..{_MAX_ID}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Handshake message; the host speaks first, the agent echoes the nonce.
+
+    The nonce proves the answer belongs to this connection attempt (a stale agent
+    reply left in the serial port buffer must not complete a new handshake).  On a
+    version mismatch the agent still answers, with error set, so the host can report
+    something better than a timeout.
+    """
+
+    version: int
+    nonce: str
+    role: str
+    software: str = ""
+    features: tuple[str, ...] = ()
+    error: str = ""
+
+    def encode(self) -> bytes:
+        obj: dict[str, Any] = {
+            "version": self.version,
+            "nonce": self.nonce,
+            "role": self.role,
+            "software": self.software,
+            "features": list(self.features),
+        }
+        if self.error:
+            obj["error"] = self.error
+        return encode_frame(Kind.HELLO, 0, _dumps(obj))
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A call from host to agent; many may be in flight, matched to responses by id."""
+
+    id: int
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_id(self.id, "request")
+        if not isinstance(self.method, str) or not 0 < len(self.method) <= MAX_METHOD_LENGTH:
+            raise ValueError(f"method must be a str of 1..{MAX_METHOD_LENGTH} chars")
+
+    def encode(self) -> bytes:
+        payload = _dumps({"method": self.method, "params": self.params})
+        return encode_frame(Kind.REQUEST, self.id, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteError:
+    """An error reported by the peer.  Plain data, not an exception: the host maps it to its own."""
+
+    code: str
+    message: str
+    data: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            obj["data"] = self.data
+        return obj
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The answer to the request with the same id; carries a result or an error, never both."""
+
+    id: int
+    result: Any = None
+    error: RemoteError | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.id, "response")
+        if self.error is not None and self.result is not None:
+            raise ValueError("a response carries a result or an error, not both")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def encode(self) -> bytes:
+        obj = {"error": self.error.to_json()} if self.error is not None else {"result": self.result}
+        return encode_frame(Kind.RESPONSE, self.id, _dumps(obj))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An unsolicited notification from the agent, e.g. "process_exited" or "oom"."""
+
+    name: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return encode_frame(Kind.EVENT, 0, _dumps({"name": self.name, "data": self.data}))
+
+
+Message = Hello | Request | Response | Event
+
+
+def decode_message(frame: Frame) -> Message:
+    """Parse and validate the payload of a HELLO/REQUEST/RESPONSE/EVENT frame."""
+    decoder = _DECODERS.get(frame.kind)
+    if decoder is None:
+        raise ProtocolError(f"{frame.kind.name} frame does not carry a message")
+    where = f"{frame.kind.name} payload"
+    try:
+        obj = json.loads(frame.payload.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{where}: invalid UTF-8 ({exc.reason})") from None
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise ProtocolError(f"{where}: invalid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{where}: expected a JSON object, got {_json_type(obj)}")
+    return decoder(frame.channel, obj, where)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _str(obj: dict[str, Any], key: str, where: str, *, required: bool = True) -> str:
+    """A required key must be a non-empty string; an optional one defaults to ""."""
+    if required:
+        value = obj.get(key)
+        if not isinstance(value, str) or not value:
+            raise ProtocolError(f"{where}: {key!r} must be a non-empty string")
+        return value
+    value = obj.get(key, "")
+    if not isinstance(value, str):
+        raise ProtocolError(f"{where}: {key!r} must be a string")
+    return value
+
+
+def _object(obj: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = obj.get(key)
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where}: {key!r} must be an object, got {_json_type(value)}")
+    return value
+
+
+def _channel_id(channel: int, where: str) -> int:
+    if channel == 0:
+        raise ProtocolError(f"{where}: id must not be 0")
+    return channel
+
+
+def _require_channel_zero(channel: int, where: str) -> None:
+    if channel != 0:
+        raise ProtocolError(f"{where}: channel must be 0, got {channel}")
+
+
+def _decode_hello(channel: int, obj: dict[str, Any], where: str) -> Hello:
+    _require_channel_zero(channel, where)
+    version = obj.get("version")
+    if type(version) is not int or version < 0:
+        raise ProtocolError(f"{where}: 'version' must be a non-negative integer")
+    if not isinstance(obj.get("nonce"), str):
+        raise ProtocolError(f"{where}: 'nonce' must be a string")
+    features = obj.get("features", [])
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise ProtocolError(f"{where}: 'features' must be an array of strings")
+    return Hello(
+        version=version,
+        nonce=obj["nonce"],
+        role=_str(obj, "role", where),
+        software=_str(obj, "software", where, required=False),
+        features=tuple(features),
+        error=_str(obj, "error", where, required=False),
+    )
+
+
+def _decode_request(channel: int, obj: dict[str, Any], where: str) -> Request:
+    request_id = _channel_id(channel, where)
+    method = _str(obj, "method", where)
+    if len(method) > MAX_METHOD_LENGTH:
+        raise ProtocolError(f"{where}: 'method' is longer than {MAX_METHOD_LENGTH} characters")
+    return Request(request_id, method, _object(obj, "params", where))
+
+
+def _decode_response(channel: int, obj: dict[str, Any], where: str) -> Response:
+    response_id = _channel_id(channel, where)
+    if ("result" in obj) == ("error" in obj):
+        raise ProtocolError(f"{where}: exactly one of 'result' and 'error' must be present")
+    if "result" in obj:
+        return Response(response_id, result=obj["result"])
+    err = _object(obj, "error", where)
+    ewhere = f"{where}: error"
+    data = err.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise ProtocolError(f"{ewhere}: 'data' must be an object or null")
+    code = _str(err, "code", ewhere)
+    message = _str(err, "message", ewhere, required=False)
+    return Response(response_id, error=RemoteError(code, message, data))
+
+
+def _decode_event(channel: int, obj: dict[str, Any], where: str) -> Event:
+    _require_channel_zero(channel, where)
+    return Event(_str(obj, "name", where), _object(obj, "data", where))
+
+
+_DECODERS = {
+    Kind.HELLO: _decode_hello,
+    Kind.REQUEST: _decode_request,
+    Kind.RESPONSE: _decode_response,
+    Kind.EVENT: _decode_event,
+}
+
+
+class InvalidParams(ValueError):
+    """Request parameters do not match what the method expects (maps to E_INVALID_PARAMS)."""
+
+
+def _type_name(types: type | tuple[type, ...]) -> str:
+    if isinstance(types, tuple):
+        return " or ".join(_type_name(t) for t in types)
+    return "None" if types is type(None) else types.__name__
+
+
+def _matches(value: Any, types: type | tuple[type, ...]) -> bool:
+    for t in types if isinstance(types, tuple) else (types,):
+        if isinstance(value, bool):
+            # bool subclasses int, but True is never a valid memory size or pid.
+            if t is bool:
+                return True
+        elif t is float and isinstance(value, int):
+            return True  # JSON has one number type; 1 is a perfectly good 1.0
+        elif isinstance(value, t):
+            return True
+    return False
+
+
+def check_params(
+    params: dict[str, Any],
+    spec: dict[str, type | tuple[type, ...]],
+    optional: dict[str, type | tuple[type, ...]] | None = None,
+) -> None:
+    """Check that params has every key of spec (and any key of optional) with the right type.
+
+    Agent handlers call this first so a malformed request becomes one clear
+    E_INVALID_PARAMS answer instead of a TypeError halfway through creating a process.
+    Keys not mentioned in either spec are ignored, so a newer host can send hints an
+    older agent does not know.  A present optional key must match its type; add
+    type(None) to the spec to allow null.
+    """
+    if not isinstance(params, dict):
+        raise InvalidParams(f"params: expected dict, got {type(params).__name__}")
+    for key, types in spec.items():
+        if key not in params:
+            raise InvalidParams(f"params.{key}: missing (expected {_type_name(types)})")
+    for checks in (spec, optional or {}):
+        for key, types in checks.items():
+            if key in params and not _matches(params[key], types):
+                raise InvalidParams(
+                    f"params.{key}: expected {_type_name(types)}, got {type(params[key]).__name__}"
+                )

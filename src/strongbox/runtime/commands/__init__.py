@@ -1,0 +1,1 @@
+"""commands holds one module per verb group; each only parses and delegates."""

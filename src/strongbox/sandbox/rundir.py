@@ -1,0 +1,106 @@
+"""RunDir is the directory of one running VM's host-side files, and its cleanup.
+
+Layout: ``<root>/vms/<name>/`` holding ``owner.lock``, ``qemu.pid``,
+``console.log`` and ``qemu.log``. The process that owns the VM holds an
+exclusive ``flock`` on ``owner.lock`` for the VM's whole life; the kernel
+drops it when that process dies, however it dies. So "the lock can be
+taken" means "the owner is gone", with no pid-reuse races, and any later
+strongbox command can remove what a killed owner left: the QEMU process (if
+it somehow survived its parent-death signal) and the directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from strongbox.errors import StateDirError
+
+log = logging.getLogger("strongbox.sandbox")
+LOCK = "owner.lock"
+
+
+def _vms(root: Path) -> Path:
+    return root / "vms"
+
+
+class RunDir:
+    """A VM's run directory, locked by this process until :meth:`remove`."""
+
+    def __init__(self, path: Path, lock_fd: int) -> None:
+        self.path = path
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def create(cls, root: Path, name: str) -> RunDir:
+        base = _vms(root)
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateDirError(f"run directory {root}: cannot create ({exc.strerror})") from exc
+        collect_stale(root)
+        path = base / name
+        try:
+            path.mkdir(mode=0o700)
+            fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            raise StateDirError(f"run directory {path} already exists") from None
+        except OSError as exc:
+            shutil.rmtree(path, ignore_errors=True)
+            raise StateDirError(f"run directory {root}: cannot write ({exc.strerror})") from exc
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return cls(path, fd)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+def _owner_alive(path: Path) -> bool:
+    try:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False  # creation was interrupted before the lock existed
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _kill_leftover_qemu(path: Path) -> None:
+    try:
+        pid = int((path / "qemu.pid").read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if f"strongbox-{path.name}".encode() in cmdline:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def collect_stale(root: Path) -> list[str]:
+    """Remove the run directories (and QEMU processes) of owners that died."""
+    removed = []
+    try:
+        entries = list(_vms(root).iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        if not path.is_dir() or _owner_alive(path):
+            continue
+        _kill_leftover_qemu(path)
+        shutil.rmtree(path, ignore_errors=True)
+        log.debug("removed stale VM directory %s", path)
+        removed.append(path.name)
+    return removed

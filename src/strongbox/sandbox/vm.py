@@ -1,0 +1,92 @@
+"""GuestVM is one booted guest: a QEMU process plus a ready agent connection.
+
+Boot is a race between three outcomes, and each gets its own error: the
+agent answers (ready), QEMU exits (the guest crashed or QEMU refused its
+configuration: :class:`HypervisorError` with the console's last words), or
+the deadline passes (:class:`AgentTimeout`). Whatever happens, ``destroy``
+leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from strongbox.config import Config
+from strongbox.errors import AgentError, AgentTimeout, HypervisorError
+from strongbox.hypervisor.base import VMSpec
+from strongbox.hypervisor.qemu.accel import Accelerator
+from strongbox.hypervisor.qemu.driver import QemuVM
+from strongbox.sandbox.agent_client import AgentClient
+
+
+class GuestVM:
+    """Boot, use and tear down one microVM."""
+
+    def __init__(self, config: Config, spec: VMSpec, accel: Accelerator) -> None:
+        qemu = config.hypervisor.qemu
+        self.config = config
+        self.spec = spec
+        self.accel = accel
+        self.qemu = QemuVM(spec, accel, qemu.path, qemu.tcg_tb_size)
+        self.agent: AgentClient | None = None
+        self.ready_at = 0.0
+
+    @property
+    def launched_at(self) -> float:
+        return self.qemu.launched_at
+
+    async def boot(self, timeout: float) -> None:
+        """Start QEMU and wait until the agent has answered HELLO."""
+        deadline = time.monotonic() + timeout
+        await self.qemu.start(timeout=timeout)
+        assert self.qemu.agent_socket is not None
+        self.agent = AgentClient(self.qemu.agent_socket,
+                                 request_timeout=self.config.agent.request_timeout)
+        remaining = max(0.1, deadline - time.monotonic())
+        handshake = asyncio.create_task(self.agent.handshake(remaining))
+        exited = asyncio.create_task(self.qemu.wait())
+        done, _ = await asyncio.wait({handshake, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if handshake in done and handshake.exception() is None:
+            exited.cancel()
+            self.ready_at = time.monotonic()
+            return
+        if exited in done:
+            handshake.cancel()
+            raise HypervisorError(f"the VM exited during boot (status {exited.result()})"
+                                  f"{self._console_hint()}")
+        exited.cancel()
+        error = handshake.exception()
+        assert error is not None
+        if isinstance(error, AgentTimeout):
+            raise AgentTimeout(f"{error}{self._console_hint()}") from None
+        raise error
+
+    def _console_hint(self) -> str:
+        tail = self.qemu.console_tail(1)
+        return f"; guest console: {tail[-1].strip()[:200]}" if tail else ""
+
+    async def call(self, method: str, params: dict[str, Any] | None = None,
+                   timeout: float | None = None) -> Any:
+        assert self.agent is not None
+        return await self.agent.call(method, params, timeout=timeout)
+
+    async def shutdown(self, timeout: float = 10.0) -> int:
+        """Power the guest off through the agent; force it if that fails."""
+        if self.agent is not None and self.qemu.returncode is None:
+            try:
+                await self.agent.call("shutdown", timeout=timeout)
+            except AgentError:
+                pass  # the guest may be gone already; QEMU is stopped below
+            if await self.qemu.wait_exit(timeout):
+                return await self.qemu.wait()
+        return await self.qemu.stop(timeout)
+
+    async def destroy(self) -> None:
+        """Make sure nothing of this VM keeps running; release host handles."""
+        if self.agent is not None:
+            await self.agent.close()
+        self.qemu.kill()
+        await self.qemu.wait()
+        await self.qemu.close()
