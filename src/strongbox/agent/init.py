@@ -24,13 +24,6 @@ GUEST_ENV = {
 }
 
 
-def _process_start_s() -> float:
-    """When the kernel started this process, in boot-clock seconds."""
-    with open("/proc/self/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> None:
     started = time.clock_gettime(time.CLOCK_BOOTTIME)
     try:
@@ -38,7 +31,6 @@ def main() -> None:
         os.environ.update(GUEST_ENV)
         os.umask(0o022)
         mount_early()
-        state.timeline["init_exec_s"] = _process_start_s()
         state.timeline["agent_started_s"] = started
         fd = open_port(find_port())
         state.timeline["port_open_s"] = time.clock_gettime(time.CLOCK_BOOTTIME)

@@ -25,14 +25,26 @@ import select
 import sys
 import time
 
+from strongbox import __version__
 from strongbox.agent.reaper import Reaper
 from strongbox.protocol import (
+    E_INTERNAL,
+    E_INVALID_PARAMS,
+    E_OS,
+    E_UNKNOWN_METHOD,
+    VERSION,
     Event,
+    Frame,
     FrameDecoder,
+    Hello,
+    InvalidParams,
+    Kind,
+    ProtocolError,
     RemoteError,
     Request,
     Response,
     StreamMux,
+    decode_message,
 )
 
 TYPE_CHECKING = False  # typing costs ~25 ms of guest boot; mypy still reads the block
@@ -45,6 +57,7 @@ if TYPE_CHECKING:
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 _READ_SIZE = 256 * 1024
+_STREAM_KINDS = (Kind.DATA, Kind.EOF, Kind.CREDIT, Kind.RESET)
 #: While the host side is disconnected the port reads EOF at once: re-poll slowly.
 _RECONNECT_POLL = 0.02  # seconds
 
@@ -234,6 +247,74 @@ class Server:
         self._port_events = _IN
         if data:
             self._feed(data)
+
+    # --- frames --------------------------------------------------------------
+    def _feed(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except ProtocolError as exc:
+            # Resynchronise at the next HELLO: drop everything buffered.
+            self.log(f"agent: protocol error from host: {exc}")
+            self.decoder = FrameDecoder()
+            return
+        for frame in frames:
+            try:
+                self._dispatch(frame)
+            except ProtocolError as exc:
+                self.log(f"agent: protocol error from host: {exc}")
+
+    def _dispatch(self, frame: Frame) -> None:
+        if frame.kind in _STREAM_KINDS:
+            for event in self.mux.receive(frame):
+                sink = self.stream_sinks.get(event.stream_id)
+                if sink is not None:
+                    sink(event)
+            return
+        message = decode_message(frame)
+        if isinstance(message, Hello):
+            self._hello(message)
+        elif isinstance(message, Request):
+            self._request(message)
+
+    def _hello(self, hello: Hello) -> None:
+        """A new host session: forget the old one's streams and unsent output."""
+        self.sessions += 1
+        error = ""
+        if hello.version != VERSION:
+            error = f"agent speaks protocol version {VERSION}, host sent {hello.version}"
+        self.mux = StreamMux()
+        self.stream_sinks.clear()
+        self._out.clear()
+        self.send(Hello(VERSION, hello.nonce, "agent", f"strongbox-agent/{__version__}",
+                        ("streams",), error).encode())
+
+    def _request(self, request: Request) -> None:
+        handler = self.handlers.get(request.method)
+        if handler is None:
+            self._error(request.id, E_UNKNOWN_METHOD, f"unknown method {request.method!r}")
+            return
+        ctx = Context(self, request)
+        try:
+            result = handler(ctx, request.params)
+        except RequestError as exc:
+            self._error(request.id, exc.code, exc.message)
+            return
+        except InvalidParams as exc:
+            self._error(request.id, E_INVALID_PARAMS, str(exc))
+            return
+        except OSError as exc:
+            self._error(request.id, E_OS, str(exc))
+            return
+        except Exception as exc:  # a handler bug must not take PID 1 down
+            self.log(f"agent: {request.method} failed: {exc!r}")
+            self._error(request.id, E_INTERNAL, f"{type(exc).__name__}: {exc}")
+            return
+        if ctx.deferred is None:
+            self.send(Response(request.id, result=result).encode())
+
+    def _error(self, request_id: int, code: str, message: str) -> None:
+        self.send(Response(request_id, error=RemoteError(code, message)).encode())
+
 
 def _ignore_signal(signum: int, frame: object) -> None:
     """SIGCHLD needs a handler (not SIG_IGN) so that the wakeup fd fires and exits stay waitable."""

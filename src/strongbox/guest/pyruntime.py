@@ -23,15 +23,16 @@ STDLIB = "usr/lib/python3.11"
 LOADER = "lib64/ld-linux-x86-64.so.2"
 LIBRARY_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
 
-#: Modules the agent needs that no import statement names up front: the
-#: codecs CPython loads at start-up in the guest's locale, and the ctypes
-#: seccomp binding that containers load on demand.
+#: Modules the agent needs that no import statement at module level names:
+#: the codecs CPython loads at start-up in the guest's locale, and modules
+#: imported lazily (kept off the boot path on purpose).
 EXTRA_MODULES = (
     "encodings.utf_8",
     "encodings.ascii",
     "encodings.latin_1",
     "encodings.aliases",
     "strongbox.container._libseccomp",
+    "traceback",  # imported only when the agent dies, to say why on the console
 )
 
 _DISCOVER = r"""

@@ -54,6 +54,7 @@ that additions stay compatible; anything else unexpected is an error.
 from .frame import (
     FLAG_NONE,
     HEADER,
+    KIND_NAMES,
     MAGIC,
     MAX_DATA_CHUNK,
     MAX_PAYLOAD,
@@ -109,6 +110,7 @@ __all__ = [
     "FLAG_NONE",
     "HEADER",
     "INITIAL_WINDOW",
+    "KIND_NAMES",
     "MAGIC",
     "MAX_DATA_CHUNK",
     "MAX_METHOD_LENGTH",

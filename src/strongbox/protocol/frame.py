@@ -14,9 +14,10 @@ allocate gigabytes.
 
 from __future__ import annotations
 
-import enum
+# Deliberately only `struct`: this package is imported by the guest agent, where CPython
+# runs under TCG emulation and every import (dataclasses, enum, typing, collections...)
+# costs milliseconds.  Hence plain __slots__ classes instead of dataclasses and enums.
 import struct
-from dataclasses import dataclass
 
 MAGIC = b"SB"
 """First two bytes of every header; catches desynchronised or foreign streams early."""
@@ -49,12 +50,18 @@ class ProtocolError(Exception):
     """
 
 
-class Kind(enum.IntEnum):
+class Kind:
     """What a frame carries, and therefore what its channel id means.
 
     channel_id is the request id for REQUEST/RESPONSE, the stream id for
     DATA/CREDIT/EOF/RESET, and 0 for HELLO/EVENT.
+
+    A namespace of plain ints, not an enum (enum is too slow to import in the guest):
+    Frame.kind is an int, compare it with ==/in, and use Kind.name_of() or KIND_NAMES
+    to print it.
     """
+
+    __slots__ = ()
 
     HELLO = 1
     REQUEST = 2
@@ -65,28 +72,78 @@ class Kind(enum.IntEnum):
     EOF = 7
     RESET = 8
 
+    @staticmethod
+    def name_of(kind: int) -> str:
+        """The kind's name for messages, e.g. "DATA"; never raises for an unknown value."""
+        name = KIND_NAMES.get(kind)
+        return name if name is not None else f"kind {kind!r}"
 
-# Plain dict lookup: faster than Kind(value) and does not raise ValueError on the hot path.
-_KINDS: dict[int, Kind] = {k.value: k for k in Kind}
+
+KIND_NAMES: dict[int, str] = {value: name for name, value in vars(Kind).items() if name.isupper()}
+"""Every valid kind value -> its name, in wire-value order.  Membership validates a kind."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One decoded frame.  Immutable so it can be handed between layers without copies."""
+class _Value:
+    """Base of the immutable value classes here: a cheap stand-in for a frozen dataclass.
 
-    kind: Kind
+    A subclass lists its fields in __match_args__ (positional order, as a dataclass
+    would) and reuses that tuple as __slots__.  Equality compares the fields of two
+    instances of exactly the same class; hashing hashes them.  Instances are immutable
+    by convention only: nothing stops an assignment, but no code here ever makes one.
+    """
+
+    __slots__ = ()
+    __match_args__: tuple[str, ...] = ()
+
+    def _astuple(self) -> tuple[object, ...]:
+        return tuple([getattr(self, name) for name in self.__match_args__])
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._astuple() == other._astuple()
+
+    def __hash__(self) -> int:
+        return hash(self._astuple())
+
+    def __repr__(self) -> str:
+        fields = ", ".join([f"{name}={getattr(self, name)!r}" for name in self.__match_args__])
+        return f"{type(self).__qualname__}({fields})"
+
+
+class Frame(_Value):
+    """One decoded frame.  Immutable (by convention) so layers can share it without copies."""
+
+    __match_args__ = ("kind", "channel", "payload", "flags")
+    __slots__ = __match_args__
+
+    kind: int
     channel: int
     payload: bytes
-    flags: int = FLAG_NONE
+    flags: int
+
+    def __init__(self, kind: int, channel: int, payload: bytes, flags: int = FLAG_NONE) -> None:
+        self.kind = kind
+        self.channel = channel
+        self.payload = payload
+        self.flags = flags
+
+    def __repr__(self) -> str:
+        name = KIND_NAMES.get(self.kind)
+        kind = f"Kind.{name}" if name is not None else repr(self.kind)
+        return (
+            f"Frame(kind={kind}, channel={self.channel!r}, payload={self.payload!r}, "
+            f"flags={self.flags!r})"
+        )
 
 
-def encode_frame(kind: Kind, channel: int, payload: bytes = b"", flags: int = FLAG_NONE) -> bytes:
+def encode_frame(kind: int, channel: int, payload: bytes = b"", flags: int = FLAG_NONE) -> bytes:
     """Return the wire bytes of one frame.
 
     Raises ValueError (a local bug, not a protocol error) for values that could not be
     represented or that the peer would be entitled to reject.
     """
-    if kind not in _KINDS:
+    if kind not in KIND_NAMES:
         raise ValueError(f"unknown frame kind {kind!r}")
     if not 0 <= channel <= _U32_MAX:
         raise ValueError(f"channel {channel} is not a u32")
@@ -150,20 +207,20 @@ class FrameDecoder:
             del buf[:pos]
         return frames
 
-    def _parse_header(self, buf: bytearray, pos: int) -> tuple[int, Kind, int, int]:
+    def _parse_header(self, buf: bytearray, pos: int) -> tuple[int, int, int, int]:
         """Validate the header at pos; everything is checked before the payload is awaited."""
-        magic, version, kind_value, flags, reserved, channel, length = HEADER.unpack_from(buf, pos)
+        magic, version, kind, flags, reserved, channel, length = HEADER.unpack_from(buf, pos)
         if magic != MAGIC:
             raise ProtocolError(f"bad frame magic {magic!r}")
         if version != VERSION:
             raise ProtocolError(f"unsupported frame version {version}")
-        kind = _KINDS.get(kind_value)
-        if kind is None:
-            raise ProtocolError(f"unknown frame kind {kind_value}")
+        name = KIND_NAMES.get(kind)
+        if name is None:
+            raise ProtocolError(f"unknown frame kind {kind}")
         if reserved != 0:
             raise ProtocolError(f"reserved header field is {reserved}, expected 0")
         if length > self._max_payload:
             raise ProtocolError(
-                f"{kind.name} frame claims {length} payload bytes, limit is {self._max_payload}"
+                f"{name} frame claims {length} payload bytes, limit is {self._max_payload}"
             )
         return length, kind, flags, channel

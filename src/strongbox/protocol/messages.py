@@ -11,11 +11,13 @@ host can route a response before parsing it and the payload carries only content
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from typing import Any
+from .frame import KIND_NAMES, Frame, Kind, ProtocolError, _Value, encode_frame
+from .jsoncodec import dumps as _json_dumps
+from .jsoncodec import loads as _json_loads
 
-from .frame import Frame, Kind, ProtocolError, encode_frame
+TYPE_CHECKING = False  # `typing` is too slow to import in the guest; checkers treat this as True
+if TYPE_CHECKING:
+    from typing import Any
 
 E_UNKNOWN_METHOD = "unknown_method"
 E_INVALID_PARAMS = "invalid_params"
@@ -33,11 +35,7 @@ _MAX_ID = 0xFFFFFFFF
 
 def _dumps(obj: dict[str, Any]) -> bytes:
     # allow_nan=False: NaN/Infinity are not JSON and the strict decoder would reject them.
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
+    return _json_dumps(obj).encode()
 
 
 def _check_id(value: int, what: str) -> None:
@@ -45,8 +43,11 @@ def _check_id(value: int, what: str) -> None:
         raise ValueError(f"{what} id must be an int in 1..{_MAX_ID}, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class Hello:
+_NEW_DICT: Any = object()
+"""Default of Request.params and Event.data: stands for "a new empty dict per instance"."""
+
+
+class Hello(_Value):
     """Handshake message; the host speaks first, the agent echoes the nonce.
 
     The nonce proves the answer belongs to this connection attempt (a stale agent
@@ -55,12 +56,31 @@ class Hello:
     something better than a timeout.
     """
 
+    __match_args__ = ("version", "nonce", "role", "software", "features", "error")
+    __slots__ = __match_args__
+
     version: int
     nonce: str
     role: str
-    software: str = ""
-    features: tuple[str, ...] = ()
-    error: str = ""
+    software: str
+    features: tuple[str, ...]
+    error: str
+
+    def __init__(
+        self,
+        version: int,
+        nonce: str,
+        role: str,
+        software: str = "",
+        features: tuple[str, ...] = (),
+        error: str = "",
+    ) -> None:
+        self.version = version
+        self.nonce = nonce
+        self.role = role
+        self.software = software
+        self.features = features
+        self.error = error
 
     def encode(self) -> bytes:
         obj: dict[str, Any] = {
@@ -75,31 +95,43 @@ class Hello:
         return encode_frame(Kind.HELLO, 0, _dumps(obj))
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(_Value):
     """A call from host to agent; many may be in flight, matched to responses by id."""
+
+    __match_args__ = ("id", "method", "params")
+    __slots__ = __match_args__
 
     id: int
     method: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any]
 
-    def __post_init__(self) -> None:
-        _check_id(self.id, "request")
-        if not isinstance(self.method, str) or not 0 < len(self.method) <= MAX_METHOD_LENGTH:
+    def __init__(self, id: int, method: str, params: dict[str, Any] = _NEW_DICT) -> None:
+        _check_id(id, "request")
+        if not isinstance(method, str) or not 0 < len(method) <= MAX_METHOD_LENGTH:
             raise ValueError(f"method must be a str of 1..{MAX_METHOD_LENGTH} chars")
+        self.id = id
+        self.method = method
+        self.params = {} if params is _NEW_DICT else params
 
     def encode(self) -> bytes:
         payload = _dumps({"method": self.method, "params": self.params})
         return encode_frame(Kind.REQUEST, self.id, payload)
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteError:
+class RemoteError(_Value):
     """An error reported by the peer.  Plain data, not an exception: the host maps it to its own."""
+
+    __match_args__ = ("code", "message", "data")
+    __slots__ = __match_args__
 
     code: str
     message: str
-    data: dict[str, Any] | None = None
+    data: dict[str, Any] | None
+
+    def __init__(self, code: str, message: str, data: dict[str, Any] | None = None) -> None:
+        self.code = code
+        self.message = message
+        self.data = data
 
     def to_json(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -108,18 +140,23 @@ class RemoteError:
         return obj
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(_Value):
     """The answer to the request with the same id; carries a result or an error, never both."""
 
-    id: int
-    result: Any = None
-    error: RemoteError | None = None
+    __match_args__ = ("id", "result", "error")
+    __slots__ = __match_args__
 
-    def __post_init__(self) -> None:
-        _check_id(self.id, "response")
-        if self.error is not None and self.result is not None:
+    id: int
+    result: Any
+    error: RemoteError | None
+
+    def __init__(self, id: int, result: Any = None, error: RemoteError | None = None) -> None:
+        _check_id(id, "response")
+        if error is not None and result is not None:
             raise ValueError("a response carries a result or an error, not both")
+        self.id = id
+        self.result = result
+        self.error = error
 
     @property
     def ok(self) -> bool:
@@ -130,12 +167,18 @@ class Response:
         return encode_frame(Kind.RESPONSE, self.id, _dumps(obj))
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(_Value):
     """An unsolicited notification from the agent, e.g. "process_exited" or "oom"."""
 
+    __match_args__ = ("name", "data")
+    __slots__ = __match_args__
+
     name: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any]
+
+    def __init__(self, name: str, data: dict[str, Any] = _NEW_DICT) -> None:
+        self.name = name
+        self.data = {} if data is _NEW_DICT else data
 
     def encode(self) -> bytes:
         return encode_frame(Kind.EVENT, 0, _dumps({"name": self.name, "data": self.data}))
@@ -148,10 +191,10 @@ def decode_message(frame: Frame) -> Message:
     """Parse and validate the payload of a HELLO/REQUEST/RESPONSE/EVENT frame."""
     decoder = _DECODERS.get(frame.kind)
     if decoder is None:
-        raise ProtocolError(f"{frame.kind.name} frame does not carry a message")
-    where = f"{frame.kind.name} payload"
+        raise ProtocolError(f"{Kind.name_of(frame.kind)} frame does not carry a message")
+    where = f"{KIND_NAMES[frame.kind]} payload"
     try:
-        obj = json.loads(frame.payload.decode("utf-8"), parse_constant=_reject_constant)
+        obj = _json_loads(frame.payload.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"{where}: invalid UTF-8 ({exc.reason})") from None
     except ValueError as exc:  # json.JSONDecodeError is a ValueError

@@ -23,10 +23,8 @@ returns encoded frames to write.  The owner decides when to read, write and poll
 from __future__ import annotations
 
 import struct
-from collections import deque
-from dataclasses import dataclass, field
 
-from .frame import MAX_DATA_CHUNK, Frame, Kind, ProtocolError, encode_frame
+from .frame import MAX_DATA_CHUNK, Frame, Kind, ProtocolError, _Value, encode_frame
 
 INITIAL_WINDOW = 256 * 1024
 """Bytes a sender may have unacknowledged per stream and direction."""
@@ -38,60 +36,109 @@ _CREDIT = struct.Struct(">I")
 _MAX_STREAM_ID = 0xFFFFFFFF
 
 
-@dataclass(frozen=True, slots=True)
-class StreamData:
+class StreamData(_Value):
     """Bytes received on a stream; call StreamMux.consumed() once they are really used."""
+
+    __match_args__ = ("stream_id", "data")
+    __slots__ = __match_args__
 
     stream_id: int
     data: bytes
 
+    def __init__(self, stream_id: int, data: bytes) -> None:
+        self.stream_id = stream_id
+        self.data = data
 
-@dataclass(frozen=True, slots=True)
-class StreamEof:
+
+class StreamEof(_Value):
     """The peer will send no more data on this stream."""
 
+    __match_args__ = ("stream_id",)
+    __slots__ = __match_args__
+
     stream_id: int
 
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
 
-@dataclass(frozen=True, slots=True)
-class StreamWritable:
+
+class StreamWritable(_Value):
     """Our send window went from 0 to positive: an IO loop waiting to send may resume."""
 
+    __match_args__ = ("stream_id",)
+    __slots__ = __match_args__
+
     stream_id: int
 
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
 
-@dataclass(frozen=True, slots=True)
-class StreamReset:
+
+class StreamReset(_Value):
     """The peer abandoned the stream: it will neither read nor write it any more."""
 
+    __match_args__ = ("stream_id",)
+    __slots__ = __match_args__
+
     stream_id: int
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
 
 
 StreamEvent = StreamData | StreamEof | StreamWritable | StreamReset
 
 
-@dataclass(slots=True, eq=False)
 class _Stream:
-    """Per-stream flow-control state for both directions."""
+    """Per-stream flow-control state for both directions.
 
-    readable: bool
-    writable: bool
-    send_window: int
-    recv_window: int  # bytes the peer may still send before it needs more credit
-    queue: deque[bytes] = field(default_factory=deque)
-    head_offset: int = 0  # bytes of queue[0] already sent; avoids re-slicing big writes
-    queued: int = 0
-    write_closed: bool = False
-    eof_sent: bool = False
-    unconsumed: int = 0  # received, not yet consumed by the application
-    uncredited: int = 0  # consumed, credit not yet scheduled
-    eof_received: bool = False
-    reset_by_peer: bool = False
+    Queued chunks live in a list consumed from queue[head_index] on (a deque would cost
+    a `collections` import in the guest).  Sent chunks are replaced by b"" so their
+    memory is freed at once, and the dead prefix is dropped once it is at least half of
+    the list, which keeps take() amortised O(1) per chunk.
+    """
 
-    def __post_init__(self) -> None:
+    __slots__ = (
+        "eof_received",
+        "eof_sent",
+        "head_index",
+        "head_offset",
+        "queue",
+        "queued",
+        "readable",
+        "recv_window",
+        "reset_by_peer",
+        "send_window",
+        "unconsumed",
+        "uncredited",
+        "writable",
+        "write_closed",
+    )
+
+    def __init__(self, readable: bool, writable: bool, send_window: int, recv_window: int) -> None:
+        self.readable = readable
+        self.writable = writable
+        self.send_window = send_window
+        self.recv_window = recv_window  # bytes the peer may still send before it needs credit
+        self.queue: list[bytes] = []
+        self.head_index = 0  # queue[:head_index] was sent (and replaced by b"")
+        self.head_offset = 0  # bytes of queue[head_index] already sent; avoids re-slicing
+        self.queued = 0
         # A direction we never use counts as already finished.
-        self.write_closed = self.eof_sent = not self.writable
-        self.eof_received = not self.readable
+        self.write_closed = self.eof_sent = not writable
+        self.unconsumed = 0  # received, not yet consumed by the application
+        self.uncredited = 0  # consumed, credit not yet scheduled
+        self.eof_received = not readable
+        self.reset_by_peer = False
+
+    def __repr__(self) -> str:
+        return (
+            f"_Stream(readable={self.readable}, writable={self.writable}, "
+            f"send_window={self.send_window}, recv_window={self.recv_window}, "
+            f"queued={self.queued}, write_closed={self.write_closed}, "
+            f"eof_sent={self.eof_sent}, eof_received={self.eof_received}, "
+            f"reset_by_peer={self.reset_by_peer})"
+        )
 
     def wants_send(self) -> bool:
         """True if outgoing() could emit a DATA or EOF frame for this stream now."""
@@ -104,20 +151,36 @@ class _Stream:
         parts: list[bytes] = []
         need = n
         queue = self.queue
+        index = self.head_index
+        offset = self.head_offset
         while need:
-            head = queue[0]
-            available = len(head) - self.head_offset
+            head = queue[index]
+            available = len(head) - offset
             if available <= need:
-                parts.append(head[self.head_offset :] if self.head_offset else head)
-                queue.popleft()
-                self.head_offset = 0
+                parts.append(head[offset:] if offset else head)
+                queue[index] = b""  # release the chunk now, not at the next compaction
+                index += 1
+                offset = 0
                 need -= available
             else:
-                parts.append(head[self.head_offset : self.head_offset + need])
-                self.head_offset += need
+                parts.append(head[offset : offset + need])
+                offset += need
                 need = 0
+        if index == len(queue):
+            queue.clear()
+            index = 0
+        elif index * 2 >= len(queue):
+            del queue[:index]
+            index = 0
+        self.head_index = index
+        self.head_offset = offset
         self.queued -= n
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def drop_queue(self) -> None:
+        """Discard everything queued for sending."""
+        self.queue.clear()
+        self.queued = self.head_index = self.head_offset = 0
 
 
 class StreamMux:
@@ -235,10 +298,10 @@ class StreamMux:
         """Apply one DATA/CREDIT/EOF/RESET frame from the peer and return what it means."""
         handler = _HANDLERS.get(frame.kind)
         if handler is None:
-            raise ValueError(f"{frame.kind.name} is not a stream frame")
+            raise ValueError(f"{Kind.name_of(frame.kind)} is not a stream frame")
         sid = frame.channel
         if sid == 0:
-            raise ProtocolError(f"{frame.kind.name} frame on stream 0")
+            raise ProtocolError(f"{Kind.name_of(frame.kind)} frame on stream 0")
         st = self._streams.get(sid)
         if st is None:
             # Unknown or already closed locally: a race with our close/reset, not an
@@ -293,8 +356,7 @@ class StreamMux:
             return []
         st.reset_by_peer = True
         st.eof_received = st.eof_sent = st.write_closed = True
-        st.queue.clear()
-        st.queued = st.head_offset = 0
+        st.drop_queue()
         self._sending.pop(sid, None)
         self._credits.pop(sid, None)
         return [StreamReset(sid)]

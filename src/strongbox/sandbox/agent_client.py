@@ -266,4 +266,4 @@ class AgentClient:
             if self._hello is not None and not self._hello.done():
                 self._hello.set_result(message)
         else:
-            raise ProtocolError(f"unexpected {frame.kind.name} frame from the agent")
+            raise ProtocolError(f"unexpected {Kind.name_of(frame.kind)} frame from the agent")

@@ -59,16 +59,21 @@ async def _boot(config: Config, spec: VMSpec, accel_name: str, timeout: float,
     finally:
         await vm.destroy()
     t0 = vm.launched_at
-    # The guest's boot clock started when the kernel did; place it on the host's axis.
-    kernel_running = (asked + answered) / 2 - t0 - info["uptime_s"]
-    report: dict[str, Any] = dict(info)
+    kernel_running = vm.qemu.running_at - t0
+    # Early in boot the guest clock is unreliable under emulation, but once
+    # the agent runs it keeps time: place "agent started" by its distance
+    # from the guest_info answer, whose host time we know.
+    answered_mid = (asked + answered) / 2 - t0
+    agent_started = answered_mid - (info["uptime_s"] - info["agent_started_s"])
+    report: dict[str, Any] = {k: v for k, v in info.items() if not k.endswith("_s")}
+    report["guest_uptime_s"] = info["uptime_s"]
     report.update(
         accelerator=accel_name,
         name=spec.name,
         memory_mib=spec.memory_mib,
         qemu_started_s=round(vm.qemu.qmp_ready_at - t0, 4),
         kernel_running_s=round(max(0.0, kernel_running), 4),
-        init_started_s=round(max(0.0, kernel_running) + info.get("init_exec_s", 0.0), 4),
+        agent_started_s=round(max(kernel_running, agent_started), 4),
         agent_ready_s=round(vm.ready_at - t0, 4),
         stopped_s=round(stopped - t0, 4),
         qemu_exit_status=status,

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from strongbox.config import Config
-from strongbox.errors import AgentError, AgentTimeout, HypervisorError
+from strongbox.errors import AgentError, HypervisorError
 from strongbox.hypervisor.base import VMSpec
 from strongbox.hypervisor.qemu.accel import Accelerator
 from strongbox.hypervisor.qemu.driver import QemuVM
@@ -59,8 +59,8 @@ class GuestVM:
         exited.cancel()
         error = handshake.exception()
         assert error is not None
-        if isinstance(error, AgentTimeout):
-            raise AgentTimeout(f"{error}{self._console_hint()}") from None
+        if isinstance(error, AgentError):
+            raise type(error)(f"{error}{self._console_hint()}") from None
         raise error
 
     def _console_hint(self) -> str:

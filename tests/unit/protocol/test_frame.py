@@ -6,6 +6,7 @@ import pytest
 
 from strongbox.protocol.frame import (
     HEADER,
+    KIND_NAMES,
     MAGIC,
     MAX_PAYLOAD,
     VERSION,
@@ -34,8 +35,8 @@ def test_header_is_16_bytes() -> None:
     assert HEADER.size == 16
 
 
-@pytest.mark.parametrize("kind", list(Kind))
-def test_round_trip_every_kind(kind: Kind) -> None:
+@pytest.mark.parametrize("kind", list(KIND_NAMES))
+def test_round_trip_every_kind(kind: int) -> None:
     wire = encode_frame(kind, 7, b"payload")
     assert wire[:2] == MAGIC
     assert FrameDecoder().feed(wire) == [Frame(kind, 7, b"payload")]
@@ -128,3 +129,39 @@ def test_decoder_stays_broken_after_error() -> None:
 def test_encode_rejects_unrepresentable(args: tuple, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         encode_frame(*args)
+
+
+def test_kind_is_plain_ints_with_names() -> None:
+    assert list(KIND_NAMES.items()) == [
+        (1, "HELLO"),
+        (2, "REQUEST"),
+        (3, "RESPONSE"),
+        (4, "EVENT"),
+        (5, "DATA"),
+        (6, "CREDIT"),
+        (7, "EOF"),
+        (8, "RESET"),
+    ]
+    assert type(Kind.DATA) is int
+    assert Kind.name_of(Kind.CREDIT) == "CREDIT"
+    assert Kind.name_of(42) == "kind 42"
+    (frame,) = FrameDecoder().feed(encode_frame(Kind.EOF, 3))
+    assert type(frame.kind) is int
+    assert frame.kind in (Kind.DATA, Kind.EOF)
+
+
+def test_frame_has_value_semantics() -> None:
+    frame = Frame(Kind.DATA, 1, b"x")
+    assert frame == Frame(kind=Kind.DATA, channel=1, payload=b"x", flags=0)
+    assert frame != Frame(Kind.DATA, 1, b"x", 1)
+    assert frame != (Kind.DATA, 1, b"x", 0)
+    assert hash(frame) == hash(Frame(Kind.DATA, 1, b"x"))
+    assert len({frame, Frame(Kind.DATA, 1, b"x"), Frame(Kind.EOF, 1, b"")}) == 2
+    assert repr(frame) == "Frame(kind=Kind.DATA, channel=1, payload=b'x', flags=0)"
+    assert repr(Frame(42, 0, b"")) == "Frame(kind=42, channel=0, payload=b'', flags=0)"
+    assert not hasattr(frame, "__dict__")
+    match frame:
+        case Frame(Kind.DATA, channel, payload):
+            assert (channel, payload) == (1, b"x")
+        case _:
+            pytest.fail("Frame does not support positional match patterns")

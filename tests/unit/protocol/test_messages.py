@@ -55,7 +55,7 @@ def test_hello_omits_empty_error() -> None:
     assert b"error" not in frame.payload
 
 
-def _frame(kind: Kind, payload: bytes | str, channel: int = 1) -> Frame:
+def _frame(kind: int, payload: bytes | str, channel: int = 1) -> Frame:
     raw = payload.encode() if isinstance(payload, str) else payload
     return Frame(kind, channel, raw)
 
@@ -161,3 +161,31 @@ def test_check_params_messages(params: Any, optional: Any, message: str) -> None
         check_params(params, SPEC, optional)
     assert str(info.value) == message
     assert isinstance(info.value, ValueError)
+
+
+def test_messages_have_value_semantics_and_dataclass_like_repr() -> None:
+    hello = Hello(1, "n", "host")
+    assert hello == Hello(version=1, nonce="n", role="host", software="", features=(), error="")
+    assert hello != Hello(1, "n", "agent")
+    assert hash(hello) == hash(Hello(1, "n", "host"))
+    assert repr(hello) == (
+        "Hello(version=1, nonce='n', role='host', software='', features=(), error='')"
+    )
+    assert repr(Response(2, error=RemoteError("x", "y"))) == (
+        "Response(id=2, result=None, error=RemoteError(code='x', message='y', data=None))"
+    )
+    assert Request(1, "m", {}) != Response(1)
+    assert not hasattr(hello, "__dict__")
+    match Response(3, result=7):
+        case Response(3, result):
+            assert result == 7
+        case _:
+            pytest.fail("Response does not support positional match patterns")
+
+
+def test_default_params_and_data_are_fresh_dicts() -> None:
+    a, b = Request(1, "m"), Request(id=2, method="m")
+    assert a.params == {} and a.params is not b.params
+    e, f = Event("x"), Event(name="x")
+    assert e.data == {} and e.data is not f.data
+    assert e == f

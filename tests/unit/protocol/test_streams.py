@@ -96,7 +96,7 @@ def test_window_blocks_sending_until_consumed_returns_credit() -> None:
     assert not b.has_outgoing()  # below half a window: still batched
     b.consumed(1, 1)
     (credit,) = _frames(b)
-    assert credit.kind is Kind.CREDIT and struct.unpack(">I", credit.payload) == (500,)
+    assert credit.kind == Kind.CREDIT and struct.unpack(">I", credit.payload) == (500,)
     assert a.receive(credit) == [StreamWritable(1)]
     assert a.send_window(1) == 500
     assert sum(len(f.payload) for f in _frames(a)) == 500
@@ -121,7 +121,7 @@ def test_round_robin_interleaves_busy_streams() -> None:
     for sid in (1, 2, 3):
         a.open(sid)
         a.write(sid, bytes([sid]) * 10_000)
-    order = [f.channel for f in _frames(a) if f.kind is Kind.DATA]
+    order = [f.channel for f in _frames(a) if f.kind == Kind.DATA]
     assert len(set(order[:3])) == 3
     assert order[:9] == [1, 2, 3] * 3
 
@@ -301,3 +301,28 @@ def test_outgoing_wire_is_decodable_and_credit_goes_first() -> None:
     wire = b"".join(b.outgoing())
     assert [f.kind for f in FrameDecoder().feed(wire)] == [Kind.CREDIT, Kind.DATA]
     assert encode_frame(Kind.DATA, 1, b"z") in wire
+
+
+def test_many_small_writes_drain_in_order_across_partial_chunks() -> None:
+    a, b = pair(window=1 << 20, max_chunk=7)
+    a.open(1)
+    b.open(1)
+    expected = b"".join(bytes([i % 251]) * (i % 5 + 1) for i in range(3000))
+    pos = 0
+    for i in range(3000):
+        n = i % 5 + 1
+        a.write(1, expected[pos : pos + n])
+        pos += n
+    a.close_write(1)
+    events = pump(a, b, FrameDecoder())
+    assert b"".join(e.data for e in events if isinstance(e, StreamData)) == expected
+    assert events[-1] == StreamEof(1)
+    assert a.queued(1) == 0 and not a.has_outgoing()
+
+
+def test_stream_events_have_value_semantics() -> None:
+    assert StreamEof(1) == StreamEof(stream_id=1)
+    assert StreamEof(1) != StreamReset(1)
+    assert hash(StreamData(1, b"x")) == hash(StreamData(1, b"x"))
+    assert repr(StreamData(1, b"x")) == "StreamData(stream_id=1, data=b'x')"
+    assert isinstance(StreamReset(1), StreamEof | StreamReset)

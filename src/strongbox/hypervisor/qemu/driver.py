@@ -63,6 +63,7 @@ class QemuVM:
         self.agent_socket: socket.socket | None = None
         self.launched_at = 0.0
         self.qmp_ready_at = 0.0
+        self.running_at = 0.0
         self.returncode: int | None = None
 
     @property
@@ -74,7 +75,7 @@ class QemuVM:
         return self.spec.run_dir / "qemu.log"
 
     async def start(self, timeout: float = 10.0) -> None:
-        """Launch QEMU and connect QMP; the guest starts running at once."""
+        """Launch QEMU paused, connect QMP, then let the guest run."""
         binary = find_qemu(self.qemu)
         for path, what in ((self.spec.kernel, "kernel"), (self.spec.initrd, "initrd")):
             if not os.path.isfile(path):
@@ -107,6 +108,8 @@ class QemuVM:
             await self._reap_after_failure()
             raise HypervisorError(f"QEMU failed to start: {self.failure_reason()}") from None
         self.qmp_ready_at = time.monotonic()
+        await self.monitor.execute("cont", timeout=timeout)
+        self.running_at = time.monotonic()
 
     async def _reap_after_failure(self) -> None:
         self.kill()

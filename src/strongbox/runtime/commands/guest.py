@@ -108,7 +108,7 @@ def _print_boot(report: dict[str, Any]) -> None:
               f"{report['python_version']}, RSS {report['agent_rss_kib'] / 1024:.1f} MiB\n")
     out.write("timeline (seconds since QEMU was launched)\n")
     for label, key in (("QEMU started", "qemu_started_s"), ("kernel running", "kernel_running_s"),
-                       ("/init started", "init_started_s"), ("agent ready", "agent_ready_s"),
+                       ("agent started", "agent_started_s"), ("agent ready", "agent_ready_s"),
                        ("powered off", "stopped_s")):
         if key in report:
             out.write(f"  {report[key]:7.3f}  {label}\n")
