@@ -155,7 +155,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 def parse_config(data: dict[str, Any], source: str = "config") -> Config:
     """Build a validated :class:`Config` from parsed TOML."""
     try:
-        config = _build(Config, data, "")
+        config: Config = _build(Config, data, "")
         config.validate()
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
@@ -175,7 +175,7 @@ def _build(cls: type[Any], data: Any, prefix: str) -> Any:
     for name, value in data.items():
         hint = hints[name]
         key = prefix + name
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[name] = _build(hint, value, key + ".")
         else:
             values[name] = _coerce(key, hint, value)

@@ -32,6 +32,7 @@ from strongbox.protocol import (
     E_INVALID_PARAMS,
     E_OS,
     E_UNKNOWN_METHOD,
+    MAGIC,
     VERSION,
     Event,
     Frame,
@@ -58,6 +59,7 @@ _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 _READ_SIZE = 256 * 1024
 _STREAM_KINDS = (Kind.DATA, Kind.EOF, Kind.CREDIT, Kind.RESET)
+_HELLO_START = MAGIC + bytes((VERSION, Kind.HELLO))
 #: While the host side is disconnected the port reads EOF at once: re-poll slowly.
 _RECONNECT_POLL = 0.02  # seconds
 
@@ -116,6 +118,8 @@ class Server:
         self.stream_sinks: dict[int, Callable[[Any], None]] = {}
         self.reaper = Reaper()
         self.sessions = 0
+        #: Not None while skipping garbage up to the next HELLO (holds a partial match).
+        self._resync: bytes | None = None
         self._epoll = select.epoll()
         self._callbacks: dict[int, Callable[[int], None]] = {}
         self._out = bytearray()
@@ -250,18 +254,36 @@ class Server:
 
     # --- frames --------------------------------------------------------------
     def _feed(self, data: bytes) -> None:
+        if self._resync is not None:
+            data = self._find_hello(self._resync + data)
+            if not data:
+                return
         try:
             frames = self.decoder.feed(data)
         except ProtocolError as exc:
-            # Resynchronise at the next HELLO: drop everything buffered.
+            # Garbage (a previous host's half-written frame, a bug): drop it
+            # and look for the start of the next HELLO, which begins a session.
             self.log(f"agent: protocol error from host: {exc}")
             self.decoder = FrameDecoder()
+            self._resync = b""
+            rest = self._find_hello(data[2:])
+            if rest:
+                self._feed(rest)
             return
         for frame in frames:
             try:
                 self._dispatch(frame)
             except ProtocolError as exc:
                 self.log(f"agent: protocol error from host: {exc}")
+
+    def _find_hello(self, data: bytes) -> bytes:
+        """Bytes from the next HELLO header on; keep a tail in case it is split."""
+        at = data.find(_HELLO_START)
+        if at < 0:
+            self._resync = data[-(len(_HELLO_START) - 1):]
+            return b""
+        self._resync = None
+        return data[at:]
 
     def _dispatch(self, frame: Frame) -> None:
         if frame.kind in _STREAM_KINDS:

@@ -43,7 +43,7 @@ class _ScannerContext:
 
 
 if _json is not None:
-    _scan = _json.make_scanner(_ScannerContext())
+    _scan = _json.make_scanner(_ScannerContext())  # type: ignore[arg-type]
     _encode = _json.make_encoder(
         {},  # markers: detect reference cycles
         _not_serializable,

@@ -17,6 +17,7 @@ from .jsoncodec import loads as _json_loads
 
 TYPE_CHECKING = False  # `typing` is too slow to import in the guest; checkers treat this as True
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 E_UNKNOWN_METHOD = "unknown_method"
@@ -211,7 +212,8 @@ def _json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, int | float):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _str(obj: dict[str, Any], key: str, where: str, *, required: bool = True) -> str:
@@ -294,7 +296,7 @@ def _decode_event(channel: int, obj: dict[str, Any], where: str) -> Event:
     return Event(_str(obj, "name", where), _object(obj, "data", where))
 
 
-_DECODERS = {
+_DECODERS: dict[int, Callable[[int, dict[str, Any], str], Message]] = {
     Kind.HELLO: _decode_hello,
     Kind.REQUEST: _decode_request,
     Kind.RESPONSE: _decode_response,

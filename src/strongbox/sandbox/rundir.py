@@ -91,7 +91,7 @@ def _kill_leftover_qemu(path: Path) -> None:
 
 def collect_stale(root: Path) -> list[str]:
     """Remove the run directories (and QEMU processes) of owners that died."""
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(_vms(root).iterdir())
     except OSError:

@@ -14,11 +14,14 @@ import time
 from typing import Any
 
 from strongbox.config import Config
-from strongbox.errors import AgentError, HypervisorError
+from strongbox.errors import AgentBroken, AgentError, AgentTimeout, HypervisorError
 from strongbox.hypervisor.base import VMSpec
 from strongbox.hypervisor.qemu.accel import Accelerator
 from strongbox.hypervisor.qemu.driver import QemuVM
 from strongbox.sandbox.agent_client import AgentClient
+
+#: Console lines worth quoting in an error, in preference to the last line.
+_TELLING = ("Kernel panic", "Error", "error:", "Traceback", "not found", "failed")
 
 
 class GuestVM:
@@ -52,20 +55,31 @@ class GuestVM:
             exited.cancel()
             self.ready_at = time.monotonic()
             return
+        error = None if exited in done else handshake.exception()
+        if isinstance(error, AgentBroken):
+            # The channel usually breaks because QEMU is exiting: say that instead.
+            done, _ = await asyncio.wait({exited}, timeout=2)
         if exited in done:
             handshake.cancel()
             raise HypervisorError(f"the VM exited during boot (status {exited.result()})"
                                   f"{self._console_hint()}")
         exited.cancel()
-        error = handshake.exception()
         assert error is not None
+        if isinstance(error, AgentTimeout):
+            raise AgentTimeout(f"the guest agent did not answer within {timeout:g}s"
+                               f"{self._console_hint()}") from None
         if isinstance(error, AgentError):
             raise type(error)(f"{error}{self._console_hint()}") from None
         raise error
 
     def _console_hint(self) -> str:
-        tail = self.qemu.console_tail(1)
-        return f"; guest console: {tail[-1].strip()[:200]}" if tail else ""
+        """The most telling recent console line: a panic or error if there is one."""
+        tail = self.qemu.console_tail(20)
+        if not tail:
+            return ""
+        telling = [ln for ln in tail if any(w in ln for w in _TELLING)]
+        line = (telling or tail)[-1].strip()
+        return f"; guest console: {line[:200]}"
 
     async def call(self, method: str, params: dict[str, Any] | None = None,
                    timeout: float | None = None) -> Any:

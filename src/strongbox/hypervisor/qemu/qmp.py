@@ -44,7 +44,7 @@ class Monitor:
         try:
             return await asyncio.wait_for(self._client.execute(command, arguments), timeout)
         except ExecuteError as exc:
-            raise QMPCommandError(command, exc.error.desc) from exc
+            raise QMPCommandError(command, exc.error.error.desc) from exc
         except (TimeoutError, QMPError, OSError, EOFError) as exc:
             raise HypervisorError(f"QMP {command} failed: {exc or type(exc).__name__}") from exc
 

@@ -1,0 +1,47 @@
+"""Fixtures shared by every tier: temporary roots, the built guest, process checks."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from strongbox.guest.assets import AssetStore
+from strongbox.runtime.paths import DEFAULT_STATE_DIR
+from tests.framework.procs import qemu_pids, wait_until
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    """A private ``--root`` for one test; fails the test if a QEMU of it survives."""
+    with tempfile.TemporaryDirectory(prefix="sbx-") as tmp:
+        path = Path(tmp)
+        yield path
+        survivors = qemu_pids(str(path))
+        for pid in survivors:
+            import os
+            import signal
+
+            os.kill(pid, signal.SIGKILL)
+        assert not survivors, f"QEMU processes of this test survived: {survivors}"
+
+
+@pytest.fixture(scope="session")
+def guest_assets() -> dict[str, Path]:
+    """The guest kernel and initrd `make setup` built (VM tests need them)."""
+    current = AssetStore(DEFAULT_STATE_DIR).current()
+    if set(current) != {"kernel", "initrd"}:
+        pytest.fail(f"no guest assets in {DEFAULT_STATE_DIR}: run `make setup` first")
+    return {kind: asset.path for kind, asset in current.items()}
+
+
+@pytest.fixture
+def no_leaks(root: Path) -> Iterator[Path]:
+    """After the test: no QEMU of this root and no VM run directory left."""
+    yield root
+    assert wait_until(lambda: not qemu_pids(str(root)), timeout=5)
+    vms = root / "vms"
+    leftovers = sorted(p.name for p in vms.iterdir()) if vms.exists() else []
+    assert not leftovers, f"run directories left behind: {leftovers}"

@@ -1,0 +1,1 @@
+"""Shared test machinery: run the CLI, find processes, build tiny initrds."""

@@ -1,0 +1,39 @@
+"""Looking for processes the way a leak detector would: through /proc."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def pids_with_cmdline(fragment: str) -> list[int]:
+    """Live processes whose command line contains ``fragment``."""
+    found = []
+    needle = fragment.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if needle in cmdline and ") Z " not in stat:
+            found.append(int(entry))
+    return found
+
+
+def qemu_pids(marker: str) -> list[int]:
+    """QEMU processes whose command line mentions ``marker`` (e.g. a test's root dir)."""
+    return [pid for pid in pids_with_cmdline(marker)
+            if b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

@@ -1,0 +1,50 @@
+"""The QEMU command line for a microvm guest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from strongbox.hypervisor.base import VMSpec
+from strongbox.hypervisor.qemu.accel import Accelerator
+from strongbox.hypervisor.qemu.cmdline import build_argv, kernel_command_line
+
+SPEC = VMSpec(name="t1", kernel=Path("/k"), initrd=Path("/i"), memory_mib=300, vcpus=2,
+              run_dir=Path("/run/x"), kernel_params=("foo=bar",))
+TCG = Accelerator("tcg", "test")
+KVM = Accelerator("kvm", "test")
+
+
+def _opt(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_microvm_essentials() -> None:
+    argv = build_argv("/usr/bin/qemu", SPEC, TCG, qmp_fd=7, agent_fd=8, tcg_tb_size_mib=32)
+    assert argv[0] == "/usr/bin/qemu"
+    for flag in ("-nodefaults", "-no-user-config", "-no-reboot"):
+        assert flag in argv
+    assert _opt(argv, "-machine")[0].startswith("microvm,acpi=off")
+    assert _opt(argv, "-m") == ["300M"] and _opt(argv, "-smp") == ["2"]
+    assert _opt(argv, "-kernel") == ["/k"] and _opt(argv, "-initrd") == ["/i"]
+    assert _opt(argv, "-accel") == ["tcg,thread=multi,tb-size=32"]
+    devices = _opt(argv, "-device")
+    assert "virtio-rng-device,rng=rng0" in devices
+    assert "virtserialport,chardev=agent,name=strongbox.agent" in devices
+    chardevs = _opt(argv, "-chardev")
+    assert "socket,id=qmp,fd=7" in chardevs and "socket,id=agent,fd=8" in chardevs
+    assert "file,id=console,path=/run/x/console.log" in chardevs
+
+
+def test_kvm_uses_host_cpu() -> None:
+    argv = build_argv("qemu", SPEC, KVM, qmp_fd=3, agent_fd=4)
+    assert _opt(argv, "-accel") == ["kvm"] and _opt(argv, "-cpu") == ["host"]
+    assert "noapictimer" not in kernel_command_line(SPEC, KVM)
+
+
+def test_kernel_command_line() -> None:
+    line = kernel_command_line(SPEC, TCG)
+    assert "console=hvc0" in line and "reboot=t" in line and "panic=-1" in line
+    assert "quiet" in line and line.endswith("foo=bar")
+    assert "noapictimer" in line
+    debug = VMSpec(**{**SPEC.__dict__, "debug": True})
+    assert "quiet" not in kernel_command_line(debug, TCG)
