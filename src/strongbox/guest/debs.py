@@ -8,7 +8,6 @@ cached by file name and verified against the sums.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import subprocess
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from strongbox.errors import GuestBuildError
+from strongbox.guest.assets import file_sha256
 from strongbox.guest.progress import Reporter
 
 _URI_LINE = re.compile(
@@ -64,14 +64,6 @@ def resolve(packages: list[str]) -> list[DebRef]:
     return sorted(refs, key=lambda r: r.package)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch(refs: list[DebRef], cache: Path, reporter: Reporter) -> list[Path]:
     """Make sure every package file is in ``cache`` and intact; return their paths."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -92,7 +84,7 @@ def fetch(refs: list[DebRef], cache: Path, reporter: Reporter) -> list[Path]:
 
 
 def _intact(path: Path, ref: DebRef) -> bool:
-    return path.is_file() and path.stat().st_size == ref.size and _sha256(path) == ref.sha256
+    return path.is_file() and path.stat().st_size == ref.size and file_sha256(path) == ref.sha256
 
 
 def extract(debs: list[Path], dest: Path) -> None:
