@@ -96,7 +96,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     assets = AssetStore(DEFAULT_STATE_DIR).current()
