@@ -47,6 +47,9 @@ class QemuConfig:
     default_vcpus: int = 1
     #: Guest RAM in MiB when the container sets no memory limit.
     default_memory: int = 256
+    #: MiB added to a container's memory limit to size its VM (guest kernel,
+    #: agent, page cache): the limit itself is enforced inside the guest.
+    memory_margin: int = 64
     #: Appended to the kernel command line strongbox builds.
     kernel_params: str = ""
     #: auto: KVM when the host has hardware virtualisation, else TCG.
@@ -60,6 +63,7 @@ class QemuConfig:
         _choice("hypervisor.qemu.accelerator", self.accelerator, ACCELERATORS)
         _at_least("hypervisor.qemu.default_vcpus", self.default_vcpus, 1)
         _at_least("hypervisor.qemu.default_memory", self.default_memory, 64)
+        _at_least("hypervisor.qemu.memory_margin", self.memory_margin, 16)
         _at_least("hypervisor.qemu.tcg_tb_size", self.tcg_tb_size, 8)
         if self.machine_type != "microvm":
             raise ConfigError(

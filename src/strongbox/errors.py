@@ -13,6 +13,7 @@
      │    ├── AgentBroken         the VM or agent died under us (unexpected)
      │    └── AgentRequestError   the agent answered with an error
      └── SandboxError             a sandbox-level operation failed
+          └── ContainerStartError the container's process could not start
 
 The command line prints ``str(error)`` as one line and exits non-zero, so
 every message names what was wrong and what was expected. Foreign errors
@@ -76,12 +77,26 @@ class AgentRequestError(AgentError):
     so callers can branch on it without parsing messages.
     """
 
-    def __init__(self, method: str, code: str, message: str) -> None:
+    def __init__(self, method: str, code: str, message: str,
+                 data: dict[str, object] | None = None) -> None:
         super().__init__(f"agent {method}: {message}")
         self.method = method
         self.code = code
         self.remote_message = message
+        self.data = data or {}
 
 
 class SandboxError(StrongboxError):
     """A sandbox-level operation failed."""
+
+
+class ContainerStartError(SandboxError):
+    """The container's process could not be started (e.g. exec failed).
+
+    ``exit_code`` is what a runc-compatible runtime exits with: 127 when the
+    executable was not found, 126 when it could not be executed, else 1.
+    """
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -15,7 +15,7 @@ from strongbox.agent.handlers import all_handlers
 from strongbox.agent.mounts import mount_early
 from strongbox.agent.port import find_port, open_port
 from strongbox.agent.server import Server, console_log
-from strongbox.container._syscalls import RB_AUTOBOOT, reboot
+from strongbox.container._syscalls import MS_BIND, MS_MOVE, MS_REC, RB_AUTOBOOT, mount, reboot
 
 GUEST_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -24,12 +24,34 @@ GUEST_ENV = {
 }
 
 
+#: Where the initramfs is bound to before becoming the root (a directory in it).
+BIND_ROOT = "/sysroot"
+
+
+def enter_bound_root() -> None:
+    """Make the root a bind mount of the initramfs, so containers can pivot_root.
+
+    pivot_root(2) refuses to move away from a namespace's initial root
+    mount, and the initramfs *is* that mount. A bind of it, moved on top of
+    it and chroot-ed into, is an ordinary mount with a parent; every mount
+    namespace copied from here can then pivot_root as on any host. Nothing
+    is copied, so this costs no memory and almost no time.
+    """
+    os.makedirs(BIND_ROOT, exist_ok=True)
+    mount("/", BIND_ROOT, None, MS_BIND | MS_REC)
+    os.chdir(BIND_ROOT)
+    mount(".", "/", None, MS_MOVE)
+    os.chroot(".")
+    os.chdir("/")
+
+
 def main() -> None:
     started = time.clock_gettime(time.CLOCK_BOOTTIME)
     try:
         os.environ.clear()
         os.environ.update(GUEST_ENV)
         os.umask(0o022)
+        enter_bound_root()
         mount_early()
         state.timeline["agent_started_s"] = started
         fd = open_port(find_port())

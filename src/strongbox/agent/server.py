@@ -55,8 +55,8 @@ if TYPE_CHECKING:
 
     Handler = Callable[["Context", dict[str, Any]], Any]
 
-_IN = select.EPOLLIN
-_OUT = select.EPOLLOUT
+_IN = EPOLLIN = select.EPOLLIN
+_OUT = EPOLLOUT = select.EPOLLOUT
 _READ_SIZE = 256 * 1024
 _STREAM_KINDS = (Kind.DATA, Kind.EOF, Kind.CREDIT, Kind.RESET)
 _HELLO_START = MAGIC + bytes((VERSION, Kind.HELLO))
@@ -87,10 +87,10 @@ class Deferred:
             self.done = True
             self._server.send(Response(self._id, result=result).encode())
 
-    def reject(self, code: str, message: str) -> None:
+    def reject(self, code: str, message: str, data: dict[str, Any] | None = None) -> None:
         if not self.done:
             self.done = True
-            self._server.send(Response(self._id, error=RemoteError(code, message)).encode())
+            self._server.send(Response(self._id, error=RemoteError(code, message, data)).encode())
 
 
 class Context:
@@ -129,24 +129,31 @@ class Server:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         _signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         _signal.signal(_signal.SIGCHLD, _ignore_signal)
-        self._watch(self._wake_r, _IN, self._on_wakeup)
-        self._watch(fd, _IN, self._on_port)
+        self.watch(self._wake_r, _IN, self._on_wakeup)
+        self.watch(fd, _IN, self._on_port)
         self._port_events = _IN
 
     # --- loop plumbing used by handlers ------------------------------------
-    def _watch(self, fd: int, events: int, callback: Callable[[int], None]) -> None:
-        self._epoll.register(fd, events)
+    def watch(self, fd: int, events: int, callback: Callable[[int], None]) -> None:
+        """Call ``callback(mask)`` when ``fd`` is ready for ``events`` (EPOLLIN/EPOLLOUT)."""
+        if fd in self._callbacks:
+            self._epoll.modify(fd, events)
+        else:
+            self._epoll.register(fd, events)
         self._callbacks[fd] = callback
 
-    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
-        self._watch(fd, _IN, lambda _mask: callback())
-
-    def remove_reader(self, fd: int) -> None:
+    def unwatch(self, fd: int) -> None:
         if self._callbacks.pop(fd, None) is not None:
             try:
                 self._epoll.unregister(fd)
             except OSError:
                 pass
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        self.watch(fd, _IN, lambda _mask: callback())
+
+    def remove_reader(self, fd: int) -> None:
+        self.unwatch(fd)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         self._soon.append(fn)
@@ -247,7 +254,7 @@ class Server:
             return
         if data == b"":
             return
-        self._watch(self.fd, _IN, self._on_port)
+        self.watch(self.fd, _IN, self._on_port)
         self._port_events = _IN
         if data:
             self._feed(data)

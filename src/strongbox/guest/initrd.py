@@ -37,7 +37,9 @@ from strongbox.guest.pyruntime import EXTRA_MODULES, LIBRARY_DIRS, PYTHON, STDLI
 RECIPE = "initrd-recipe-1"
 #: Guest-side packages of strongbox (DESIGN.md: standard library only).
 GUEST_PACKAGES = ("agent", "container", "protocol", "oci")
-ENTRY_MODULES = ("strongbox.agent.init", "strongbox.agent.handlers.system")
+#: Top-level modules the guest packages may import (standard library only).
+GUEST_MODULES = ("__init__.py", "errors.py")
+ENTRY_MODULES = ("strongbox.agent.init",)
 AGENT_LIBDIR = "usr/lib/strongbox"
 #: 1: drop asserts but keep docstrings (dataclasses and enum read them).
 OPTIMIZE = 1
@@ -63,7 +65,7 @@ def _package_root() -> Path:
 
 def _guest_sources() -> list[Path]:
     root = _package_root()
-    files = [root / "__init__.py"]
+    files = [root / name for name in GUEST_MODULES]
     for package in GUEST_PACKAGES:
         if (root / package).is_dir():
             files.extend(sorted((root / package).rglob("*.py")))
@@ -122,7 +124,13 @@ def _stage_sources(staging: Path) -> None:
 def _assemble(root: Path, staging: Path, out: Path, reporter: Reporter) -> None:
     python = GuestPython(root)
     reporter.phase("finding the modules the agent imports")
-    modules = python.discover([*ENTRY_MODULES, *EXTRA_MODULES], staging)
+    # Every guest module, not only those imported at boot: handlers import the
+    # container library lazily, on the first request that needs it.
+    guest_modules = sorted(
+        ".".join(p.relative_to(staging).with_suffix("").parts).removesuffix(".__init__")
+        for p in staging.rglob("*.py")
+    )
+    modules = python.discover([*ENTRY_MODULES, *guest_modules, *EXTRA_MODULES], staging)
     compiled = root.parent / "compiled"
     jobs: list[tuple[Path, Path, str]] = []
     copies: dict[str, Path] = {}  # path in the guest -> file on the host

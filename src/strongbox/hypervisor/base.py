@@ -25,6 +25,9 @@ class VMSpec:
     debug: bool = False
     #: Name of the virtio-serial port the agent listens on.
     agent_port: str = "strongbox.agent"
+    #: Host directory exported to the guest over virtio-9p (tag ``share_tag``).
+    share_dir: Path | None = None
+    share_tag: str = "sbshare"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

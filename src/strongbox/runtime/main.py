@@ -30,7 +30,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> ArgumentParser:
-    from strongbox.runtime.commands import guest
+    from strongbox.runtime.commands import guest, run
 
     parser = ArgumentParser(prog="strongbox", description="Secure containers in microVMs.")
     parser.add_argument("--version", action="version", version=f"strongbox version {__version__}")
@@ -43,6 +43,7 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
     guest.register(sub)
+    run.register(sub)
     return parser
 
 

@@ -46,6 +46,10 @@ from strongbox.protocol import (
 )
 
 _READ_SIZE = 256 * 1024
+#: ``timeout`` for requests that legitimately wait without bound (wait_process).
+FOREVER = -1.0
+#: ``AgentStream.drain`` returns once less than this is waiting for credit.
+_HIGH_WATER = 256 * 1024
 EventCallback = Callable[[Event], None]
 
 
@@ -56,6 +60,8 @@ class AgentStream:
         self._client = client
         self.id = stream_id
         self._chunks: asyncio.Queue[bytes] = asyncio.Queue()
+        self._writable = asyncio.Event()
+        self._writable.set()
         self.eof = False
 
     def _deliver(self, event: StreamEvent) -> None:
@@ -77,6 +83,13 @@ class AgentStream:
 
     def write(self, data: bytes) -> None:
         self._client._stream_write(self.id, data)
+
+    async def drain(self) -> None:
+        """Wait until the agent has taken most of what was written (flow control)."""
+        while self._client._queued(self.id) > _HIGH_WATER:
+            self._client._check_usable()
+            self._writable.clear()
+            await self._writable.wait()
 
     def close_write(self) -> None:
         self._client._stream_close_write(self.id)
@@ -155,6 +168,8 @@ class AgentClient:
         self._send(Request(request_id, method, params or {}).encode())
         limit = self.request_timeout if timeout is None else timeout
         try:
+            if limit == FOREVER:
+                return await future
             return await asyncio.wait_for(future, limit)
         except TimeoutError:
             raise AgentTimeout(f"agent {method}: no answer within {limit:g}s") from None
@@ -186,10 +201,19 @@ class AgentClient:
         self._mux.consumed(stream_id, n)
         self._flush_mux()
 
+    def _queued(self, stream_id: int) -> int:
+        try:
+            return self._mux.queued(stream_id)
+        except KeyError:
+            return 0
+
     def _flush_mux(self) -> None:
         if self._mux.has_outgoing() and self._writer is not None and not self._closed:
             for frame in self._mux.outgoing():
                 self._writer.write(frame)
+        for stream in self._streams.values():
+            if not stream._writable.is_set() and self._queued(stream.id) <= _HIGH_WATER:
+                stream._writable.set()
 
     # --- internals -------------------------------------------------------
     def _check_usable(self) -> None:
@@ -238,6 +262,7 @@ class AgentClient:
         self._pending.clear()
         for stream in self._streams.values():
             stream._chunks.put_nowait(b"")
+            stream._writable.set()
 
     def _dispatch(self, frame: Any) -> None:
         if frame.kind in (Kind.DATA, Kind.EOF, Kind.CREDIT, Kind.RESET):
@@ -256,7 +281,8 @@ class AgentClient:
                 return
             if message.error is not None:
                 future.set_exception(AgentRequestError(method, message.error.code,
-                                                       message.error.message))
+                                                       message.error.message,
+                                                       message.error.data))
             else:
                 future.set_result(message.result)
         elif isinstance(message, Event):

@@ -17,7 +17,7 @@ from strongbox.config import Config
 from strongbox.errors import AgentBroken, AgentError, AgentTimeout, HypervisorError
 from strongbox.hypervisor.base import VMSpec
 from strongbox.hypervisor.qemu.accel import Accelerator
-from strongbox.hypervisor.qemu.driver import QemuVM
+from strongbox.hypervisor.qemu.driver import ChildSetup, QemuVM
 from strongbox.sandbox.agent_client import AgentClient
 
 #: Console lines worth quoting in an error, in preference to the last line.
@@ -27,12 +27,13 @@ _TELLING = ("Kernel panic", "Error", "error:", "Traceback", "not found", "failed
 class GuestVM:
     """Boot, use and tear down one microVM."""
 
-    def __init__(self, config: Config, spec: VMSpec, accel: Accelerator) -> None:
+    def __init__(self, config: Config, spec: VMSpec, accel: Accelerator,
+                 child_setup: ChildSetup | None = None) -> None:
         qemu = config.hypervisor.qemu
         self.config = config
         self.spec = spec
         self.accel = accel
-        self.qemu = QemuVM(spec, accel, qemu.path, qemu.tcg_tb_size)
+        self.qemu = QemuVM(spec, accel, qemu.path, qemu.tcg_tb_size, child_setup)
         self.agent: AgentClient | None = None
         self.ready_at = 0.0
 

@@ -24,7 +24,7 @@ def handler(method: str) -> Callable[[Handler], Handler]:
 
 
 def all_handlers() -> dict[str, Handler]:
-    from strongbox.agent.handlers import system  # noqa: F401  (registers on import)
+    from strongbox.agent.handlers import containers, system  # noqa: F401  (register on import)
 
     return dict(_REGISTRY)
 

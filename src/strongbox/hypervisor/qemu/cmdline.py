@@ -43,6 +43,13 @@ def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agen
         accel_args = ["-accel", "kvm", "-cpu", "host"]
     else:
         accel_args = ["-accel", f"tcg,thread=multi,tb-size={tcg_tb_size_mib}", "-cpu", "max"]
+    shares: list[str] = []
+    if spec.share_dir is not None:
+        shares = [
+            "-fsdev", f"local,id=share,path={spec.share_dir},security_model=passthrough,"
+                      "multidevs=remap",
+            "-device", f"virtio-9p-device,fsdev=share,mount_tag={spec.share_tag}",
+        ]
     return [
         qemu,
         "-name", f"strongbox-{spec.name},debug-threads=on",
@@ -64,4 +71,5 @@ def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agen
         "-device", "virtconsole,chardev=console",
         "-chardev", f"socket,id=agent,fd={agent_fd}",
         "-device", f"virtserialport,chardev=agent,name={spec.agent_port}",
+        *shares,
     ]

@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 
 from strongbox.errors import HypervisorError, HypervisorNotFound
 from strongbox.hypervisor.base import VMSpec
@@ -33,11 +34,20 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Runs in the child between fork and exec."""
+ChildSetup = Callable[[], None]
+
+
+def _prepare_child(parent: int, setup: ChildSetup | None, error_fd: int) -> None:
+    """Runs in the child between fork and exec; a failure is reported on ``error_fd``."""
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+    if setup is not None:
+        try:
+            setup()
+        except Exception as exc:
+            os.write(error_fd, str(exc).encode()[:1000])
+            raise
 
 
 def find_qemu(path: str) -> str:
@@ -53,8 +63,9 @@ class QemuVM:
     """A QEMU ``microvm`` guest: launch, QMP, stop, kill."""
 
     def __init__(self, spec: VMSpec, accel: Accelerator, qemu: str = "qemu-system-x86_64",
-                 tcg_tb_size_mib: int = 64) -> None:
+                 tcg_tb_size_mib: int = 64, child_setup: ChildSetup | None = None) -> None:
         self.spec = spec
+        self.child_setup = child_setup
         self.accel = accel
         self.qemu = qemu
         self.tcg_tb_size_mib = tcg_tb_size_mib
@@ -84,22 +95,31 @@ class QemuVM:
         agent_host, agent_guest = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = build_argv(binary, self.spec, self.accel, qmp_fd=qmp_guest.fileno(),
                           agent_fd=agent_guest.fileno(), tcg_tb_size_mib=self.tcg_tb_size_mib)
+        error_r, error_w = os.pipe2(os.O_CLOEXEC)
         try:
             with open(self.qemu_log, "wb") as stderr:
                 self.launched_at = time.monotonic()
                 self.process = await asyncio.create_subprocess_exec(
                     *argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                     pass_fds=(qmp_guest.fileno(), agent_guest.fileno()),
-                    preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+                    preexec_fn=functools.partial(_prepare_child, os.getpid(), self.child_setup,
+                                                 error_w),
                     start_new_session=True,
                 )
-        except OSError as exc:
-            for s in (qmp_host, qmp_guest, agent_host, agent_guest):
-                s.close()
-            raise HypervisorError(f"cannot start QEMU: {exc.strerror}") from exc
+        except (OSError, subprocess.SubprocessError) as exc:
+            os.close(error_w)
+            error_w = -1
+            detail = os.read(error_r, 1000).decode(errors="replace")
+            qmp_host.close()
+            agent_host.close()
+            reason = detail or getattr(exc, "strerror", None) or str(exc)
+            raise HypervisorError(f"cannot start QEMU: {reason}") from exc
         finally:
             qmp_guest.close()
             agent_guest.close()
+            os.close(error_r)
+            if error_w >= 0:
+                os.close(error_w)
         (self.spec.run_dir / "qemu.pid").write_text(f"{self.process.pid}\n")
         self.agent_socket = agent_host
         try:

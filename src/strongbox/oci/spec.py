@@ -1,0 +1,247 @@
+"""The spec is a container's config.json, read from its bundle, validated and normalized.
+
+A bundle is a directory holding ``config.json`` and, usually, the container's root
+filesystem (runtime-spec bundle.md). ``load_bundle()`` reads one on the host;
+``validate()`` checks an already decoded document (config.md, config-linux.md) and
+returns a normalized deep copy in which every optional field that strongbox reads has
+its default filled in, so consumers index the dict directly instead of scattering
+``.get()`` calls with defaults that could disagree.
+
+The spec stays a plain dict in JSON shape on purpose: it crosses to the guest agent as
+JSON, and the guest (running under emulation) should not pay for building and
+importing a model of it. Host code reads the few values it needs with the typed
+accessors at the end of this module.
+
+Compatibility with what runc accepts:
+
+* unknown keys are kept and ignored, at the top level and inside objects, because
+  later spec versions add fields and runc ignores what it does not know; a known key
+  whose value has the wrong type is an error;
+* JSON ``null`` for a known field reads as absent, as Go's encoding/json (runc's
+  decoder) does;
+* integers must be JSON integers in the Go field's range: ``true`` and ``1.0`` are
+  refused where a number is expected.
+
+Every problem is a one-line :class:`SpecError` naming the JSON path of the field;
+only the first one found is reported.
+
+The rules live in private modules, one per spec section, which import ``SpecError``
+from here; ``validate()`` imports them on first use, so guest code that only reads an
+already validated spec never loads them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from strongbox.errors import ConfigError
+
+TYPE_CHECKING = False  # `typing` is too slow to import in the guest; checkers treat this as True
+if TYPE_CHECKING:
+    from typing import Any
+
+SUPPORTED_MAJOR = 1
+"""The runtime-spec major version strongbox implements (config.md "Specification version")."""
+
+MAX_CONFIG_BYTES = 16 << 20
+"""Refuse larger config.json files: even big seccomp profiles are well under 1 MiB."""
+
+DEFAULT_CPU_PERIOD = 100_000
+"""CFS period in microseconds when linux.resources.cpu.period is absent (the kernel's)."""
+
+
+class SpecError(ConfigError):
+    """A config.json field is missing or has a value the runtime spec does not allow.
+
+    ``path`` is the JSON path of the field ("process.args[0]",
+    "linux.namespaces[2].type", "" for the document itself), ``expected`` what the
+    spec allows there ("a non-empty array of strings") and ``got`` a short rendering
+    of what was found. The message is one line, because the command line prints it
+    as the whole diagnosis::
+
+        config.json: process.args: expected a non-empty array of strings, got []
+    """
+
+    def __init__(self, path: str, expected: str, got: str) -> None:
+        where = f"{path}: " if path else ""
+        super().__init__(f"config.json: {where}expected {expected}, got {got}")
+        self.path = path
+        self.expected = expected
+        self.got = got
+
+
+def load_bundle(bundle: str) -> tuple[dict[str, Any], str]:
+    """Read, validate and normalize ``<bundle>/config.json``; return it with the rootfs path.
+
+    ``root.path`` is resolved against the bundle when relative (config.md "Root"),
+    and must name an existing directory: failing here gives a precise message
+    instead of a mount error from inside the guest. The rootfs path is returned
+    absolute (symlinks are kept, as runc keeps them); the spec keeps what the file
+    says. File-level problems are ``ConfigError`` naming the file; field-level ones
+    are ``SpecError``.
+    """
+    bundle = os.path.abspath(bundle)
+    if not os.path.isdir(bundle):
+        reason = "is not a directory" if os.path.exists(bundle) else "does not exist"
+        raise ConfigError(f"bundle {bundle}: {reason}")
+    spec = validate(_read_json(os.path.join(bundle, "config.json")))
+    root_path: str = spec["root"]["path"]
+    rootfs = os.path.normpath(os.path.join(bundle, root_path))
+    if not os.path.isdir(rootfs):
+        reason = "is not a directory" if os.path.exists(rootfs) else "does not exist"
+        raise SpecError("root.path", "an existing directory", f"{root_path!r} ({rootfs} {reason})")
+    return spec, rootfs
+
+
+def _read_json(path: str) -> object:
+    """Decode one JSON file, turning every way it can fail into a one-line ConfigError."""
+    import json  # host-side only: the guest receives specs already decoded
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (a bundle must hold config.json)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+
+    def refuse_constant(name: str) -> object:
+        # Python's json accepts NaN and Infinity; JSON (and Go) do not.
+        raise ConfigError(f"{path}: invalid JSON: {name} is not a JSON value")
+
+    try:
+        return json.loads(text, parse_constant=refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except ValueError as exc:  # a number of more than 4300 digits (CPython's int limit)
+        raise ConfigError(f"{path}: invalid JSON: {str(exc).split(':')[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
+
+
+def validate(spec: object, *, require_process: bool = True) -> dict[str, Any]:
+    """Check a decoded config.json and return a normalized deep copy of it.
+
+    ``require_process`` is True for ``create`` (config.md: process is REQUIRED when
+    start is called) and False where only the rest matters, such as a pod sandbox
+    whose processes come later. The input is never modified. Defaults filled in:
+    process.terminal/noNewPrivileges False, cwd "/", env [], rlimits [], user
+    {uid 0, gid 0, additionalGids []}; root.readonly False; hostname "";
+    mounts [] with each mount's source "" and options [] (and type "bind" for a bind
+    mount that omits it); annotations {}; linux {} with namespaces, maskedPaths,
+    readonlyPaths [] and sysctl, resources {}. Absent capabilities stay absent:
+    "not specified" is not the same as "no capabilities".
+    """
+    from ._check import json_copy
+    from ._config import check_config
+
+    try:
+        document = json_copy(spec)
+    except RecursionError:
+        raise SpecError("", "a document nested at most a few hundred levels", "deeper") from None
+    return check_config(document, require_process=require_process)
+
+
+# Accessors: typed reads for host code. They accept any validated spec, normalized or
+# not, and return None where the spec sets nothing.
+
+
+def _resource(spec: dict[str, Any], group: str, key: str) -> object:
+    """linux.resources.<group>.<key>, or None when any level is absent."""
+    node: object = spec.get("linux")
+    for name in ("resources", group, key):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(name)
+    return node
+
+
+def memory_limit(spec: dict[str, Any]) -> int | None:
+    """The container's memory limit in bytes (config-linux.md "Memory"), or None.
+
+    Zero and -1 both mean "no limit" to runc, so they map to None.
+    """
+    limit = _resource(spec, "memory", "limit")
+    return limit if type(limit) is int and limit > 0 else None
+
+
+def cpu_quota_vcpus(spec: dict[str, Any]) -> int | None:
+    """How many CPUs the CFS quota amounts to, rounded up (config-linux.md "CPU"), or None.
+
+    quota/period is the number of CPUs' worth of time the container may use per
+    period; a quota of 150000 per 100000 needs two CPUs to be reachable.
+    """
+    quota = _resource(spec, "cpu", "quota")
+    period = _resource(spec, "cpu", "period")
+    if period is None:
+        period = DEFAULT_CPU_PERIOD
+    if type(quota) is not int or type(period) is not int or quota <= 0 or period <= 0:
+        return None
+    return -(-quota // period)
+
+
+def cpuset_count(spec: dict[str, Any]) -> int | None:
+    """How many distinct CPUs linux.resources.cpu.cpus names, or None when it is unset.
+
+    An empty string means unset, as in runc. Raises SpecError at
+    "linux.resources.cpu.cpus" for bad syntax (validate() already refuses it).
+    """
+    cpus = _resource(spec, "cpu", "cpus")
+    if not isinstance(cpus, str) or not cpus:
+        return None
+    return count_cpu_list(cpus, "linux.resources.cpu.cpus")
+
+
+def count_cpu_list(text: str, path: str) -> int:
+    """Count the distinct numbers of a kernel CPU or memory-node list such as "0-3,5,7-8".
+
+    This is the cpuset syntax of config-linux.md "CPU" (cpus, mems): comma-separated
+    numbers and inclusive ranges; overlapping items count once. The kernel's stride
+    form ("0-7:2/4") is not accepted; runc passes it through but no known client
+    produces it. Ranges are merged rather than expanded, so "0-4000000000" is cheap.
+    """
+    ranges: list[tuple[int, int]] = []
+    for item in text.split(","):
+        first, dash, last = item.partition("-")
+        if not _is_decimal(first) or (dash and not _is_decimal(last)):
+            raise SpecError(path, "a cpuset list like '0-3,5'", repr(text))
+        low = int(first)
+        high = int(last) if dash else low
+        if high < low:
+            raise SpecError(path, "a cpuset list with ascending ranges like '0-3,5'", repr(text))
+        ranges.append((low, high))
+    ranges.sort()
+    count = 0
+    covered = -1  # highest number already counted
+    for low, high in ranges:
+        if high > covered:
+            count += high - max(low, covered + 1) + 1
+            covered = high
+    return count
+
+
+def _is_decimal(text: str) -> bool:
+    # str.isdecimal() also accepts non-ASCII digits, which the kernel does not.
+    return bool(text) and all("0" <= char <= "9" for char in text)
+
+
+def namespace(spec: dict[str, Any], type: str) -> dict[str, Any] | None:
+    """The linux.namespaces entry of the given type (config-linux.md "Namespaces"), or None.
+
+    None means the container shares that namespace with the runtime; inside the
+    guest that is the VM's, never the host's.
+    """
+    linux = spec.get("linux")
+    entries = linux.get("namespaces") if isinstance(linux, dict) else None
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, dict) and entry.get("type") == type:
+            return entry
+    return None

@@ -1,0 +1,270 @@
+"""`strongbox run`: an OCI bundle runs in a microVM and behaves as it would under runc."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.framework import cli
+from tests.framework.containers import Bundles, tree_digest
+
+pytestmark = pytest.mark.vm
+
+TMPFS_TMP = {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "mode=1777", "size=80m"]}
+
+
+@pytest.fixture
+def bundles(no_leaks: Path, tmp_path: Path, guest_assets: dict[str, Path]) -> Iterator[Bundles]:
+    yield Bundles(tmp_path, no_leaks)
+
+
+def _with_mounts(bundles: Bundles, bundle: Path, *extra: dict[str, object]) -> Path:
+    from tests.framework.bundle import read_spec
+
+    spec = read_spec(bundle)
+    return bundles.edit(bundle, mounts=spec["mounts"] + list(extra))
+
+
+# --- exit status and stdio ---------------------------------------------------------------
+
+def test_echo(bundles: Bundles) -> None:
+    result = bundles.run(bundles.make(["echo", "hello from the microVM"]))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello from the microVM\n"
+
+
+@pytest.mark.parametrize("code", [0, 1, 42])
+def test_exit_codes(bundles: Bundles, code: int) -> None:
+    assert bundles.run(bundles.make(["sh", "-c", f"exit {code}"])).returncode == code
+
+
+def test_death_by_signal_is_128_plus_n(bundles: Bundles) -> None:
+    # Without a pid namespace the process is not an init, so a signal kills it.
+    bundle = bundles.make(["sh", "-c", "kill -TERM $$; sleep 5"],
+                          linux__namespaces=[{"type": "mount"}, {"type": "ipc"},
+                                             {"type": "uts"}])
+    assert bundles.run(bundle).returncode == 128 + signal.SIGTERM
+
+
+def test_sigterm_to_run_reaches_the_process(bundles: Bundles) -> None:
+    bundle = bundles.make(["sh", "-c", 'trap "echo got-term; exit 7" TERM; echo ready; '
+                                       "while true; do sleep 0.1; done"])
+    argv = cli.strongbox_argv("--root", bundles.root, "run", "--bundle", bundle, "sigterm")
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out == b"got-term\n", err
+    assert proc.returncode == 7
+
+
+def test_fifty_mib_through_stdout(bundles: Bundles) -> None:
+    bundle = bundles.make(["sh", "-c", "head -c 52428800 /dev/urandom > /tmp/blob && "
+                                       "sha256sum /tmp/blob >&2 && cat /tmp/blob"])
+    _with_mounts(bundles, bundle, TMPFS_TMP)
+    result = bundles.run_bytes(bundle, timeout=600)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert len(result.stdout) == 52428800
+    expected = next(ln.split()[0] for ln in result.stderr.decode().splitlines()
+                    if ln.endswith("/tmp/blob"))
+    assert hashlib.sha256(result.stdout).hexdigest() == expected
+
+
+def test_stdin_round_trips_through_cat(bundles: Bundles) -> None:
+    data = os.urandom(3 * 1024 * 1024) + bytes(range(256))
+    result = bundles.run_bytes(bundles.make(["cat"]), input=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == data
+
+
+def test_stdin_eof_is_delivered(bundles: Bundles) -> None:
+    result = bundles.run(bundles.make(["sh", "-c", "wc -l; echo after-eof"]), input=b"a\nb\n")
+    assert result.stdout.split() == ["2", "after-eof"]
+
+
+def test_stderr_kept_separate(bundles: Bundles) -> None:
+    result = bundles.run(bundles.make(["sh", "-c", "echo to-out; echo to-err >&2"]))
+    assert result.stdout == "to-out\n"
+    assert "to-err" in result.stderr and "to-out" not in result.stderr
+
+
+def test_missing_executable(bundles: Bundles) -> None:
+    result = bundles.run(bundles.make(["no-such-binary"]))
+    assert result.returncode == 127
+    cli.assert_one_line_error(result, "no-such-binary")
+
+
+# --- the process as the spec describes it -------------------------------------------------
+
+def test_env_cwd_user_groups(bundles: Bundles) -> None:
+    bundle = bundles.make(["sh", "-c", "echo $GREETING; pwd; id"],
+                          process__env=["PATH=/bin", "GREETING=hello there"],
+                          process__cwd="/home/user",
+                          process__user={"uid": 1000, "gid": 1000, "additionalGids": [5, 100]})
+    lines = bundles.run(bundle).check().stdout.splitlines()
+    assert lines[0] == "hello there"
+    assert lines[1] == "/home/user"
+    assert "uid=1000(user)" in lines[2] and "gid=1000(user)" in lines[2]
+    assert "5(tty)" in lines[2] and "100(users)" in lines[2]
+
+
+def test_hostname(bundles: Bundles) -> None:
+    bundle = bundles.make(["hostname"], hostname="boxy")
+    assert bundles.run(bundle).check().stdout == "boxy\n"
+
+
+def test_pid_one(bundles: Bundles) -> None:
+    out = bundles.run(bundles.make(["sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'"])).check()
+    pid, count = out.stdout.split()
+    assert pid == "1"
+    assert int(count) <= 3  # sh, ls, grep: nothing of the guest or the host
+
+
+def test_readonly_root_refuses_writes(bundles: Bundles) -> None:
+    bundle = bundles.make(["touch", "/written"], root__readonly=True)
+    result = bundles.run(bundle)
+    assert result.returncode != 0
+    assert "Read-only file system" in result.stderr
+    assert not (bundle / "rootfs" / "written").exists()
+
+
+def test_writes_reach_the_host_rootfs_by_default(bundles: Bundles) -> None:
+    bundle = bundles.make(["sh", "-c", "echo persisted > /written"])
+    bundles.run(bundle).check()
+    assert (bundle / "rootfs" / "written").read_text() == "persisted\n"
+
+
+def test_bind_mounts_rw_and_ro(bundles: Bundles, tmp_path: Path) -> None:
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    (ro / "given").write_text("from host\n")
+    bundle = bundles.make(["sh", "-c", "cat /ro/given; echo out > /rw/result; "
+                                       "touch /ro/denied || echo ro-refused"])
+    _with_mounts(bundles, bundle,
+                 {"destination": "/rw", "type": "bind", "source": str(rw),
+                  "options": ["rbind", "rw"]},
+                 {"destination": "/ro", "type": "bind", "source": str(ro),
+                  "options": ["rbind", "ro"]})
+    result = bundles.run(bundle).check()
+    assert result.stdout.splitlines() == ["from host", "ro-refused"]
+    assert (rw / "result").read_text() == "out\n"
+    assert not (ro / "denied").exists()
+
+
+def test_overlay_leaves_host_rootfs_untouched(bundles: Bundles) -> None:
+    bundle = bundles.make(["sh", "-c", "echo new > /newfile; echo x >> /etc/passwd; "
+                                       "rm /bin/ls; mkdir /newdir; cat /newfile"])
+    before = tree_digest(bundle / "rootfs")
+    result = bundles.run(bundle, "--overlay").check()
+    assert result.stdout == "new\n"
+    assert tree_digest(bundle / "rootfs") == before
+
+
+# --- limits inside the guest ---------------------------------------------------------------
+
+def test_memory_limit_oom_kills(bundles: Bundles) -> None:
+    bundle = bundles.make(["dd", "if=/dev/zero", "of=/dev/null", "bs=96M", "count=1"],
+                          linux__resources={"memory": {"limit": 32 * 1024 * 1024}})
+    result = bundles.run(bundle)
+    assert result.returncode == 128 + signal.SIGKILL, result.stderr
+
+
+def test_fork_bomb_stops_at_pids_max(bundles: Bundles) -> None:
+    bundle = bundles.make(
+        ["sh", "-c", "timeout 5 sh -c 'b(){ b|b& }; b' 2>/dev/null; "
+                     "read max < /sys/fs/cgroup/pids.max; read peak < /sys/fs/cgroup/pids.peak "
+                     "|| peak=unknown; echo max=$max; echo survived"],
+        linux__resources={"pids": {"limit": 24}},
+        linux__namespaces=[{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")],
+    )
+    result = bundles.run(bundle, timeout=300)
+    assert "max=24" in result.stdout, result.stderr
+    assert "survived" in result.stdout
+
+
+# --- privileges -----------------------------------------------------------------------------
+
+def test_seccomp_denies_mkdir(bundles: Bundles) -> None:
+    bundle = bundles.make(["sh", "-c", "mkdir /tmp/x; echo status=$?"],
+                          linux__seccomp={
+                              "defaultAction": "SCMP_ACT_ALLOW",
+                              "architectures": ["SCMP_ARCH_X86_64"],
+                              "syscalls": [{"names": ["mkdir", "mkdirat"],
+                                            "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]})
+    result = bundles.run(bundle)
+    assert "Operation not permitted" in result.stderr
+    assert "status=1" in result.stdout
+
+
+def test_chown_needs_cap_chown(bundles: Bundles) -> None:
+    bundle = bundles.make(["sh", "-c", "touch /tmp/f && chown 1000 /tmp/f; echo status=$?"])
+    result = bundles.run(bundle)
+    assert "Operation not permitted" in result.stderr
+    assert "status=1" in result.stdout
+
+
+def test_no_new_privileges_visible(bundles: Bundles) -> None:
+    out = bundles.run(bundles.make(["grep", "NoNewPrivs", "/proc/self/status"])).check()
+    assert out.stdout.split() == ["NoNewPrivs:", "1"]
+
+
+# --- nothing of the host is visible --------------------------------------------------------
+
+def test_cannot_see_host(bundles: Bundles, tmp_path: Path) -> None:
+    marker = tmp_path / "host-only-marker"
+    marker.write_text("secret")
+    script = (f"ls {marker} 2>&1; cat /proc/net/dev | tail -n +3 | cut -d: -f1; "
+              "ls /dev/kvm 2>&1; ls /sys/class/misc 2>&1; cat /proc/1/cmdline; echo; "
+              "ps -o pid,comm")
+    result = bundles.run(bundles.make(["sh", "-c", script])).check()
+    out = result.stdout
+    assert "No such file or directory" in out.splitlines()[0]  # the host's tmp dir
+    interfaces = [ln.strip() for ln in out.splitlines()[1:] if ln.strip() and " " not in
+                  ln.strip() and ":" not in ln]
+    assert "lo" in out and "eth0" not in out
+    assert "/dev/kvm: No such file or directory" in out
+    assert str(os.getpid()) not in out.split("PID")[-1]
+    assert interfaces  # at least loopback was listed
+
+
+# --- terminal ------------------------------------------------------------------------------
+
+def test_terminal_session(bundles: Bundles) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    bundle = bundles.make(["sh"], process__terminal=True,
+                          process__env=["PATH=/bin", "PS1=box# ", "TERM=xterm"])
+    argv = cli.strongbox_argv("--root", bundles.root, "run", "--bundle", bundle, "tty1")
+    child = pexpect.spawn(argv[0], argv[1:], timeout=120, dimensions=(24, 80))
+    try:
+        child.expect("box# ")
+        child.sendline("echo $((6*7))")
+        child.expect("42")
+        child.expect("box# ")
+        child.sendline("tty")
+        child.expect("/dev/")
+        child.expect("box# ")
+        child.setwinsize(40, 100)
+        time.sleep(0.5)  # SIGWINCH -> resize_pty travels to the guest
+        child.sendline("stty size")
+        child.expect("40 100")
+        child.expect("box# ")
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 3
