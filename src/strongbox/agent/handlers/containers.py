@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from strongbox.agent import containers as table
+from strongbox.agent import share
 from strongbox.agent.handlers import handler
 from strongbox.agent.server import EPOLLIN, RequestError
 from strongbox.protocol import E_EXISTS, E_INVALID_PARAMS, E_NOT_FOUND, check_params
@@ -63,7 +64,7 @@ def create_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     try:
         cgroup = table.cgroup_for(cid, (spec.get("linux") or {}).get("resources") or {})
         rootfs = table.rootfs_for(cid, params["rootfs"])
-        sources = {int(k): table.share.shared_path(v) for k, v in params["mounts"].items()}
+        sources = {int(k): share.shared_path(v) for k, v in params["mounts"].items()}
         child_stdio, ours, to_close = table.open_stdio(stdio, size)
         launched = launch(LaunchRequest(
             container_id=cid, spec=spec, rootfs=rootfs, mount_sources=sources,
@@ -178,4 +179,4 @@ def _cleanup(cid: str, cgroup: Any) -> None:
             cgroup.destroy()
         except Exception:
             pass
-    table.share.release_rootfs(cid)
+    share.release_rootfs(cid)
