@@ -48,7 +48,7 @@ class RunDir:
             path.mkdir(mode=0o700)
             fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except FileExistsError:
-            raise StateDirError(f"run directory {path} already exists") from None
+            raise StateDirError(f"{name} already exists (run directory {path})") from None
         except OSError as exc:
             shutil.rmtree(path, ignore_errors=True)
             raise StateDirError(f"run directory {root}: cannot write ({exc.strerror})") from exc
