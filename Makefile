@@ -11,7 +11,7 @@ setup:
 	@scripts/setup.sh
 
 demo: setup
-	@$(STRONGBOX) guest boot
+	@$(PYTHON) scripts/demo.py
 
 test: setup
 	$(PYTHON) -m pytest
