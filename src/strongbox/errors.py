@@ -12,8 +12,11 @@
      │    ├── AgentClosed         we shut the connection down (expected)
      │    ├── AgentBroken         the VM or agent died under us (unexpected)
      │    └── AgentRequestError   the agent answered with an error
-     └── SandboxError             a sandbox-level operation failed
-          └── ContainerStartError the container's process could not start
+     ├── SandboxError             a sandbox-level operation failed
+     │    └── ContainerStartError the container's process could not start
+     ├── ContainerNotFound        no container with that id
+     ├── ContainerExists          the id is taken
+     └── ContainerStateError      wrong state for the operation (current, required)
 
 The command line prints ``str(error)`` as one line and exits non-zero, so
 every message names what was wrong and what was expected. Foreign errors
@@ -100,3 +103,35 @@ class ContainerStartError(SandboxError):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class ContainerNotFound(StrongboxError):
+    """No container with this id exists under the runtime root."""
+
+    def __init__(self, container_id: str) -> None:
+        super().__init__(f"container {container_id} does not exist")
+        self.container_id = container_id
+
+
+class ContainerExists(StrongboxError):
+    """A container with this id already exists under the runtime root."""
+
+    def __init__(self, container_id: str) -> None:
+        super().__init__(f"container {container_id} already exists")
+        self.container_id = container_id
+
+
+class ContainerStateError(StrongboxError):
+    """The container is in the wrong state for the operation.
+
+    ``current`` is its status, ``required`` what the operation needs.
+    """
+
+    def __init__(self, container_id: str, operation: str, current: str,
+                 required: tuple[str, ...]) -> None:
+        need = " or ".join(required)
+        super().__init__(f"cannot {operation} container {container_id}: it is {current}, "
+                         f"not {need}")
+        self.container_id = container_id
+        self.current = current
+        self.required = required

@@ -9,6 +9,7 @@ line and a non-zero exit; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import traceback
 from collections.abc import Sequence
@@ -29,34 +30,54 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+VERSION_TEXT = f"strongbox version {__version__}\nspec: 1.0.2"
+
+
 def build_parser() -> ArgumentParser:
-    from strongbox.runtime.commands import guest, run
+    from strongbox.runtime.commands import (
+        control_cmds,
+        exec_cmd,
+        guest,
+        inspect_cmds,
+        lifecycle_cmds,
+        spec_cmds,
+    )
 
     parser = ArgumentParser(prog="strongbox", description="Secure containers in microVMs.")
-    parser.add_argument("--version", action="version", version=f"strongbox version {__version__}")
+    parser.add_argument("--version", "-v", action="version", version=VERSION_TEXT)
     parser.add_argument("--root", help="directory for runtime state (default /run/strongbox)")
-    parser.add_argument("--state-dir", help="directory for guest assets and caches "
-                        "(default /var/lib/strongbox)")
+    parser.add_argument("--log", help="also write log records to this file")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="format of --log records (default text)")
+    parser.add_argument("--debug", action="store_true", help="verbose output and tracebacks")
+    parser.add_argument("--systemd-cgroup", action="store_true",
+                        help="accepted: a container's cgroup lives inside its VM")
+    parser.add_argument("--rootless", default="auto", help="accepted for runc compatibility")
+    parser.add_argument("--criu", help="accepted: checkpointing is not supported")
     parser.add_argument("--config", help="configuration file (default "
                         "/etc/strongbox/config.toml)")
-    parser.add_argument("--debug", action="store_true", help="verbose output and tracebacks")
+    parser.add_argument("--state-dir", help="directory for guest assets and caches "
+                        "(default /var/lib/strongbox)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
-    guest.register(sub)
-    run.register(sub)
+    for module in (lifecycle_cmds, control_cmds, exec_cmd, inspect_cmds, spec_cmds, guest):
+        module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    log.setup(debug=args.debug)
+    log.setup(debug=args.debug, log_file=args.log, log_format=args.log_format)
+    if args.systemd_cgroup:
+        logging.getLogger("strongbox").info(
+            "--systemd-cgroup changes nothing: each container's cgroup is inside its VM")
     try:
         return int(args.func(args) or 0)
     except StrongboxError as exc:
         if args.debug:
             traceback.print_exc()
-        sys.stderr.write(f"strongbox: error: {exc}\n")
+        log.error(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -1,0 +1,106 @@
+"""``exec``: run another process in a running container."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from typing import Any
+
+from strongbox.errors import ConfigError
+from strongbox.runtime import execclient, paths
+from strongbox.runtime import state as st
+from strongbox.runtime.container import Container
+from strongbox.runtime.state import StateStore
+
+
+def register(sub: Any) -> None:
+    ex = sub.add_parser("exec", help="run a process in a running container")
+    ex.add_argument("id", metavar="ID")
+    ex.add_argument("command", nargs="*", help="command and arguments")
+    ex.add_argument("--process", "-p", help="OCI process JSON file (instead of a command)")
+    ex.add_argument("--tty", "-t", action="store_true", help="allocate a pseudo-terminal")
+    ex.add_argument("--console-socket", help="unix socket that receives the pty master")
+    ex.add_argument("--cwd", help="working directory")
+    ex.add_argument("--env", "-e", action="append", default=[], help="KEY=value")
+    ex.add_argument("--user", "-u", help="UID[:GID]")
+    ex.add_argument("--additional-gids", "-g", action="append", type=int, default=[])
+    ex.add_argument("--cap", "-c", action="append", default=[], help="add a capability")
+    ex.add_argument("--detach", "-d", action="store_true", help="run in the background")
+    ex.add_argument("--pid-file", help="write the process's (waitable) pid here")
+    ex.add_argument("--no-new-privs", action="store_true", help="set no_new_privs")
+    ex.add_argument("--apparmor", help="accepted: not applicable in a VM")
+    ex.add_argument("--process-label", help="accepted: not applicable in a VM")
+    ex.add_argument("--preserve-fds", type=int, default=0, help="accepted when 0")
+    ex.set_defaults(func=cmd_exec)
+
+
+def build_process(args: argparse.Namespace, spec_process: dict[str, Any]) -> dict[str, Any]:
+    """The OCI process to run: --process, or the container's process with the flags applied."""
+    if args.process:
+        try:
+            with open(args.process) as f:
+                process = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--process {args.process}: {exc}") from exc
+        if not isinstance(process, dict):
+            raise ConfigError(f"--process {args.process}: expected a JSON object")
+    else:
+        if not args.command:
+            raise ConfigError("exec: a command or --process is required")
+        process = copy.deepcopy(spec_process)
+        process["args"] = list(args.command)
+        process["terminal"] = bool(args.tty)
+    if args.tty:
+        process["terminal"] = True
+    env = {e.split("=", 1)[0]: e for e in process.get("env") or []}
+    for item in args.env:
+        if "=" not in item or not item.split("=", 1)[0]:
+            raise ConfigError(f"--env: expected KEY=value, got {item!r}")
+        env[item.split("=", 1)[0]] = item
+    process["env"] = list(env.values())
+    if args.cwd:
+        process["cwd"] = args.cwd
+    if args.user:
+        uid, _, gid = args.user.partition(":")
+        if not uid.isdigit() or (gid and not gid.isdigit()):
+            raise ConfigError(f"--user: expected UID[:GID] as numbers, got {args.user!r}")
+        process["user"] = {**process.get("user", {}), "uid": int(uid),
+                           "gid": int(gid) if gid else 0}
+    if args.additional_gids:
+        process.setdefault("user", {"uid": 0, "gid": 0})["additionalGids"] = \
+            args.additional_gids
+    if args.cap:
+        caps = process.setdefault("capabilities", {})
+        for cap in args.cap:
+            name = cap.upper() if cap.upper().startswith("CAP_") else f"CAP_{cap.upper()}"
+            for key in ("bounding", "effective", "permitted"):
+                caps.setdefault(key, [])
+                if name not in caps[key]:
+                    caps[key].append(name)
+    if args.no_new_privs:
+        process["noNewPrivileges"] = True
+    from strongbox.oci.spec import validate
+
+    probe = validate({"ociVersion": "1.0.2", "root": {"path": "/"}, "process": process})
+    return dict(probe["process"])
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    if args.preserve_fds:
+        raise ConfigError("--preserve-fds: file descriptors cannot be passed into a VM")
+    store = StateStore(paths.root_dir(args.root))
+    container = Container.load(store, args.id)
+    status = container.status()
+    if status != st.RUNNING:
+        from strongbox.errors import ContainerStateError
+
+        raise ContainerStateError(args.id, "exec in", status, (st.RUNNING,))
+    from strongbox.oci.spec import load_bundle
+
+    spec, _ = load_bundle(container.record.bundle)
+    process = build_process(args, spec["process"])
+    if process.get("terminal") and args.detach and not args.console_socket:
+        raise ConfigError("--console-socket: required for a detached exec with --tty")
+    return execclient.exec_process(store, args.id, process, detach=args.detach,
+                                   pid_file=args.pid_file, console_socket=args.console_socket)

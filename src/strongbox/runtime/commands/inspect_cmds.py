@@ -1,0 +1,154 @@
+"""``state``, ``list``, ``ps``, ``events``: looking at containers without changing them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from strongbox.errors import StrongboxError
+from strongbox.runtime import paths
+from strongbox.runtime import state as st
+from strongbox.runtime.container import Container
+from strongbox.runtime.state import StateStore
+
+
+def register(sub: Any) -> None:
+    state = sub.add_parser("state", help="print the OCI state of a container as JSON")
+    state.add_argument("id", metavar="ID")
+    state.set_defaults(func=cmd_state)
+
+    lst = sub.add_parser("list", aliases=["ls"], help="list containers")
+    lst.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    lst.add_argument("--quiet", "-q", action="store_true", help="ids only")
+    lst.set_defaults(func=cmd_list)
+
+    ps = sub.add_parser("ps", help="list the processes of a container")
+    ps.add_argument("id", metavar="ID")
+    ps.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    ps.add_argument("ps_args", nargs="*", help="accepted for runc compatibility")
+    ps.set_defaults(func=cmd_ps)
+
+    events = sub.add_parser("events", help="stream statistics and OOM events as JSON lines")
+    events.add_argument("id", metavar="ID")
+    events.add_argument("--stats", action="store_true", help="print statistics once and exit")
+    events.add_argument("--interval", default="5s", help="time between statistics (e.g. 5s, "
+                        "500ms)")
+    events.set_defaults(func=cmd_events)
+
+
+def _store(args: argparse.Namespace) -> StateStore:
+    return StateStore(paths.root_dir(args.root))
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    print(json.dumps(Container.load(_store(args), args.id).oci_state(), indent=2))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    states = []
+    for container_id in store.ids():
+        try:
+            states.append(Container.load(store, container_id).oci_state())
+        except StrongboxError:
+            continue  # deleted while we listed
+    if args.quiet:
+        for s in states:
+            print(s["id"])
+    elif args.format == "json":
+        print(json.dumps(states))
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"])
+                 for s in states]
+        _table(rows)
+    return 0
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    processes = Container.load(_store(args), args.id).processes()
+    if args.format == "json":
+        print(json.dumps([p["pid"] for p in processes]))
+        return 0
+    rows = [("UID", "PID", "PPID", "STAT", "CMD")]
+    rows += [(str(p["uid"]), str(p["pid"]), str(p["ppid"]), p["state"],
+              " ".join(p["args"]) or f"[{p['comm']}]") for p in processes]
+    _table(rows)
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _interval(text: str) -> float:
+    from strongbox.errors import ConfigError
+
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0))
+    for suffix, scale in units:
+        if text.endswith(suffix):
+            try:
+                value = float(text[: -len(suffix)]) * scale
+            except ValueError:
+                break
+            if value > 0:
+                return value
+    raise ConfigError(f"--interval: expected a duration such as 5s or 500ms, got {text!r}")
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    interval = _interval(args.interval)
+    container = Container.load(_store(args), args.id)
+    oom_seen: int | None = None
+    while True:
+        container.record = container.store.load(container.id)
+        if container.status() == st.STOPPED:
+            return 0 if not args.stats else _stopped(container.id)
+        try:
+            stats = container.stats()
+        except StrongboxError:
+            if container.status() == st.STOPPED:
+                return 0
+            raise
+        _emit({"type": "stats", "id": container.id, "data": runc_stats(stats)})
+        oom = int((stats.get("memory") or {}).get("oom_kill") or 0)
+        if oom_seen is not None and oom > oom_seen:
+            _emit({"type": "oom", "id": container.id})
+        oom_seen = oom
+        if args.stats:
+            return 0
+        time.sleep(interval)
+
+
+def _stopped(container_id: str) -> int:
+    raise StrongboxError(f"container {container_id} is stopped: no statistics")
+
+
+def _emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def runc_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """Guest cgroup v2 statistics in the shape of runc's ``events --stats`` data."""
+    memory = stats.get("memory") or {}
+    cpu = stats.get("cpu") or {}
+    pids = stats.get("pids") or {}
+    usec = 1000  # cgroup v2 counts microseconds; runc reports nanoseconds
+    return {
+        "cpu": {"usage": {"total": int(cpu.get("usage_usec") or 0) * usec,
+                          "user": int(cpu.get("user_usec") or 0) * usec,
+                          "kernel": int(cpu.get("system_usec") or 0) * usec},
+                "throttling": {"throttledPeriods": int(cpu.get("nr_throttled") or 0),
+                               "throttledTime": int(cpu.get("throttled_usec") or 0) * usec}},
+        "memory": {"usage": {"usage": int(memory.get("current") or 0),
+                             "limit": int(memory.get("max") or 0)},
+                   "raw": dict(memory.get("stat") or {})},
+        "pids": {"current": int(pids.get("current") or 0), "limit": int(pids.get("max") or 0)},
+    }

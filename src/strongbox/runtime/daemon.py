@@ -1,0 +1,106 @@
+"""Daemon starts a container's monitor as a background process of the caller.
+
+``create`` (and ``run --detach``) fork: the child becomes the monitor, the
+parent waits on a pipe until the container is created (or has failed),
+writes --pid-file, and exits. The monitor stays a descendant of the caller,
+so a subreaper (conmon, containerd's runc shim) can wait for it.
+
+The monitor keeps the stdio it inherited for the container and points its
+own fds 0-2 at /dev/null: nothing the monitor says may end up in the
+container's log. When the container ends the monitor exits the same way: a
+code, or the same signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from strongbox import log
+from strongbox.errors import StrongboxError
+from strongbox.guest.assets import atomic_write
+from strongbox.sandbox.sandbox import ExitStatus
+
+#: main(notify, container stdio fds) -> how the container ended.
+MonitorMain = Callable[[Callable[[str], None], tuple[int, int, int]], Awaitable[ExitStatus]]
+
+
+def spawn(main: MonitorMain, *, pid_file: str | None) -> int:
+    """Fork the monitor running ``main(notify)``; return its pid once it reported ready."""
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the monitor
+        os.close(ready_r)
+        _become_monitor(main, ready_w)
+    os.close(ready_w)
+    with os.fdopen(ready_r, "rb") as pipe:
+        message = pipe.read().decode(errors="replace")
+    if message != "ok":
+        os.waitpid(pid, 0)
+        raise StrongboxError(message.removeprefix("error: ") or "the monitor died while "
+                             "creating the container")
+    if pid_file:
+        write_pid_file(Path(pid_file), pid)
+    return pid
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    atomic_write(path.absolute(), f"{pid}".encode())
+
+
+def _become_monitor(main: MonitorMain, ready_fd: int) -> None:
+    code = 1
+    try:
+        os.setsid()
+        notified = False
+
+        def notify(message: str) -> None:
+            nonlocal notified
+            if not notified:
+                notified = True
+                try:
+                    os.write(ready_fd, message.encode())
+                finally:
+                    os.close(ready_fd)
+
+        log.quiet_stderr()
+        stdio = _detach_stdio()
+        status = asyncio.run(main(notify, stdio))
+        notify("error: the container exited before it was created")
+        mirror_exit(status)
+    except BaseException as exc:  # report, never let the parent hang or a traceback escape
+        try:
+            detail = str(exc) if isinstance(exc, StrongboxError) else repr(exc)
+            os.write(ready_fd, f"error: {detail}".encode())
+        except OSError:
+            pass
+        log.debug_traceback(traceback.format_exc())
+    finally:
+        os._exit(code)
+
+
+def _detach_stdio() -> tuple[int, int, int]:
+    """Keep the inherited stdio for the container; the monitor's own 0-2 go to /dev/null."""
+    kept = (os.dup(0), os.dup(1), os.dup(2))
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    return kept
+
+
+def mirror_exit(status: ExitStatus) -> None:
+    """Exit as the container did: with its code, or killed by its signal."""
+    if status.signal:
+        if status.signal not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(status.signal, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [status.signal])
+        os.kill(os.getpid(), status.signal)
+    os._exit(status.code)

@@ -1,0 +1,108 @@
+"""Execclient is the caller's side of ``exec``: hand our stdio to the monitor, wait for the exit.
+
+The process runs in the guest; the monitor relays its stdio to the fds we
+pass (SCM_RIGHTS) and tells us its exit status on the same connection. We
+forward the signals we receive, and terminal resizes, the other way. With
+``--detach`` a child process does all this in the background (a descendant
+of the caller, so a subreaper can wait for it) and exits like the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import sys
+from typing import Any
+
+from strongbox.errors import ContainerStartError, StrongboxError
+from strongbox.runtime import control, daemon, tty
+from strongbox.runtime import state as st
+from strongbox.runtime.console import make_controlling, send_console
+from strongbox.sandbox.sandbox import ExitStatus
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2)
+
+
+def exec_process(store: st.StateStore, container_id: str, process: dict[str, Any], *,
+                 detach: bool, pid_file: str | None, console_socket: str | None) -> int:
+    """Run ``process`` in the container; the exit code the command exits with."""
+    socket_path = store.socket_path(container_id)
+    terminal = bool(process.get("terminal"))
+    if not detach:
+        status = _session(socket_path, process, terminal=terminal,
+                          console_socket=console_socket, notify=None)
+        return status.code
+
+    async def main(notify: Any, inherited: tuple[int, int, int]) -> ExitStatus:
+        os.dup2(inherited[0], 0)  # the session relays our own stdio: put it back
+        os.dup2(inherited[1], 1)
+        os.dup2(inherited[2], 2)
+        return _session(socket_path, process, terminal=terminal,
+                        console_socket=console_socket, notify=notify)
+
+    daemon.spawn(main, pid_file=pid_file)
+    return 0
+
+
+def _session(socket_path: Any, process: dict[str, Any], *, terminal: bool,
+             console_socket: str | None, notify: Any) -> ExitStatus:
+    with contextlib.ExitStack() as stack:
+        if terminal and console_socket:
+            slave = send_console(console_socket)
+            with contextlib.suppress(OSError):
+                make_controlling(slave)  # only possible as a session leader (detached)
+            fds: tuple[int, int, int] = (slave, slave, slave)
+            resize_fd = slave
+        else:
+            fds = (0, 1, 2)
+            resize_fd = 0
+            if terminal and tty.is_terminal(0):
+                size = tty.window_size(0)
+                if size:
+                    process["consoleSize"] = {"height": size[0], "width": size[1]}
+                stack.enter_context(tty.raw_mode(0))
+        conn = control.connect(socket_path, timeout=120.0)
+        stack.callback(conn.close)
+        exec_id = secrets.token_hex(8)
+        conn.send({"op": "exec", "process": process, "exec_id": exec_id}, fds)
+        reply, extra = conn.recv()
+        for fd in extra:
+            os.close(fd)
+        if reply is None:
+            raise StrongboxError("the container's monitor closed the connection")
+        if not reply.get("ok"):
+            code = reply.get("exit_code")
+            raise ContainerStartError(str(reply.get("error")),
+                                      code if isinstance(code, int) else 1)
+        if notify is not None:
+            notify("ok")
+
+        def forward(signum: int, _frame: Any) -> None:
+            with contextlib.suppress(OSError):
+                conn.send({"op": "signal", "signal": signum})
+
+        def resize(_signum: int, _frame: Any) -> None:
+            if size := tty.window_size(resize_fd):
+                with contextlib.suppress(OSError):
+                    conn.send({"op": "resize", "rows": size[0], "cols": size[1]})
+
+        for signum in FORWARDED:
+            previous = signal.signal(signum, forward)
+            stack.callback(signal.signal, signum, previous)
+        if terminal:
+            previous = signal.signal(signal.SIGWINCH, resize)
+            stack.callback(signal.signal, signal.SIGWINCH, previous)
+        while True:
+            message, extra = conn.recv()
+            for fd in extra:
+                os.close(fd)
+            if message is None:
+                raise StrongboxError("lost the container's monitor while the process ran")
+            if "exit" in message:
+                result = message["exit"]
+                if result.get("error"):
+                    sys.stderr.write(f"strongbox: error: {result['error']}\n")
+                return ExitStatus(int(result["code"]), result.get("signal"))

@@ -1,0 +1,332 @@
+"""Monitor is the host process that owns one container's sandbox for its whole life.
+
+To its caller the monitor *is* the container: its pid goes to --pid-file,
+it holds the stdio (or console) given to ``create``, and it exits with the
+container's status (a death by signal is mirrored), so a subreaper such as
+conmon learns how the container ended by waiting for it. It serves the
+other CLI commands on the container's control socket (``start``, ``kill``,
+``exec``, ``ps``, ``pause`` ...), translating each into the same verb on the
+:class:`~strongbox.sandbox.sandbox.Sandbox`, and records every transition in
+the state file.
+
+The same class runs in the foreground for ``strongbox run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Any
+
+from strongbox.config import Config
+from strongbox.errors import ContainerStartError, ContainerStateError, StrongboxError
+from strongbox.oci.sizing import vm_size
+from strongbox.runtime import state as st
+from strongbox.runtime.control import Connection, ControlServer, run_on_loop
+from strongbox.runtime.relay import StdioRelay
+from strongbox.sandbox.guestspec import guest_spec
+from strongbox.sandbox.sandbox import ExitStatus, ProcessIO, Sandbox
+from strongbox.sandbox.shares import container_shares
+
+log = logging.getLogger("strongbox.monitor")
+
+#: Signals a monitor passes on to the container, as runc does for a foreground run.
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2)
+#: How long to keep draining output after the container's process exited.
+OUTPUT_GRACE = 5.0
+
+
+class Stdio:
+    """The fds the container's process talks to (the caller's, or a console slave)."""
+
+    def __init__(self, stdin: int, stdout: int, stderr: int, *, console: bool = False) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.console = console
+
+
+class Monitor:
+    """One container: its sandbox, stdio relay, control socket and state record."""
+
+    def __init__(self, config: Config, store: st.StateStore, record: st.ContainerState,
+                 spec: dict[str, Any], *, state_dir: Path, stdio: Stdio) -> None:
+        self.config = config
+        self.store = store
+        self.record = record
+        self.spec = spec
+        self.stdio = stdio
+        self.sandbox = Sandbox(config, sandbox_id=record.id, root=store.root,
+                               state_dir=state_dir)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.io: ProcessIO | None = None
+        self.relay: StdioRelay | None = None
+        self.server: ControlServer | None = None
+        self.exit: ExitStatus | None = None
+        self._exited = asyncio.Event()
+        self._waiter: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    def _set_status(self, status: str) -> None:
+        self.record.status = status
+        self.store.save(self.record)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def create(self) -> None:
+        """Boot the sandbox and build the container up to its start barrier."""
+        self.loop = asyncio.get_running_loop()
+        qemu = self.config.hypervisor.qemu
+        memory, vcpus = vm_size(self.spec, default_memory_mib=qemu.default_memory,
+                                default_vcpus=qemu.default_vcpus,
+                                memory_margin_mib=qemu.memory_margin,
+                                max_vcpus=os.cpu_count() or 1)
+        spec, netns = guest_spec(self.spec)
+        shares, mounts = container_shares(self.id, spec, self.record.rootfs,
+                                          self.record.overlay)
+        self.record.monitor_pid = os.getpid()
+        self.record.monitor_start = st.process_start_ticks(os.getpid())
+        self.store.save(self.record)
+        await self.sandbox.start(memory_mib=memory, vcpus=vcpus, shares=shares, netns=netns)
+        self.io = await self.sandbox.create_container(self.id, spec, mounts=mounts,
+                                                      overlay=self.record.overlay, stdin=True)
+        self.relay = StdioRelay(self.io, stdin_fd=self.stdio.stdin, stdout_fd=self.stdio.stdout,
+                                stderr_fd=self.stdio.stderr)
+        self.relay.start()
+        self._waiter = asyncio.create_task(self._wait_init())
+        self.server = ControlServer(self.store.socket_path(self.id), self._handle)
+        self._set_status(st.CREATED)
+
+    async def _wait_init(self) -> None:
+        try:
+            self.exit = await self.sandbox.wait_process(self.id)
+        except StrongboxError as exc:
+            log.warning("lost the container's VM: %s", exc)
+            self.exit = ExitStatus(128 + signal.SIGKILL, signal.SIGKILL)
+        if self.relay is not None:
+            await self.relay.finish(OUTPUT_GRACE)
+        self._exited.set()
+
+    async def start(self) -> None:
+        if self.record.status != st.CREATED:
+            raise ContainerStateError(self.id, "start", self.record.status, (st.CREATED,))
+        try:
+            await self.sandbox.start_container(self.id)
+        except ContainerStartError:
+            self._set_status(st.STOPPED)
+            raise
+        self._set_status(st.RUNNING)
+
+    async def wait(self) -> ExitStatus:
+        await self._exited.wait()
+        assert self.exit is not None
+        return self.exit
+
+    async def teardown(self) -> None:
+        """Power the VM off and release everything; record how the container ended."""
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        try:
+            await self.sandbox.stop()
+        finally:
+            await self.sandbox.destroy()
+        if self.exit is not None:
+            self.record.exit_code, self.record.exit_signal = self.exit.code, self.exit.signal
+        self.record.status = st.STOPPED
+        try:
+            self.store.save(self.record)
+        except OSError:
+            pass  # `delete` removed the record while we were stopping
+
+    def forward_signals(self, terminal_resize: bool) -> None:
+        """Signals sent to the monitor go to the container's process."""
+        loop = asyncio.get_running_loop()
+        for signum in FORWARDED:
+            loop.add_signal_handler(signum, self._forward, signum)
+        if terminal_resize:
+            loop.add_signal_handler(signal.SIGWINCH, self._resize_from, self.stdio.stdin)
+        else:
+            loop.add_signal_handler(signal.SIGWINCH, self._forward, signal.SIGWINCH)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(_quietly(coro))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _forward(self, signum: int) -> None:
+        self._spawn(self.sandbox.signal_process(self.id, signum))
+
+    def _resize_from(self, fd: int) -> None:
+        from strongbox.runtime.tty import window_size
+
+        if size := window_size(fd):
+            self._spawn(self.sandbox.resize_pty(self.id, *size))
+
+    # --- control requests (each in its own thread) ----------------------------------------
+    def _handle(self, conn: Connection, request: dict[str, Any], fds: list[int]
+                ) -> dict[str, Any] | None:
+        op = request.get("op")
+        if op == "exec":
+            return self._exec(conn, request, fds)
+        for fd in fds:
+            os.close(fd)
+        handler = _OPS.get(str(op))
+        if handler is None:
+            raise StrongboxError(f"unknown control operation {op!r}")
+        assert self.loop is not None
+        result = run_on_loop(self.loop, handler(self, request))
+        return {"ok": True, **(result or {})}
+
+    def _require(self, operation: str, *allowed: str) -> None:
+        if self.record.status not in allowed:
+            raise ContainerStateError(self.id, operation, self.record.status, allowed)
+
+    async def op_status(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"status": self.record.status, "pid": os.getpid()}
+
+    async def op_start(self, request: dict[str, Any]) -> None:
+        await self.start()
+
+    async def op_kill(self, request: dict[str, Any]) -> None:
+        self._require("kill", st.CREATED, st.RUNNING, st.PAUSED)
+        await self.sandbox.signal_process(self.id, int(request["signal"]),
+                                          all_processes=bool(request.get("all")))
+
+    async def op_destroy(self, request: dict[str, Any]) -> None:
+        """Forced delete: kill everything; the normal exit path tears down."""
+        if self._exited.is_set():
+            return
+        try:
+            if self.record.status == st.PAUSED:
+                await self.sandbox.resume_container(self.id)
+            await self.sandbox.signal_process(self.id, signal.SIGKILL, all_processes=True)
+        except StrongboxError as exc:
+            log.warning("destroy: %s", exc)
+            self.exit = ExitStatus(128 + signal.SIGKILL, signal.SIGKILL)
+            self._exited.set()
+
+    async def op_pause(self, request: dict[str, Any]) -> None:
+        self._require("pause", st.RUNNING)
+        await self.sandbox.pause_container(self.id)
+        self._set_status(st.PAUSED)
+
+    async def op_resume(self, request: dict[str, Any]) -> None:
+        self._require("resume", st.PAUSED)
+        await self.sandbox.resume_container(self.id)
+        self._set_status(st.RUNNING)
+
+    async def op_update(self, request: dict[str, Any]) -> None:
+        self._require("update", st.CREATED, st.RUNNING, st.PAUSED)
+        await self.sandbox.update_container(self.id, dict(request["resources"]))
+
+    async def op_ps(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._require("list processes of", st.CREATED, st.RUNNING, st.PAUSED)
+        processes = await self.sandbox.list_processes(self.id)
+        return {"processes": [p.to_json() for p in processes]}
+
+    async def op_stats(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._require("read statistics of", st.CREATED, st.RUNNING, st.PAUSED)
+        return {"stats": await self.sandbox.stats_container(self.id)}
+
+    # --- exec ----------------------------------------------------------------------------
+    def _exec(self, conn: Connection, request: dict[str, Any], fds: list[int]) -> None:
+        """Run a process in the container, relaying the caller's fds, until it exits."""
+        assert self.loop is not None
+        loop = self.loop
+        try:
+            if len(fds) != 3:
+                raise StrongboxError("exec needs three stdio descriptors")
+            self._require("exec in", st.RUNNING)
+            exec_id = str(request.get("exec_id") or secrets.token_hex(8))
+            session = run_on_loop(loop, self._exec_start(exec_id, request["process"], fds))
+        except StrongboxError as exc:
+            for fd in fds:
+                os.close(fd)
+            code = exc.exit_code if isinstance(exc, ContainerStartError) else 1
+            conn.send({"ok": False, "error": str(exc), "kind": type(exc).__name__,
+                       "exit_code": code})
+            return
+        conn.send({"ok": True, "exec_id": exec_id})
+        done = asyncio.run_coroutine_threadsafe(self._exec_wait(exec_id, session), loop)
+        done.add_done_callback(lambda f: _send_exit(conn, f))
+        while not done.done():
+            try:
+                message, extra = conn.recv()
+            except OSError:
+                break
+            for fd in extra:
+                os.close(fd)
+            if message is None:
+                break  # the exec command went away; the process keeps running, as in runc
+            asyncio.run_coroutine_threadsafe(_quietly(self._exec_control(exec_id, message)),
+                                             loop)
+        done.result()
+
+    async def _exec_start(self, exec_id: str, process: dict[str, Any], fds: list[int]
+                          ) -> tuple[StdioRelay, list[int]]:
+        io = await self.sandbox.exec_process(self.id, exec_id, process, stdin=True)
+        relay = StdioRelay(io, stdin_fd=fds[0], stdout_fd=fds[1], stderr_fd=fds[2])
+        relay.start()
+        return relay, fds
+
+    async def _exec_wait(self, exec_id: str, session: tuple[StdioRelay, list[int]]
+                         ) -> ExitStatus:
+        relay, fds = session
+        try:
+            status = await self.sandbox.wait_process(self.id, exec_id)
+            await relay.finish(OUTPUT_GRACE)
+            return status
+        finally:
+            for fd in set(fds):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    async def _exec_control(self, exec_id: str, message: dict[str, Any]) -> None:
+        if message.get("op") == "signal":
+            await self.sandbox.signal_process(self.id, int(message["signal"]), exec_id=exec_id)
+        elif message.get("op") == "resize":
+            await self.sandbox.resize_pty(self.id, int(message["rows"]), int(message["cols"]),
+                                          exec_id=exec_id)
+
+
+def _send_exit(conn: Connection, future: Any) -> None:
+    try:
+        status = future.result()
+        conn.send({"exit": {"code": status.code, "signal": status.signal}})
+    except Exception as exc:
+        try:
+            conn.send({"exit": {"code": 255, "signal": None, "error": str(exc)}})
+        except OSError:
+            pass
+
+
+async def _quietly(coro: Any) -> None:
+    """Signals and resizes race with the process exiting; that is not an error."""
+    try:
+        await coro
+    except Exception:
+        pass
+
+
+_OPS = {
+    "status": Monitor.op_status,
+    "start": Monitor.op_start,
+    "kill": Monitor.op_kill,
+    "destroy": Monitor.op_destroy,
+    "pause": Monitor.op_pause,
+    "resume": Monitor.op_resume,
+    "update": Monitor.op_update,
+    "ps": Monitor.op_ps,
+    "stats": Monitor.op_stats,
+}

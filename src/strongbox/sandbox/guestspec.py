@@ -1,0 +1,38 @@
+"""Guestspec turns a caller's OCI spec into the spec the guest can honour.
+
+Paths in the spec name *host* objects. The ones the guest can use are
+rewritten by the sandbox (mount sources become 9p paths); namespace paths
+cannot be: a host network namespace is where QEMU runs (so a later network
+device lands in it), and the container uses the guest's own network
+namespace. Joining another container's pid, ipc, uts or mount namespace
+would cross VMs, which is exactly what strongbox prevents: refused clearly.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from strongbox.errors import SandboxError
+
+
+def guest_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """(spec for the agent, host network namespace path for QEMU or None)."""
+    out = copy.deepcopy(spec)
+    linux = out.setdefault("linux", {})
+    netns: str | None = None
+    kept = []
+    for index, ns in enumerate(linux.get("namespaces") or []):
+        path = ns.get("path")
+        if not path:
+            kept.append(ns)
+        elif ns.get("type") == "network":
+            netns = path
+        else:
+            raise SandboxError(
+                f"linux.namespaces[{index}]: joining the {ns.get('type')} namespace at {path} "
+                "is not supported: every strongbox container has its own VM"
+            )
+    linux["namespaces"] = kept
+    linux.pop("cgroupsPath", None)  # the container's cgroup lives inside its VM
+    return out, netns

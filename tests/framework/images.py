@@ -1,0 +1,81 @@
+"""OCI image archives built from a local root filesystem (no registry).
+
+An OCI image is three JSON documents and a layer tarball, addressed by
+their SHA-256: the layer (a tar of the rootfs), the image config, the
+manifest, and ``index.json``/``oci-layout`` at the top. ``podman load`` and
+``ctr images import`` both read this ``oci-archive`` format.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+
+def _blob(tar: tarfile.TarFile, data: bytes) -> tuple[str, int]:
+    digest = hashlib.sha256(data).hexdigest()
+    info = tarfile.TarInfo(f"blobs/sha256/{digest}")
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+    return f"sha256:{digest}", len(data)
+
+
+def _layer(rootfs: Path) -> tuple[bytes, str]:
+    """gzip'd tar of ``rootfs`` and the diff id (sha256 of the uncompressed tar)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(rootfs.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(rootfs)))
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mtime = 0
+            if info.isreg():
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+    uncompressed = raw.getvalue()
+    return gzip.compress(uncompressed, mtime=0), "sha256:" + hashlib.sha256(uncompressed).hexdigest()
+
+
+def oci_archive(rootfs: Path, out: Path, *, name: str = "localhost/busybox:latest",
+                cmd: list[str] | None = None) -> Path:
+    """Write an OCI image archive of ``rootfs`` to ``out``."""
+    layer, diff_id = _layer(rootfs)
+    config: dict[str, Any] = {
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": cmd or ["sh"], "Env": [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": "strongbox test fixture"}],
+    }
+    with tarfile.open(out, "w") as tar:
+        layer_digest, layer_size = _blob(tar, layer)
+        config_digest, config_size = _blob(tar, json.dumps(config).encode())
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": layer_digest, "size": layer_size}],
+        }
+        manifest_digest, manifest_size = _blob(tar, json.dumps(manifest).encode())
+        index = {
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": manifest_digest, "size": manifest_size,
+                           "annotations": {"org.opencontainers.image.ref.name": name,
+                                           "io.containerd.image.name": name}}],
+        }
+        for fname, data in (("index.json", json.dumps(index).encode()),
+                            ("oci-layout", b'{"imageLayoutVersion": "1.0.0"}')):
+            info = tarfile.TarInfo(fname)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out
