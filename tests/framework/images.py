@@ -40,7 +40,8 @@ def _layer(rootfs: Path) -> tuple[bytes, str]:
             else:
                 tar.addfile(info)
     uncompressed = raw.getvalue()
-    return gzip.compress(uncompressed, mtime=0), "sha256:" + hashlib.sha256(uncompressed).hexdigest()
+    diff_id = "sha256:" + hashlib.sha256(uncompressed).hexdigest()
+    return gzip.compress(uncompressed, mtime=0), diff_id
 
 
 def oci_archive(rootfs: Path, out: Path, *, name: str = "localhost/busybox:latest",

@@ -305,9 +305,12 @@ def test_sigkill_of_run_leaves_nothing(root: Path, tmp_path: Path,
     assert wait_until(lambda: not qemu_pids(str(root)), timeout=5), "QEMU outlived run"
     # No mount of the sandbox was ever made in our namespace.
     assert str(root) not in Path("/proc/self/mountinfo").read_text()
-    # The next command collects the dead run's directory; the id is free again.
-    bundles.run(bundles.make(["true"]), container_id="killed").check()
+    # As with runc, the record stays until `delete`, which removes everything left.
+    state = cli.run("--root", root, "state", "killed").check().json()
+    assert state["status"] == "stopped"
+    cli.run("--root", root, "delete", "killed").check()
     assert not list((root / "vms").iterdir())
+    bundles.run(bundles.make(["true"]), container_id="killed").check()
 
 
 def test_interrupt_is_forwarded_then_everything_is_removed(bundles: Bundles) -> None:
@@ -357,4 +360,4 @@ def test_same_id_twice_is_refused(bundles: Bundles) -> None:
     finally:
         first.kill()
         first.wait()
-    bundles.run(bundles.make(["true"]), container_id="twice").check()  # collects, then runs
+    cli.run("--root", bundles.root, "delete", "--force", "twice").check()

@@ -4,18 +4,27 @@ A container here is an init process built by :mod:`strongbox.container`
 from an OCI spec, its cgroup, its root filesystem and its stdio pumps.
 Additional processes (exec) join it later. Exit statuses are recorded when
 the reaper reports them, and every ``wait_process`` request waiting on a
-process is answered then.
+process is answered then; a finished process stays in the table (and
+answers ``wait_process``) until its container is removed.
+
+Status, as the host sees it (``container_status``)::
+
+    created --start--> running --pause--> paused --resume--> running
+       \\                  \\                  \\
+        +------------------+------------------+--> stopped  (the init exited)
+
+A request made in the wrong status fails with :data:`E_STATE`, naming the
+status the container is in (also in the error's data, ``{"status": ...}``).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import struct
-import termios
 
 from strongbox.agent import share
-from strongbox.agent.stdio import InputPump, OutputPump
+from strongbox.agent.server import EPOLLIN, RequestError
+from strongbox.agent.stdio import InputPump, OutputPump, set_window_size
+from strongbox.protocol import E_NOT_FOUND, check_params
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,7 +35,14 @@ if TYPE_CHECKING:
     from strongbox.container.launcher import Launched
 
 CGROUP_PARENT = "/sys/fs/cgroup/strongbox"
-CREATED, RUNNING, STOPPED = "created", "running", "stopped"
+CREATED, RUNNING, PAUSED, STOPPED = "created", "running", "paused", "stopped"
+#: A container step failed (spec, setup, exec, cgroup); exec failures carry {"exit_code": n}.
+E_CONTAINER = "container_error"
+#: The container is not in a status that allows the request; data is {"status": current}.
+E_STATE = "invalid_state"
+
+#: Every container of this guest by id.
+CONTAINERS: dict[str, GuestContainer] = {}
 
 
 def exit_info(status: int) -> dict[str, Any]:
@@ -35,6 +51,16 @@ def exit_info(status: int) -> dict[str, Any]:
     if code < 0:
         return {"exit_code": 128 - code, "signal": -code}
     return {"exit_code": code, "signal": None}
+
+
+def exec_exit_code(message: str) -> int:
+    """What runc-compatible runtimes exit with when the process cannot start."""
+    lowered = message.lower()
+    if "not found" in lowered or "no such file" in lowered:
+        return 127
+    if "permission denied" in lowered:
+        return 126
+    return 1
 
 
 class GuestProcess:
@@ -51,9 +77,91 @@ class GuestProcess:
         self.status: int | None = None
         self.waiters: list[Deferred] = []
         self.started = False
+        #: The start_container/exec_process answer, until the exec result is known.
+        self.starting: Deferred | None = None
+        #: Why execve failed (the line from the error pipe), if it did.
+        self.exec_error: str | None = None
+
+    def attach_stdio(self, server: Server, stdio: dict[str, Any], fds: dict[str, int]) -> None:
+        """Connect the agent's ends of the stdio (from ``open_stdio``) to the host's streams."""
+        if stdio.get("terminal"):
+            master = fds["master"]
+            self.pty_master = os.dup(master)  # kept for resizes; pumps own their fds
+            os.set_inheritable(self.pty_master, False)
+            if stdio.get("stdout"):
+                self.outputs.append(OutputPump(server, master, stdio["stdout"]))
+            else:
+                os.close(master)
+            if stdio.get("stdin"):
+                self.input = InputPump(server, os.dup(self.pty_master), stdio["stdin"],
+                                       close_on_eof=False)
+            return
+        if "stdin" in fds:
+            self.input = InputPump(server, fds["stdin"], stdio["stdin"])
+        for name in ("stdout", "stderr"):
+            if name in fds:
+                self.outputs.append(OutputPump(server, fds[name], stdio[name]))
+
+    def start(self, server: Server, deferred: Deferred) -> None:
+        """Release the start barrier; answer ``deferred`` once execve succeeded or failed.
+
+        The exec result arrives on the launcher's error pipe: EOF alone when
+        execve succeeded, one line of error text otherwise. It is read from
+        the loop, so a slow exec never blocks the agent.
+        """
+        from strongbox.container.errors import ContainerError
+
+        self.started = True
+        self.starting = deferred
+        fd = self.launched.error_fd
+        chunks: list[bytes] = []
+
+        def on_error_pipe(_mask: int) -> None:
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                chunks.append(data)
+                return
+            self._exec_result(server, b"".join(chunks).decode(errors="replace").strip())
+
+        os.set_blocking(fd, False)
+        server.watch(fd, EPOLLIN, on_error_pipe)
+        try:
+            self.launched.start()
+        except ContainerError as exc:
+            self._exec_result(server, str(exc))
+
+    def _exec_result(self, server: Server, message: str) -> None:
+        server.unwatch(self.launched.error_fd)
+        self.launched.close()
+        if not message:
+            deferred, self.starting = self.starting, None
+            if deferred is not None:
+                deferred.resolve({"pid": self.pid})
+            return
+        self.exec_error = message.splitlines()[0]
+        if self.status is not None:
+            self._answer_exec_error()
+        # else: the failed process is exiting; exited() answers with its status.
+
+    def _answer_exec_error(self) -> None:
+        """Reject the start with the process's own exit status (init's 127/126/1)."""
+        deferred, self.starting = self.starting, None
+        if deferred is None or self.exec_error is None or self.status is None:
+            return
+        code = os.waitstatus_to_exitcode(self.status)
+        if code <= 0:  # killed (or oddly 0): judge by the message as runc would
+            code = exec_exit_code(self.exec_error)
+        deferred.reject(E_CONTAINER, self.exec_error, {"exit_code": code})
 
     def exited(self, status: int) -> None:
         self.status = status
+        if self.exec_error is not None:
+            self._answer_exec_error()
         for pump in self.outputs:
             pump.drain()
         if self.input is not None:
@@ -65,10 +173,21 @@ class GuestProcess:
             waiter.resolve(exit_info(status))
         self.waiters.clear()
 
+    def release(self, server: Server) -> None:
+        """Let go of everything the agent holds for this (exited) process."""
+        if self.launched.error_fd >= 0:
+            self._exec_result(server, "the container was removed before the process started")
+        for pump in self.outputs:
+            pump.finish()
+            server.stream_sinks.pop(pump.stream_id, None)
+        if self.input is not None:
+            self.input.close()
+            server.stream_sinks.pop(self.input.stream_id, None)
+
     def resize(self, rows: int, cols: int) -> None:
         if self.pty_master is None:
             raise OSError(25, "process has no terminal")  # ENOTTY
-        fcntl.ioctl(self.pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        set_window_size(self.pty_master, rows, cols)
 
 
 class GuestContainer:
@@ -80,73 +199,65 @@ class GuestContainer:
         self.cgroup = cgroup
         self.init: GuestProcess | None = None
         self.execs: dict[str, GuestProcess] = {}
+        self.paused = False
+        #: Bumped by every pause and resume, so a stale freezer poll knows to stop.
+        self.freezer_generation = 0
+        #: Not None while remove_container is killing the processes: who wants to know.
+        self.removing: list[Deferred] | None = None
 
     @property
     def status(self) -> str:
         if self.init is None or self.init.status is not None:
             return STOPPED
-        return RUNNING if self.init.started else CREATED
+        if not self.init.started:
+            return CREATED
+        return PAUSED if self.paused else RUNNING
+
+    def require(self, *allowed: str) -> None:
+        """Refuse a request unless the container is in one of the ``allowed`` statuses."""
+        status = self.status
+        if self.removing is not None:
+            raise RequestError(E_STATE, f"container {self.id!r} is being removed",
+                               {"status": status})
+        if status not in allowed:
+            raise RequestError(E_STATE, f"container {self.id!r} is not {' or '.join(allowed)} "
+                               f"(it is {status})", {"status": status})
 
     def process(self, exec_id: str = "") -> GuestProcess | None:
         if not exec_id:
             return self.init
         return self.execs.get(exec_id)
 
+    def processes(self) -> list[GuestProcess]:
+        return ([self.init] if self.init is not None else []) + list(self.execs.values())
 
-def attach_stdio(server: Server, proc: GuestProcess, stdio: dict[str, Any],
-                 fds: dict[str, int]) -> None:
-    """Connect the agent's ends of a process's stdio to the host's streams."""
-    if stdio.get("terminal"):
-        master = fds["master"]
-        proc.pty_master = os.dup(master)  # kept for resizes; pumps own their fds
-        if stdio.get("stdout"):
-            proc.outputs.append(OutputPump(server, master, stdio["stdout"]))
-        else:
-            os.close(master)
-        if stdio.get("stdin"):
-            proc.input = InputPump(server, os.dup(proc.pty_master), stdio["stdin"],
-                                   close_on_eof=False)
-        return
-    if "stdin" in fds:
-        proc.input = InputPump(server, fds["stdin"], stdio["stdin"])
-    for name in ("stdout", "stderr"):
-        if name in fds:
-            proc.outputs.append(OutputPump(server, fds[name], stdio[name]))
+    def init_pid(self) -> int:
+        assert self.init is not None
+        return self.init.pid
 
 
-def open_stdio(stdio: dict[str, Any], console_size: tuple[int, int] | None
-               ) -> tuple[tuple[int, int, int], dict[str, int], list[int]]:
-    """Create the fds for a new process.
+def lookup(params: dict[str, Any]) -> GuestContainer:
+    """The container ``params["id"]`` names, or a not-found error."""
+    check_params(params, {"id": str})
+    container = CONTAINERS.get(params["id"])
+    if container is None:
+        raise RequestError(E_NOT_FOUND, f"container {params['id']!r} does not exist")
+    return container
 
-    Returns (the child's 0/1/2, the agent's ends by name, fds to close in the
-    agent once the child has them).
-    """
-    if stdio.get("terminal"):
-        master, slave = os.openpty()
-        os.set_inheritable(master, False)
-        if console_size:
-            fcntl.ioctl(slave, termios.TIOCSWINSZ,
-                        struct.pack("HHHH", console_size[0], console_size[1], 0, 0))
-        return (slave, slave, slave), {"master": master}, [slave]
-    ours: dict[str, int] = {}
-    child: list[int] = []
-    to_close: list[int] = []
-    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-    to_close.append(null)
-    for name in ("stdin", "stdout", "stderr"):
-        if not stdio.get(name):
-            child.append(null)
-            continue
-        r, w = os.pipe2(os.O_CLOEXEC)
-        if name == "stdin":
-            child.append(r)
-            ours[name] = w
-            to_close.append(r)
-        else:
-            child.append(w)
-            ours[name] = r
-            to_close.append(w)
-    return (child[0], child[1], child[2]), ours, to_close
+
+def lookup_process(params: dict[str, Any]) -> GuestProcess:
+    """The process ``params["exec_id"]`` names (the init when empty or absent)."""
+    container = lookup(params)
+    exec_id = params.get("exec_id") or ""
+    proc = container.process(exec_id)
+    if proc is None:
+        raise RequestError(E_NOT_FOUND, f"process {exec_id!r} of {container.id!r} does not exist")
+    return proc
+
+
+def console_size(process: dict[str, Any]) -> tuple[int, int] | None:
+    size = process.get("consoleSize")
+    return (int(size["height"]), int(size["width"])) if size else None
 
 
 def cgroup_for(container_id: str, resources: dict[str, Any]) -> Cgroup:
@@ -162,3 +273,13 @@ def rootfs_for(container_id: str, rootfs: dict[str, Any]) -> str:
     share.ensure_share()
     source = share.shared_path(rootfs["path"])
     return share.prepare_rootfs(container_id, source, bool(rootfs.get("overlay")))
+
+
+def release_resources(container_id: str, cgroup: Cgroup | None) -> None:
+    """Remove a container's cgroup and root filesystem (its processes are gone)."""
+    if cgroup is not None:
+        try:
+            cgroup.destroy()
+        except Exception:
+            pass
+    share.release_rootfs(container_id)

@@ -7,8 +7,9 @@ and ``signal``: under emulation every imported module costs milliseconds of
 boot time, and those wrappers pull in ``enum`` and ``collections``.
 Handlers answer at once (return a value), fail (raise :class:`RequestError`)
 or answer later (``ctx.defer()`` and resolve the :class:`Deferred` from a
-callback), so several requests can be in flight while, say, one waits for a
-process to exit.
+callback: an fd turning ready, a child exiting, a ``call_later`` timer
+polling kernel state), so several requests can be in flight while, say,
+one waits for a process to exit. Nothing here may block for long.
 
 The host may go away (the virtio port reads EOF) and come back (a VM
 template woken as a clone, a restarted owner). A HELLO always starts a fresh
@@ -65,12 +66,13 @@ _RECONNECT_POLL = 0.02  # seconds
 
 
 class RequestError(Exception):
-    """Raised by a handler to answer with a protocol error code."""
+    """Raised by a handler to answer with a protocol error code (and optional data)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, data: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.data = data
 
 
 class Deferred:
@@ -125,6 +127,8 @@ class Server:
         self._out = bytearray()
         self._running = True
         self._soon: list[Callable[[], None]] = []
+        #: (monotonic deadline, callback); few at a time, so a list scanned each turn.
+        self._timers: list[tuple[float, Callable[[], None]]] = []
         self._after_flush: list[Callable[[], None]] = []
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         _signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
@@ -158,6 +162,10 @@ class Server:
     def call_soon(self, fn: Callable[[], None]) -> None:
         self._soon.append(fn)
 
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` from the loop once ``delay`` seconds have passed (to poll kernel state)."""
+        self._timers.append((time.monotonic() + delay, fn))
+
     def after_flush(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once everything queued for the host has been written."""
         self._after_flush.append(fn)
@@ -178,6 +186,9 @@ class Server:
             self._update_interest()
             port_watched = self.fd in self._callbacks
             timeout = 0 if self._soon else (-1 if port_watched else _RECONNECT_POLL)
+            if self._timers and timeout != 0:
+                wait = max(0.0, min(t for t, _ in self._timers) - time.monotonic())
+                timeout = wait if timeout < 0 else min(timeout, wait)
             try:
                 ready = self._epoll.poll(timeout)
             except InterruptedError:
@@ -191,6 +202,19 @@ class Server:
             soon, self._soon = self._soon, []
             for fn in soon:
                 fn()
+            if self._timers:
+                self._run_timers()
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        due = [fn for t, fn in self._timers if t <= now]
+        if due:
+            self._timers = [(t, fn) for t, fn in self._timers if t > now]
+            for fn in due:
+                try:
+                    fn()
+                except Exception as exc:  # a handler's poller must not take PID 1 down
+                    self.log(f"agent: timer callback failed: {exc!r}")
 
     def _update_interest(self) -> None:
         if self.fd in self._callbacks:
@@ -326,7 +350,7 @@ class Server:
         try:
             result = handler(ctx, request.params)
         except RequestError as exc:
-            self._error(request.id, exc.code, exc.message)
+            self._error(request.id, exc.code, exc.message, exc.data)
             return
         except InvalidParams as exc:
             self._error(request.id, E_INVALID_PARAMS, str(exc))
@@ -341,8 +365,9 @@ class Server:
         if ctx.deferred is None:
             self.send(Response(request.id, result=result).encode())
 
-    def _error(self, request_id: int, code: str, message: str) -> None:
-        self.send(Response(request_id, error=RemoteError(code, message)).encode())
+    def _error(self, request_id: int, code: str, message: str,
+               data: dict[str, Any] | None = None) -> None:
+        self.send(Response(request_id, error=RemoteError(code, message, data)).encode())
 
 
 def _ignore_signal(signum: int, frame: object) -> None:

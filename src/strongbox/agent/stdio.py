@@ -1,5 +1,8 @@
 """Stdio pumps move a process's bytes between local fds and protocol streams.
 
+:func:`open_stdio` makes the fds a new process gets (pipes, or a pty) and
+the agent's ends of them; the pumps then move the agent's ends' bytes.
+
 Flow control is end to end: an output pump stops reading its pipe while the
 stream's credit window is exhausted (so a host that stops reading stops the
 process at its next write, as a full pipe would), and an input pump returns
@@ -10,7 +13,10 @@ stdin. Both run on the agent's single epoll loop.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import struct
+import termios
 
 from strongbox.agent.server import EPOLLIN, EPOLLOUT
 from strongbox.protocol import StreamData, StreamEof, StreamReset, StreamWritable
@@ -18,6 +24,7 @@ from strongbox.protocol import StreamData, StreamEof, StreamReset, StreamWritabl
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from strongbox.agent.server import Server
 
@@ -28,6 +35,70 @@ _HIGH_WATER = 256 * 1024
 
 def _set_nonblocking(fd: int) -> None:
     os.set_blocking(fd, False)
+
+
+def set_window_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+_TIOCSPTLCK = 0x40045431
+_TIOCGPTPEER = 0x5441
+
+
+def _open_pty(ptmx: str | None) -> tuple[int, int]:
+    """A pty pair; from ``ptmx`` (a container's devpts) when given.
+
+    A process exec'd into a container must get its terminal from the
+    container's own devpts instance, or the slave's /dev/pts/N would name
+    nothing (or another terminal) inside the container; TIOCGPTPEER opens the
+    slave without a path lookup in our namespace.
+    """
+    if ptmx is None:
+        return os.openpty()
+    master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        os.close(master)
+        raise
+    return master, int(slave)
+
+
+def open_stdio(stdio: dict[str, Any], console_size: tuple[int, int] | None,
+               ptmx: str | None = None
+               ) -> tuple[tuple[int, int, int], dict[str, int], list[int]]:
+    """Create the fds for a new process from the host's ``stdio`` request.
+
+    Returns (the child's 0/1/2, the agent's ends by name: ``master`` for a
+    terminal, else ``stdin``/``stdout``/``stderr`` where the host asked for
+    them, and fds to close in the agent once the child has them).
+    """
+    if stdio.get("terminal"):
+        master, slave = _open_pty(ptmx)
+        os.set_inheritable(master, False)
+        if console_size:
+            set_window_size(slave, console_size[0], console_size[1])
+        return (slave, slave, slave), {"master": master}, [slave]
+    ours: dict[str, int] = {}
+    child: list[int] = []
+    to_close: list[int] = []
+    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    to_close.append(null)
+    for name in ("stdin", "stdout", "stderr"):
+        if not stdio.get(name):
+            child.append(null)
+            continue
+        r, w = os.pipe2(os.O_CLOEXEC)
+        if name == "stdin":
+            child.append(r)
+            ours[name] = w
+            to_close.append(r)
+        else:
+            child.append(w)
+            ours[name] = r
+            to_close.append(w)
+    return (child[0], child[1], child[2]), ours, to_close
 
 
 class OutputPump:

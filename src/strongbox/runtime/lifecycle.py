@@ -21,6 +21,7 @@ from strongbox.runtime import state as st
 from strongbox.runtime.console import make_controlling, send_console
 from strongbox.runtime.ids import validate_id
 from strongbox.runtime.monitor import Monitor, Stdio
+from strongbox.sandbox.rundir import collect_stale
 from strongbox.sandbox.sandbox import ExitStatus
 
 
@@ -89,6 +90,7 @@ def create_detached(config: Config, store: st.StateStore, record: st.ContainerSt
         return daemon.spawn(main, pid_file=pid_file)
     except BaseException:
         store.remove(record.id)
+        collect_stale(store.root)  # what a monitor killed mid-create left behind
         raise
 
 

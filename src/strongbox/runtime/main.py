@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         log.error(str(exc))
-        return EXIT_ERROR
+        code = getattr(exc, "exit_code", EXIT_ERROR)  # e.g. 127 when exec finds no binary
+        return code if isinstance(code, int) and code > 0 else EXIT_ERROR
     except KeyboardInterrupt:
         return 130
 

@@ -2,8 +2,18 @@
 
 One sandbox is one VM, one run directory and one agent connection; it hosts
 one container (``strongbox run``) or the containers of a pod. The verbs here
-are the ones the agent serves, with the same names: ``create_container``,
-``start_container``, ``wait_process``, ``signal_process``, ``resize_pty``.
+are the ones the agent serves, with the same names:
+
+* containers: ``create_container``, ``start_container``, ``container_status``,
+  ``pause_container``, ``resume_container``, ``update_container``,
+  ``stats_container``, ``remove_container``;
+* processes (the init has exec id ""): ``exec_process``, ``wait_process``,
+  ``signal_process``, ``resize_pty``, ``list_processes``.
+
+The agent's replies are validated into the models of :mod:`.replies`. A refused
+verb raises :class:`SandboxRequestError` (its ``code`` says why: no such
+container, wrong status, ...); a process that could not be started raises
+:class:`ContainerStartError` with the exit code runc would give.
 """
 
 from __future__ import annotations
@@ -18,7 +28,18 @@ from strongbox.errors import AgentRequestError, ContainerStartError, SandboxErro
 from strongbox.guest.assets import resolve_boot_assets
 from strongbox.hypervisor.base import VMSpec
 from strongbox.hypervisor.qemu.accel import choose
-from strongbox.sandbox.agent_client import FOREVER, AgentStream
+from strongbox.sandbox.agent_client import FOREVER, AgentClient, AgentStream
+from strongbox.sandbox.netns import join_netns
+from strongbox.sandbox.replies import (
+    E_CONTAINER,
+    E_STATE,
+    malformed,
+    processes_from_agent,
+    stats_from_agent,
+)
+from strongbox.sandbox.replies import ContainerState as ContainerState
+from strongbox.sandbox.replies import ProcessInfo as ProcessInfo
+from strongbox.sandbox.replies import SandboxRequestError as SandboxRequestError
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.shares import SHARE_TAG, Share, bind_in_new_namespace, prepare_targets
 from strongbox.sandbox.vm import GuestVM
@@ -49,6 +70,13 @@ class ProcessIO:
     terminal: bool
 
 
+def _vmm_child_setup(export: Path, shares: list[Share], netns: str | None) -> None:
+    """Runs in QEMU's process before exec: its network and mount namespaces."""
+    if netns:
+        join_netns(netns)
+    bind_in_new_namespace(export, shares)
+
+
 class Sandbox:
     """A microVM for containers; use :meth:`start` then the container verbs."""
 
@@ -61,8 +89,12 @@ class Sandbox:
         self.vm: GuestVM | None = None
 
     async def start(self, *, memory_mib: int, vcpus: int, shares: list[Share],
-                    timeout: float | None = None) -> None:
-        """Boot the VM with ``shares`` exported, and wait for its agent."""
+                    timeout: float | None = None, netns: str | None = None) -> None:
+        """Boot the VM with ``shares`` exported, and wait for its agent.
+
+        With ``netns``, QEMU runs in that host network namespace (the one the
+        caller prepared for the container), so its network devices live there.
+        """
         qemu = self.config.hypervisor.qemu
         kernel, initrd = resolve_boot_assets(self.state_dir, qemu.kernel, qemu.initrd)
         accel = choose(qemu.accelerator)
@@ -77,7 +109,7 @@ class Sandbox:
             share_tag=SHARE_TAG,
         )
         self.vm = GuestVM(self.config, spec, accel,
-                          child_setup=functools.partial(bind_in_new_namespace, export, shares))
+                          child_setup=functools.partial(_vmm_child_setup, export, shares, netns))
         await self.vm.boot(timeout or self.config.agent.dial_timeout)
 
     def _vm(self) -> GuestVM:
@@ -90,15 +122,13 @@ class Sandbox:
         try:
             return await self._vm().call(method, params, timeout=timeout)
         except AgentRequestError as exc:
-            raise SandboxError(exc.remote_message) from exc
+            raise SandboxRequestError.from_agent(exc) from exc
 
-    async def create_container(self, container_id: str, spec: dict[str, Any], *,
-                               mounts: dict[str, str], overlay: bool, stdin: bool,
-                               stdout: bool = True, stderr: bool = True) -> ProcessIO:
-        """Build the container in the guest, stopped at its start barrier."""
+    def _open_stdio(self, terminal: bool, stdin: bool, stdout: bool, stderr: bool
+                    ) -> tuple[ProcessIO, dict[str, Any]]:
+        """Host streams for a new process, and the ``stdio`` request that names them."""
         agent = self._vm().agent
         assert agent is not None
-        terminal = bool(spec["process"].get("terminal"))
         io = ProcessIO(
             stdin=agent.open_stream(readable=False, writable=True) if stdin else None,
             stdout=agent.open_stream(readable=True, writable=False) if stdout else None,
@@ -109,6 +139,23 @@ class Sandbox:
         stdio = {"terminal": terminal, "stdin": io.stdin.id if io.stdin else None,
                  "stdout": io.stdout.id if io.stdout else None,
                  "stderr": io.stderr.id if io.stderr else None}
+        return io, stdio
+
+    @staticmethod
+    def _close_stdio(agent: AgentClient | None, io: ProcessIO) -> None:
+        """Forget the streams of a process that never started."""
+        if agent is None:
+            return
+        for stream in (io.stdin, io.stdout, io.stderr):
+            if stream is not None:
+                agent.close_stream(stream.id)
+
+    async def create_container(self, container_id: str, spec: dict[str, Any], *,
+                               mounts: dict[str, str], overlay: bool, stdin: bool,
+                               stdout: bool = True, stderr: bool = True) -> ProcessIO:
+        """Build the container in the guest, stopped at its start barrier."""
+        io, stdio = self._open_stdio(bool(spec["process"].get("terminal")), stdin, stdout,
+                                     stderr)
         await self._call("create_container", {
             "id": container_id, "spec": spec, "stdio": stdio, "mounts": mounts,
             "rootfs": {"path": f"{container_id}/rootfs", "overlay": overlay},
@@ -116,12 +163,80 @@ class Sandbox:
         return io
 
     async def start_container(self, container_id: str) -> None:
+        """Let the created container's process run; raises ContainerStartError if exec fails."""
         try:
             await self._vm().call("start_container", {"id": container_id})
         except AgentRequestError as exc:
+            if exc.code == E_STATE:
+                raise SandboxRequestError.from_agent(exc) from exc
             code = exc.data.get("exit_code")
             raise ContainerStartError(exc.remote_message,
                                       code if isinstance(code, int) else 1) from exc
+
+    async def container_status(self, container_id: str) -> ContainerState:
+        return ContainerState.from_agent(await self._call("container_status",
+                                                          {"id": container_id}))
+
+    async def pause_container(self, container_id: str) -> None:
+        """Freeze every process of the running container (its cgroup)."""
+        await self._call("pause_container", {"id": container_id})
+
+    async def resume_container(self, container_id: str) -> None:
+        await self._call("resume_container", {"id": container_id})
+
+    async def update_container(self, container_id: str, resources: dict[str, Any]
+                               ) -> dict[str, Any]:
+        """Apply OCI ``linux.resources`` (memory, pids, cpu) now; returns the merged resources."""
+        data = await self._call("update_container", {"id": container_id,
+                                                     "resources": resources})
+        if not isinstance(data, dict) or not isinstance(data.get("resources"), dict):
+            raise malformed("update answer", data)
+        merged: dict[str, Any] = data["resources"]
+        return merged
+
+    async def stats_container(self, container_id: str) -> dict[str, Any]:
+        """``Cgroup.stats()`` of the container plus ``status`` and ``procs`` (guest pids).
+
+        Keys: ``memory`` {current, max, stat{...}, oom, oom_kill}, ``pids``
+        {current, max}, ``cpu`` {usage_usec, user_usec, system_usec,
+        nr_periods, nr_throttled, throttled_usec}; a limit of "max" is None.
+        """
+        return stats_from_agent(await self._call("stats_container", {"id": container_id}))
+
+    async def remove_container(self, container_id: str) -> None:
+        """Kill whatever runs, then free the container's cgroup, rootfs and streams.
+
+        Any status is fine; every pending ``wait_process`` is answered first
+        (137 for killed processes). The id can be created again afterwards.
+        """
+        await self._call("remove_container", {"id": container_id})
+
+    async def exec_process(self, container_id: str, exec_id: str, process: dict[str, Any],
+                           *, stdin: bool, stdout: bool = True, stderr: bool = True
+                           ) -> ProcessIO:
+        """Start ``process`` (an OCI process object) in the running container.
+
+        Returns once the program has been exec'd; a program that cannot
+        start raises ContainerStartError (127 not found, 126 not executable,
+        1 otherwise); a container that is not running, an unknown container
+        or a taken ``exec_id`` raise SandboxRequestError.
+        """
+        io, stdio = self._open_stdio(bool(process.get("terminal")), stdin, stdout, stderr)
+        vm = self._vm()
+        try:
+            await vm.call("exec_process", {"id": container_id, "exec_id": exec_id,
+                                           "process": process, "stdio": stdio})
+        except AgentRequestError as exc:
+            self._close_stdio(vm.agent, io)
+            if exc.code != E_CONTAINER:
+                raise SandboxRequestError.from_agent(exc) from exc
+            code = exc.data.get("exit_code")
+            raise ContainerStartError(exc.remote_message,
+                                      code if isinstance(code, int) else 1) from exc
+        except BaseException:
+            self._close_stdio(vm.agent, io)
+            raise
+        return io
 
     async def wait_process(self, container_id: str, exec_id: str = "") -> ExitStatus:
         data = await self._call("wait_process", {"id": container_id, "exec_id": exec_id},
@@ -137,6 +252,11 @@ class Sandbox:
                          exec_id: str = "") -> None:
         await self._call("resize_pty", {"id": container_id, "exec_id": exec_id,
                                         "rows": rows, "cols": cols})
+
+    async def list_processes(self, container_id: str) -> list[ProcessInfo]:
+        """Every process in the container's cgroup (init, execs and their children)."""
+        return processes_from_agent(await self._call("list_processes",
+                                                      {"id": container_id}))
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Power the VM off (the agent first, QEMU by force if needed)."""

@@ -120,3 +120,27 @@ def test_peer_disappearing_breaks_pending_calls() -> None:
         await client.close()
 
     _run(scenario())
+
+
+def test_container_verbs_on_an_unknown_container(agent_socket: socket.socket) -> None:
+    """Every container verb is served, and names the missing container; none crashes."""
+    verbs: dict[str, dict[str, object]] = {
+        "container_status": {}, "pause_container": {}, "resume_container": {},
+        "stats_container": {}, "list_processes": {}, "remove_container": {},
+        "update_container": {"resources": {}}, "wait_process": {},
+        "exec_process": {"exec_id": "e", "process": {"args": ["true"]}, "stdio": {}}}
+
+    async def scenario() -> None:
+        client = AgentClient(agent_socket)
+        await client.handshake(10)
+        for method, params in verbs.items():
+            with pytest.raises(AgentRequestError) as info:
+                await client.call(method, {"id": "ghost", **params})
+            assert info.value.code == "not_found", method
+            assert "'ghost' does not exist" in info.value.remote_message
+        with pytest.raises(AgentRequestError) as info:
+            await client.call("exec_process", {"id": "ghost", "exec_id": 5})
+        assert info.value.code == "invalid_params"
+        await client.close()
+
+    _run(scenario())

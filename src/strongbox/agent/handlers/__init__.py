@@ -24,7 +24,11 @@ def handler(method: str) -> Callable[[Handler], Handler]:
 
 
 def all_handlers() -> dict[str, Handler]:
-    from strongbox.agent.handlers import containers, system  # noqa: F401  (register on import)
+    from strongbox.agent.handlers import (  # noqa: F401  (register on import)
+        containers,
+        processes,
+        system,
+    )
 
     return dict(_REGISTRY)
 

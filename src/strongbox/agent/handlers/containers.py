@@ -1,19 +1,29 @@
-"""Container requests: create, start, wait, signal, resize, remove.
+"""Container requests: create, start, status, pause, resume, update, stats, remove.
 
 The names match the verbs of the host's sandbox library (``create_container``
 there sends ``create_container`` here), so grepping a verb walks the whole
-feature. The container library is imported on first use, not at boot.
+feature. Requests about one process of a container (exec, wait, signal,
+resize, ps) are in :mod:`.processes`. The container library is imported on
+first use, not at boot.
+
+Nothing here may hold the loop: freezing a cgroup and killing a container's
+processes take the kernel a while, so those answers are deferred and a
+``call_later`` timer polls until the kernel is done.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 
 from strongbox.agent import containers as table
 from strongbox.agent import share
+from strongbox.agent.containers import CREATED, E_CONTAINER, E_STATE, PAUSED, RUNNING
 from strongbox.agent.handlers import handler
-from strongbox.agent.server import EPOLLIN, RequestError
-from strongbox.protocol import E_EXISTS, E_INVALID_PARAMS, E_NOT_FOUND, check_params
+from strongbox.agent.server import RequestError
+from strongbox.agent.stdio import open_stdio
+from strongbox.protocol import E_EXISTS, E_INVALID_PARAMS, InvalidParams, check_params
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,25 +31,11 @@ if TYPE_CHECKING:
 
     from strongbox.agent.server import Context
 
-CONTAINERS: dict[str, table.GuestContainer] = {}
-E_CONTAINER = "container_error"
-
-
-def _container(params: dict[str, Any]) -> table.GuestContainer:
-    check_params(params, {"id": str})
-    container = CONTAINERS.get(params["id"])
-    if container is None:
-        raise RequestError(E_NOT_FOUND, f"container {params['id']!r} does not exist")
-    return container
-
-
-def _process(params: dict[str, Any]) -> table.GuestProcess:
-    container = _container(params)
-    exec_id = params.get("exec_id") or ""
-    proc = container.process(exec_id)
-    if proc is None:
-        raise RequestError(E_NOT_FOUND, f"process {exec_id!r} of {container.id!r} does not exist")
-    return proc
+#: How often a deferred answer re-checks the kernel, and for how long at most.
+POLL_INTERVAL = 0.01  # seconds
+FREEZE_TIMEOUT = 5.0
+KILL_TIMEOUT = 5.0
+_SIGKILL = 9
 
 
 @handler("create_container")
@@ -51,13 +47,10 @@ def create_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     from strongbox.container.launcher import LaunchRequest, launch
 
     cid = params["id"]
-    if cid in CONTAINERS:
+    if cid in table.CONTAINERS:
         raise RequestError(E_EXISTS, f"container {cid!r} already exists")
     spec = params["spec"]
     stdio = params["stdio"]
-    process = spec.get("process") or {}
-    console = process.get("consoleSize")
-    size = (console["height"], console["width"]) if console else None
     cgroup = None
     to_close: list[int] = []
     ours: dict[str, int] = {}
@@ -65,7 +58,8 @@ def create_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         cgroup = table.cgroup_for(cid, (spec.get("linux") or {}).get("resources") or {})
         rootfs = table.rootfs_for(cid, params["rootfs"])
         sources = {int(k): share.shared_path(v) for k, v in params["mounts"].items()}
-        child_stdio, ours, to_close = table.open_stdio(stdio, size)
+        child_stdio, ours, to_close = open_stdio(stdio,
+                                                 table.console_size(spec.get("process") or {}))
         launched = launch(LaunchRequest(
             container_id=cid, spec=spec, rootfs=rootfs, mount_sources=sources,
             stdio=child_stdio, terminal=bool(stdio.get("terminal")), cgroup=cgroup.path,
@@ -73,7 +67,7 @@ def create_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     except (ContainerError, OSError, ValueError) as exc:
         for fd in list(ours.values()):
             os.close(fd)
-        _cleanup(cid, cgroup)
+        table.release_resources(cid, cgroup)
         raise RequestError(E_CONTAINER, str(exc)) from None
     finally:
         for fd in to_close:
@@ -81,8 +75,8 @@ def create_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     container = table.GuestContainer(cid, spec, cgroup)
     proc = table.GuestProcess(cid, "", launched)
     container.init = proc
-    CONTAINERS[cid] = container
-    table.attach_stdio(ctx.server, proc, stdio, ours)
+    table.CONTAINERS[cid] = container
+    proc.attach_stdio(ctx.server, stdio, ours)
     ctx.server.reaper.watch(proc.pid, proc.exited)
     return {"pid": proc.pid}
 
@@ -90,93 +84,196 @@ def create_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 @handler("start_container")
 def start_container(ctx: Context, params: dict[str, Any]) -> Any:
     """Release the barrier; answer once exec has succeeded or failed."""
-    proc = _process(params)
-    if proc.started:
-        raise RequestError(E_INVALID_PARAMS, "process already started")
-    proc.started = True
+    container = table.lookup(params)
+    container.require(CREATED)
+    assert container.init is not None
+    container.init.start(ctx.server, ctx.defer())
+    return None
+
+
+@handler("container_status")
+def container_status(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """{"status", "pid" (the init's guest pid), "exit_code" (once stopped, else None)}."""
+    container = table.lookup(params)
+    init = container.init
+    exit_code = None
+    if init is not None and init.status is not None:
+        exit_code = table.exit_info(init.status)["exit_code"]
+    return {"status": container.status, "pid": init.pid if init else None,
+            "exit_code": exit_code}
+
+
+@handler("pause_container")
+def pause_container(ctx: Context, params: dict[str, Any]) -> Any:
+    """Freeze every process of the container; answer once the kernel says frozen."""
+    container = table.lookup(params)
+    container.require(RUNNING)
+    container.paused = True
+    _set_frozen(ctx, container, True)
+    return None
+
+
+@handler("resume_container")
+def resume_container(ctx: Context, params: dict[str, Any]) -> Any:
+    container = table.lookup(params)
+    container.require(PAUSED)
+    container.paused = False
+    _set_frozen(ctx, container, False)
+    return None
+
+
+def _set_frozen(ctx: Context, container: table.GuestContainer, frozen: bool) -> None:
+    """Write cgroup.freeze, then poll from the loop until cgroup.events agrees.
+
+    ``Cgroup.freeze``/``thaw`` with a zero timeout write the file (a no-op
+    when it already holds the value) and check the state once, so PID 1
+    never sleeps waiting for the kernel. A pause and a resume racing each
+    other: the later one wins, the earlier one's answer says so.
+    """
+    from strongbox.container.errors import ContainerError
+
+    cgroup = container.cgroup
+    assert cgroup is not None
+    container.freezer_generation += 1
+    generation = container.freezer_generation
     deferred = ctx.defer()
-    fd = proc.launched.error_fd
-    chunks: list[bytes] = []
+    deadline = time.monotonic() + FREEZE_TIMEOUT
+    verb = "pause" if frozen else "resume"
 
-    def on_error_pipe(_mask: int) -> None:
+    def attempt() -> None:
+        if container.freezer_generation != generation:
+            deferred.reject(E_STATE, f"container {container.id!r}: {verb} was overtaken by "
+                            f"a later pause or resume", {"status": container.status})
+            return
         try:
-            data = os.read(fd, 4096)
-        except BlockingIOError:
+            if frozen:
+                cgroup.freeze(timeout=0)
+            else:
+                cgroup.thaw(timeout=0)
+        except ContainerError as exc:
+            if exc.errno == errno.ETIMEDOUT and time.monotonic() < deadline:
+                ctx.server.call_later(POLL_INTERVAL, attempt)
+                return
+            if frozen:  # do not leave it half frozen
+                container.paused = False
+                try:
+                    cgroup.thaw(timeout=0)
+                except ContainerError:
+                    pass
+            reason = f"timed out after {FREEZE_TIMEOUT:g}s" if exc.errno == errno.ETIMEDOUT \
+                else str(exc)
+            deferred.reject(E_CONTAINER, f"{verb} container {container.id!r}: {reason}")
             return
-        if data:
-            chunks.append(data)
-            return
-        ctx.server.unwatch(fd)
-        message = b"".join(chunks).decode(errors="replace").strip()
-        proc.launched.close()
-        if message:
-            deferred.reject(E_CONTAINER, message, {"exit_code": _exec_exit_code(message)})
-        else:
-            deferred.resolve({"pid": proc.pid})
+        deferred.resolve({"status": container.status})
 
-    os.set_blocking(fd, False)
-    ctx.server.watch(fd, EPOLLIN, on_error_pipe)
-    proc.launched.start()
-    return None
+    attempt()
 
 
-@handler("wait_process")
-def wait_process(ctx: Context, params: dict[str, Any]) -> Any:
-    proc = _process(params)
-    if proc.status is not None:
-        return table.exit_info(proc.status)
-    proc.waiters.append(ctx.defer())
-    return None
+@handler("update_container")
+def update_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Apply OCI ``linux.resources`` to the live cgroup; merge them into the stored spec."""
+    check_params(params, {"id": str, "resources": dict})
+    from strongbox.container.errors import ContainerError
+
+    container = table.lookup(params)
+    container.require(CREATED, RUNNING, PAUSED)
+    resources = params["resources"]
+    try:
+        check_params(resources, {}, {"memory": dict, "pids": dict, "cpu": dict, "unified": dict})
+    except InvalidParams as exc:
+        raise InvalidParams(str(exc).replace("params.", "params.resources.", 1)) from None
+    assert container.cgroup is not None
+    try:
+        container.cgroup.apply(resources)
+    except ContainerError as exc:
+        raise RequestError(E_CONTAINER, f"update container {container.id!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise RequestError(E_INVALID_PARAMS, f"resources: {exc}") from None
+    linux = container.spec.setdefault("linux", {})
+    stored = linux.get("resources") or {}
+    for key, value in resources.items():
+        old = stored.get(key)
+        stored[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) \
+            else value
+    linux["resources"] = stored
+    return {"resources": stored}
 
 
-@handler("signal_process")
-def signal_process(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    check_params(params, {"id": str, "signal": int})
-    container = _container(params)
-    sig = params["signal"]
-    if params.get("all") and container.cgroup is not None:
-        for pid in container.cgroup.procs():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        return {}
-    proc = _process(params)
-    if proc.status is not None:
-        raise RequestError(E_NOT_FOUND, f"process of {container.id!r} is not running")
-    os.kill(proc.pid, sig)
-    return {}
+@handler("stats_container")
+def stats_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Cgroup counters ({"memory", "pids", "cpu"}), plus "status" and "procs" (guest pids)."""
+    from strongbox.container.errors import ContainerError
 
-
-@handler("resize_pty")
-def resize_pty(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    check_params(params, {"id": str, "rows": int, "cols": int})
-    _process(params).resize(params["rows"], params["cols"])
-    return {}
+    container = table.lookup(params)
+    cgroup = container.cgroup
+    assert cgroup is not None
+    try:
+        stats = cgroup.stats()
+        procs = cgroup.procs()
+    except ContainerError as exc:
+        raise RequestError(E_CONTAINER, f"stats of container {container.id!r}: {exc}") from None
+    stats.setdefault("pids", {"current": len(procs), "max": None})
+    stats["procs"] = procs
+    stats["status"] = container.status
+    return stats
 
 
 @handler("remove_container")
-def remove_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    container = _container(params)
-    _cleanup(container.id, container.cgroup)
-    del CONTAINERS[container.id]
-    return {}
+def remove_container(ctx: Context, params: dict[str, Any]) -> Any:
+    """Kill whatever still runs (in any status), then release cgroup, rootfs and pumps.
+
+    Answered once every process is gone, which takes the kernel a moment:
+    a timer polls meanwhile. Each process's ``wait_process`` is answered
+    with its real exit status (137 for the killed ones) before the answer.
+    """
+    container = table.lookup(params)
+    if container.removing is not None:  # already under way: answer with the first one
+        container.removing.append(ctx.defer())
+        return None
+    container.removing = [ctx.defer()]
+    deadline = time.monotonic() + KILL_TIMEOUT
+    server = ctx.server
+
+    def finish() -> None:
+        alive = [p.pid for p in container.processes() if p.status is None]
+        left = _kill(container)
+        if alive or left:
+            if time.monotonic() < deadline:
+                server.call_later(POLL_INTERVAL, finish)
+                return
+            waiters, container.removing = container.removing or [], None
+            for waiter in waiters:
+                waiter.reject(E_CONTAINER, f"remove container {container.id!r}: processes "
+                              f"{sorted(set(alive + left))} survive SIGKILL")
+            return
+        for proc in container.processes():
+            proc.release(server)
+        table.release_resources(container.id, container.cgroup)
+        table.CONTAINERS.pop(container.id, None)
+        waiters, container.removing = container.removing or [], None
+        for waiter in waiters:
+            waiter.resolve({})
+
+    finish()
+    return None
 
 
-def _exec_exit_code(message: str) -> int:
-    """What runc-compatible runtimes exit with when the process cannot start."""
-    lowered = message.lower()
-    if "not found" in lowered or "no such file" in lowered:
-        return 127
-    if "permission denied" in lowered:
-        return 126
-    return 1
+def _kill(container: table.GuestContainer) -> list[int]:
+    """SIGKILL every process of the container; returns the pids still in its cgroup."""
+    from strongbox.container.errors import ContainerError
 
-
-def _cleanup(cid: str, cgroup: Any) -> None:
-    if cgroup is not None:
-        try:
-            cgroup.destroy()
-        except Exception:
-            pass
-    share.release_rootfs(cid)
+    for proc in container.processes():
+        if proc.status is None:
+            try:
+                os.kill(proc.pid, _SIGKILL)
+            except ProcessLookupError:
+                pass
+    if container.cgroup is None:
+        return []
+    try:
+        left = container.cgroup.procs()
+        if left:
+            container.cgroup.kill()
+    except ContainerError:
+        return []  # the cgroup is gone or unreadable: nothing more to wait for there
+    return left

@@ -17,7 +17,7 @@ from strongbox.runtime.state import StateStore
 def register(sub: Any) -> None:
     ex = sub.add_parser("exec", help="run a process in a running container")
     ex.add_argument("id", metavar="ID")
-    ex.add_argument("command", nargs="*", help="command and arguments")
+    ex.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
     ex.add_argument("--process", "-p", help="OCI process JSON file (instead of a command)")
     ex.add_argument("--tty", "-t", action="store_true", help="allocate a pseudo-terminal")
     ex.add_argument("--console-socket", help="unix socket that receives the pty master")
@@ -46,10 +46,13 @@ def build_process(args: argparse.Namespace, spec_process: dict[str, Any]) -> dic
         if not isinstance(process, dict):
             raise ConfigError(f"--process {args.process}: expected a JSON object")
     else:
-        if not args.command:
+        command = [a for a in args.command]
+        if command[:1] == ["--"]:
+            command = command[1:]
+        if not command:
             raise ConfigError("exec: a command or --process is required")
         process = copy.deepcopy(spec_process)
-        process["args"] = list(args.command)
+        process["args"] = command
         process["terminal"] = bool(args.tty)
     if args.tty:
         process["terminal"] = True

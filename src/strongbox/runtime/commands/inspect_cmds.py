@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
     ps = sub.add_parser("ps", help="list the processes of a container")
     ps.add_argument("id", metavar="ID")
     ps.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    ps.add_argument("ps_args", nargs="*", help="accepted for runc compatibility")
+    ps.add_argument("ps_args", nargs=argparse.REMAINDER, help="accepted for runc compatibility")
     ps.set_defaults(func=cmd_ps)
 
     events = sub.add_parser("events", help="stream statistics and OOM events as JSON lines")
@@ -70,13 +70,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    # Pids as the container sees them (its own pid namespace): the guest's
+    # pids mean nothing on the host, and these work with `exec ... kill`.
     processes = Container.load(_store(args), args.id).processes()
     if args.format == "json":
-        print(json.dumps([p["pid"] for p in processes]))
+        print(json.dumps([p["ns_pid"] for p in processes]))
         return 0
-    rows = [("UID", "PID", "PPID", "STAT", "CMD")]
-    rows += [(str(p["uid"]), str(p["pid"]), str(p["ppid"]), p["state"],
-              " ".join(p["args"]) or f"[{p['comm']}]") for p in processes]
+    in_ns = {p["pid"]: p["ns_pid"] for p in processes}
+    rows = [("UID", "PID", "PPID", "STAT", "TIME", "CMD")]
+    rows += [(str(p["uid"]), str(p["ns_pid"]), str(in_ns.get(p["ppid"], 0)), p["state"],
+              f"{p['cpu_time_s']:.2f}", " ".join(p["args"]) or f"[{p['comm']}]")
+             for p in processes]
     _table(rows)
     return 0
 

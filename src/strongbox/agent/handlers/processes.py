@@ -1,0 +1,126 @@
+"""Process requests: exec, wait, signal, resize, list the processes of a container.
+
+A process is named by the container id and an ``exec_id``; the empty
+exec id is the container's init. Exec'd processes are direct children of
+the agent like the init, so the reaper records their exit statuses the
+same way, and one exiting never touches the others or the init.
+"""
+
+from __future__ import annotations
+
+import os
+
+from strongbox.agent import containers as table
+from strongbox.agent import procfs
+from strongbox.agent.containers import E_CONTAINER, E_STATE, RUNNING, STOPPED
+from strongbox.agent.handlers import handler
+from strongbox.agent.server import RequestError
+from strongbox.agent.stdio import open_stdio
+from strongbox.protocol import E_EXISTS, E_INVALID_PARAMS, check_params
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from strongbox.agent.server import Context
+
+
+@handler("exec_process")
+def exec_process(ctx: Context, params: dict[str, Any]) -> Any:
+    """Start an OCI ``process`` in the running container; answer once execve succeeded or failed.
+
+    Same stdio as ``create_container`` (``terminal`` comes from the process)
+    and same failures as ``start_container``: set-up errors and exec errors
+    are ``container_error`` with ``{"exit_code": 127/126/1}``.
+    """
+    check_params(params, {"id": str, "exec_id": str, "process": dict, "stdio": dict})
+    from strongbox.container.errors import ContainerError
+    from strongbox.container.launcher import exec_in
+
+    container = table.lookup(params)
+    exec_id = params["exec_id"]
+    if not exec_id:
+        raise RequestError(E_INVALID_PARAMS, "exec_id must not be empty (it names the init)")
+    container.require(RUNNING)
+    if exec_id in container.execs:
+        raise RequestError(E_EXISTS, f"process {exec_id!r} of {container.id!r} already exists")
+    process = params["process"]
+    terminal = bool(process.get("terminal"))
+    stdio = dict(params["stdio"], terminal=terminal)
+    cgroup = container.cgroup.path if container.cgroup is not None else None
+    ours: dict[str, int] = {}
+    to_close: list[int] = []
+    try:
+        ptmx = f"/proc/{container.init_pid()}/root/dev/ptmx"
+        child_stdio, ours, to_close = open_stdio(stdio, table.console_size(process),
+                                                 ptmx if os.path.exists(ptmx) else None)
+        launched = exec_in(container.init_pid(), process, container.spec, stdio=child_stdio,
+                           terminal=terminal, cgroup=cgroup)
+    except (ContainerError, OSError, ValueError, TypeError) as exc:
+        for fd in ours.values():
+            os.close(fd)
+        raise RequestError(E_CONTAINER, f"exec in container {container.id!r}: {exc}",
+                           {"exit_code": 1}) from None
+    finally:
+        for fd in to_close:
+            os.close(fd)
+    proc = table.GuestProcess(container.id, exec_id, launched)
+    container.execs[exec_id] = proc
+    proc.attach_stdio(ctx.server, stdio, ours)
+    ctx.server.reaper.watch(proc.pid, proc.exited)
+    proc.start(ctx.server, ctx.defer())
+    return None
+
+
+@handler("wait_process")
+def wait_process(ctx: Context, params: dict[str, Any]) -> Any:
+    """The process's exit status, at once if it has exited, else when it does."""
+    proc = table.lookup_process(params)
+    if proc.status is not None:
+        return table.exit_info(proc.status)
+    proc.waiters.append(ctx.defer())
+    return None
+
+
+@handler("signal_process")
+def signal_process(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Send a signal to one process, or with ``all`` to every process of the container."""
+    check_params(params, {"id": str, "signal": int})
+    container = table.lookup(params)
+    sig = params["signal"]
+    if params.get("all") and container.cgroup is not None:
+        for pid in container.cgroup.procs():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        return {}
+    proc = table.lookup_process(params)
+    if proc.status is not None:
+        name = f"process {proc.exec_id!r} of" if proc.exec_id else "the init of"
+        raise RequestError(E_STATE, f"{name} container {container.id!r} is not running",
+                           {"status": STOPPED})
+    os.kill(proc.pid, sig)
+    return {}
+
+
+@handler("resize_pty")
+def resize_pty(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    check_params(params, {"id": str, "rows": int, "cols": int})
+    table.lookup_process(params).resize(params["rows"], params["cols"])
+    return {}
+
+
+@handler("list_processes")
+def list_processes(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Every process in the container's cgroup, as ``ps`` would describe it (guest pids)."""
+    from strongbox.container.errors import ContainerError
+
+    container = table.lookup(params)
+    pids: list[int] = []
+    if container.cgroup is not None:
+        try:
+            pids = container.cgroup.procs()
+        except ContainerError as exc:
+            raise RequestError(E_CONTAINER, f"processes of {container.id!r}: {exc}") from None
+    return procfs.list_processes(pids)

@@ -1,0 +1,152 @@
+"""Replies turns the agent's answers to the container verbs into validated host models.
+
+The agent is not trusted: every answer is checked for shape and types
+before the host acts on it, and a malformed one is a :class:`SandboxError`
+naming what was wrong. The error codes and statuses here are the ones the
+agent's ``agent/containers.py`` defines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from strongbox.errors import AgentRequestError, SandboxError
+
+#: Agent error codes of the container verbs (the agent's ``agent/containers.py``).
+E_NOT_FOUND, E_EXISTS = "not_found", "exists"
+E_STATE, E_CONTAINER = "invalid_state", "container_error"
+#: Container statuses as the agent reports them.
+CREATED, RUNNING, PAUSED, STOPPED = "created", "running", "paused", "stopped"
+STATUSES = (CREATED, RUNNING, PAUSED, STOPPED)
+
+
+class SandboxRequestError(SandboxError):
+    """The agent refused a container verb.
+
+    ``code`` is the agent's error code: ``not_found`` (no such container or
+    exec id), ``exists`` (id taken), ``invalid_state`` (then ``status`` is
+    the container's current status), ``container_error`` (a cgroup or
+    set-up step failed), or a protocol code such as ``invalid_params``.
+    """
+
+    def __init__(self, message: str, code: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+    @classmethod
+    def from_agent(cls, exc: AgentRequestError) -> SandboxRequestError:
+        status = exc.data.get("status")
+        return cls(exc.remote_message, exc.code, status if isinstance(status, str) else None)
+
+
+def malformed(what: str, data: Any) -> SandboxError:
+    return SandboxError(f"agent returned a malformed {what}: {str(data)[:200]}")
+
+
+def _int(data: dict[str, Any], key: str, what: str, *, optional: bool = False) -> Any:
+    value = data.get(key)
+    if (value is None and optional) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise malformed(what, data)
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What the agent knows of a container: status, init's guest pid, exit code once stopped."""
+
+    status: str
+    pid: int | None
+    exit_code: int | None
+
+    @classmethod
+    def from_agent(cls, data: Any) -> ContainerState:
+        if not isinstance(data, dict) or data.get("status") not in STATUSES:
+            raise malformed("container status", data)
+        return cls(data["status"], _int(data, "pid", "container status", optional=True),
+                   _int(data, "exit_code", "container status", optional=True))
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One process of a container, as ``ps`` shows it (read from the guest's /proc).
+
+    ``pid``/``ppid`` are guest pids, ``ns_pid`` the pid inside the
+    container's pid namespace; ``uid``/``gid`` are effective ids; times are
+    seconds on the guest's boot clock (``start_time_s`` after its boot,
+    ``elapsed_s`` since the process started, ``cpu_time_s`` user + system).
+    """
+
+    pid: int
+    ppid: int
+    uid: int
+    gid: int
+    state: str
+    comm: str
+    args: tuple[str, ...]
+    ns_pid: int
+    tty_nr: int
+    start_time_ticks: int
+    start_time_s: float
+    elapsed_s: float
+    cpu_time_s: float
+
+    @classmethod
+    def from_agent(cls, data: Any, clock_ticks: int, uptime_s: float) -> ProcessInfo:
+        what = "process entry"
+        if not isinstance(data, dict):
+            raise malformed(what, data)
+        args, state, comm = data.get("args"), data.get("state"), data.get("comm")
+        if not (isinstance(args, list) and all(isinstance(a, str) for a in args)
+                and isinstance(state, str) and isinstance(comm, str)):
+            raise malformed(what, data)
+        ticks = _int(data, "start_time_ticks", what)
+        start = ticks / clock_ticks
+        return cls(
+            pid=_int(data, "pid", what), ppid=_int(data, "ppid", what),
+            uid=_int(data, "uid", what), gid=_int(data, "gid", what), state=state, comm=comm,
+            args=tuple(args), ns_pid=_int(data, "ns_pid", what),
+            tty_nr=_int(data, "tty_nr", what), start_time_ticks=ticks, start_time_s=start,
+            elapsed_s=max(0.0, uptime_s - start),
+            cpu_time_s=_int(data, "cpu_ticks", what) / clock_ticks,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "ppid": self.ppid, "uid": self.uid, "gid": self.gid,
+                "state": self.state, "comm": self.comm, "args": list(self.args),
+                "ns_pid": self.ns_pid, "tty_nr": self.tty_nr,
+                "start_time_ticks": self.start_time_ticks, "start_time_s": self.start_time_s,
+                "elapsed_s": self.elapsed_s, "cpu_time_s": self.cpu_time_s}
+
+
+def processes_from_agent(data: Any) -> list[ProcessInfo]:
+    if not isinstance(data, dict) or not isinstance(data.get("processes"), list):
+        raise malformed("process list", data)
+    ticks = _int(data, "clock_ticks", "process list")
+    uptime = data.get("uptime_s")
+    if ticks <= 0 or not isinstance(uptime, int | float):
+        raise malformed("process list", data)
+    return [ProcessInfo.from_agent(p, ticks, float(uptime)) for p in data["processes"]]
+
+
+def stats_from_agent(data: Any) -> dict[str, Any]:
+    """Check the shape of ``stats_container``'s answer (``Cgroup.stats()`` + status, procs)."""
+    what = "container statistics"
+    if not isinstance(data, dict) or data.get("status") not in STATUSES:
+        raise malformed(what, data)
+    procs = data.get("procs")
+    if not isinstance(procs, list) or not all(isinstance(p, int) for p in procs):
+        raise malformed(what, data)
+    for group in ("memory", "pids", "cpu"):
+        values = data.get(group, {})
+        if not isinstance(values, dict):
+            raise malformed(what, data)
+        for key, value in values.items():
+            if key == "stat":
+                if not isinstance(value, dict) or not all(isinstance(v, int)
+                                                          for v in value.values()):
+                    raise malformed(what, data)
+            elif not (value is None or isinstance(value, int)):
+                raise malformed(what, data)
+    return data
