@@ -65,7 +65,7 @@ def error(message: str) -> None:
     sys.stderr.flush()
     if _file_handler is not None:
         _file_handler.handle(_LOGGER.makeRecord("strongbox", logging.ERROR, "", 0, message,
-                                                None, None))
+                                                (), None))
 
 
 def quiet_stderr() -> None:

@@ -18,8 +18,9 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from strongbox import log
 from strongbox.errors import StrongboxError
@@ -27,7 +28,8 @@ from strongbox.guest.assets import atomic_write
 from strongbox.sandbox.sandbox import ExitStatus
 
 #: main(notify, container stdio fds) -> how the container ended.
-MonitorMain = Callable[[Callable[[str], None], tuple[int, int, int]], Awaitable[ExitStatus]]
+MonitorMain = Callable[[Callable[[str], None], tuple[int, int, int]],
+                      Coroutine[Any, Any, ExitStatus]]
 
 
 def spawn(main: MonitorMain, *, pid_file: str | None) -> int:

@@ -95,8 +95,9 @@ def create_detached(config: Config, store: st.StateStore, record: st.ContainerSt
 
 
 async def run_foreground(config: Config, store: st.StateStore, record: st.ContainerState,
-                         spec: dict[str, Any], *, state_dir: Path) -> int:
-    """``run``: the CLI itself is the monitor; the container is deleted when it exits."""
+                         spec: dict[str, Any], *, state_dir: Path, keep: bool = False) -> int:
+    """``run``: the CLI itself is the monitor; the container is deleted when it exits
+    (unless ``keep``, as runc's ``--keep``)."""
     store.create(record)
     interactive = record.terminal and tty.is_terminal(0)
     if interactive and (size := tty.window_size(0)):
@@ -119,7 +120,8 @@ async def run_foreground(config: Config, store: st.StateStore, record: st.Contai
         try:
             await monitor.teardown()
         finally:
-            store.remove(record.id)
+            if not keep:
+                store.remove(record.id)
 
 
 class _Exit(StrongboxError):

@@ -176,7 +176,8 @@ class Monitor:
                 ) -> dict[str, Any] | None:
         op = request.get("op")
         if op == "exec":
-            return self._exec(conn, request, fds)
+            self._exec(conn, request, fds)
+            return None
         for fd in fds:
             os.close(fd)
         handler = _OPS.get(str(op))

@@ -38,7 +38,10 @@ def register(sub: Any) -> None:
     update.add_argument("--pids-limit", type=int, help="maximum number of processes")
     update.add_argument("--cpu-quota", type=int, help="CFS quota in microseconds")
     update.add_argument("--cpu-period", type=int, help="CFS period in microseconds")
-    update.add_argument("--cpu-shares", type=int, help="relative CPU weight")
+    update.add_argument("--cpu-share", "--cpu-shares", dest="cpu_shares", type=int,
+                        help="relative CPU weight")
+    update.add_argument("--kernel-memory", help="accepted and ignored (deprecated in runc)")
+    update.add_argument("--kernel-memory-tcp", help="accepted and ignored (deprecated in runc)")
     update.add_argument("--cpuset-cpus", help="CPUs (e.g. 0-1) inside the VM")
     update.add_argument("--cpuset-mems", help="memory nodes")
     update.set_defaults(func=cmd_update)

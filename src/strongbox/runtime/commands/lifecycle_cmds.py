@@ -27,7 +27,10 @@ def register(sub: Any) -> None:
     run.add_argument("id", metavar="ID")
     _bundle_options(run)
     run.add_argument("--detach", "-d", action="store_true", help="run in the background")
-    run.add_argument("--keep", action="store_true", help="accepted for runc compatibility")
+    run.add_argument("--keep", action="store_true",
+                     help="keep the stopped container's record after a foreground run")
+    run.add_argument("--no-subreaper", action="store_true",
+                     help="accepted: the monitor is always the container's waitable parent")
     run.set_defaults(func=cmd_run)
 
     delete = sub.add_parser("delete", help="delete a container and everything it holds")
@@ -93,7 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         write_pid_file(Path(args.pid_file), os.getpid())
     sys.stdout.flush()
-    return lifecycle.run_foreground_sync(config, store, record, spec, state_dir=state_dir)
+    return lifecycle.run_foreground_sync(config, store, record, spec, state_dir=state_dir,
+                                         keep=args.keep)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
