@@ -420,3 +420,54 @@ def test_log_file_json(rt: Runtime) -> None:
 
 def test_systemd_cgroup_is_accepted(rt: Runtime) -> None:
     assert rt("--systemd-cgroup", "list").check().stdout.startswith("ID")
+
+
+# --- more flags ------------------------------------------------------------------------------
+
+def test_exec_privilege_flags(rt: Runtime) -> None:
+    rt.create("exf").check()
+    rt("start", "exf").check()
+    rt("exec", "exf", "touch", "/tmp/owned").check()
+    denied = rt("exec", "exf", "chown", "1000", "/tmp/owned")
+    assert denied.returncode != 0 and "Operation not permitted" in denied.stderr
+    rt("exec", "--cap", "CAP_CHOWN", "exf", "chown", "1000", "/tmp/owned").check()
+    status = rt("exec", "--no-new-privs", "exf", "grep", "NoNewPrivs", "/proc/self/status")
+    assert status.check().stdout.split() == ["NoNewPrivs:", "1"]
+    groups = rt("exec", "--user", "1000:1000", "--additional-gids", "5", "exf", "id")
+    assert "5(tty)" in groups.check().stdout
+
+
+def test_update_cpu_limits_inside_the_guest(rt: Runtime) -> None:
+    bundle = rt.bundle(linux__namespaces=[{"type": t} for t in
+                                          ("pid", "ipc", "uts", "mount", "cgroup")])
+    rt.create("cpu", bundle).check()
+    rt("start", "cpu").check()
+    rt("update", "--cpu-quota", "50000", "--cpu-period", "100000", "--cpuset-cpus", "0",
+       "cpu").check()
+    out = rt("exec", "cpu", "cat", "/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpuset.cpus")
+    assert out.check().stdout.split() == ["50000", "100000", "0"]
+
+
+def test_accepted_flags_and_foreground_pid_file(rt: Runtime) -> None:
+    rt.create("acc", rt.bundle(), "--no-pivot", "--no-new-keyring").check()
+    pid_file = rt.tmp / "fg.pid"
+    result = rt("run", "--pid-file", pid_file, "--bundle", rt.bundle(["true"]), "fgpid")
+    assert result.returncode == 0 and pid_file.read_text().isdigit()
+    kept = rt("run", "--keep", "--bundle", rt.bundle(["true"]), "kept")
+    assert kept.returncode == 0
+    rt.ids.append("kept")
+    assert rt.status("kept") == "stopped"
+
+
+def test_overlay_from_the_configuration_file(rt: Runtime) -> None:
+    config = rt.tmp / "config.toml"
+    config.write_text("[runtime]\noverlay = true\n")
+    bundle = rt.bundle(["sh", "-c", "echo x > /written"])
+    rt("--config", config, "run", "--bundle", bundle, "ovl").check()
+    assert not (bundle / "rootfs" / "written").exists()
+
+
+def test_log_file_text(rt: Runtime) -> None:
+    log = rt.tmp / "text.log"
+    assert rt("--log", log, "kill", "nobody").returncode == 1
+    assert 'level=error msg="container nobody does not exist"' in log.read_text()

@@ -20,10 +20,8 @@ from strongbox.errors import ContainerStartError, StrongboxError
 from strongbox.runtime import control, daemon, tty
 from strongbox.runtime import state as st
 from strongbox.runtime.console import make_controlling, send_console
+from strongbox.runtime.monitor import FORWARDED
 from strongbox.sandbox.sandbox import ExitStatus
-
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2)
 
 
 def exec_process(store: st.StateStore, container_id: str, process: dict[str, Any], *,
