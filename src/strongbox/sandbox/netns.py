@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from strongbox.container._syscalls import CLONE_NEWNET, setns
 
 
 def join_netns(path: str) -> None:
     """setns(2) into the network namespace bound at ``path`` (e.g. /run/netns/x)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _libc.setns(fd, _CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"joining network namespace {path}: {os.strerror(err)}")
+        setns(fd, CLONE_NEWNET)
+    except OSError as exc:
+        raise OSError(exc.errno, f"joining network namespace {path}: {exc.strerror}") from None
     finally:
         os.close(fd)

@@ -19,6 +19,7 @@ container, wrong status, ...); a process that could not be started raises
 from __future__ import annotations
 
 import functools
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from strongbox.errors import AgentRequestError, ContainerStartError, SandboxErro
 from strongbox.guest.assets import resolve_boot_assets
 from strongbox.hypervisor.base import VMSpec
 from strongbox.hypervisor.qemu.accel import choose
+from strongbox.sandbox import vmmounts
 from strongbox.sandbox.agent_client import FOREVER, AgentClient, AgentStream
 from strongbox.sandbox.netns import join_netns
 from strongbox.sandbox.replies import (
@@ -257,6 +259,38 @@ class Sandbox:
         """Every process in the container's cgroup (init, execs and their children)."""
         return processes_from_agent(await self._call("list_processes",
                                                       {"id": container_id}))
+
+    # --- the export of a running sandbox (containers added to a pod) ---------------------
+    @property
+    def export(self) -> Path:
+        if self.run_dir is None:
+            raise SandboxError(f"sandbox {self.id} is not running")
+        return self.run_dir.path / "shared"
+
+    def _qemu_pid(self) -> int:
+        pid = self._vm().qemu.pid
+        if not pid:
+            raise SandboxError(f"sandbox {self.id} has no VMM process")
+        return pid
+
+    def attach_shares(self, shares: list[Share]) -> None:
+        """Export more host paths to the running guest (read-only where asked)."""
+        for share in shares:
+            vmmounts.attach_share(self._qemu_pid(), self.export, share)
+
+    def mount_rootfs(self, container_id: str, mounts: list[dict[str, Any]]) -> None:
+        """Mount a container's rootfs (containerd's mount list) at ``<id>/rootfs``."""
+        vmmounts.mount_rootfs(self._qemu_pid(), self.export, f"{container_id}/rootfs", mounts)
+
+    def detach_container(self, container_id: str) -> None:
+        """Unmount what was exported for a container, and remove its mount points."""
+        if self.vm is None or self.vm.qemu.returncode is not None or self.run_dir is None:
+            return  # no VM, no namespace, nothing mounted any more
+        base = self.export / container_id
+        targets = [p for p in base.glob("mounts/*")] + [base / "rootfs"]
+        for target in targets:
+            vmmounts.detach(self._qemu_pid(), self.export, str(target.relative_to(self.export)))
+        shutil.rmtree(base, ignore_errors=True)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Power the VM off (the agent first, QEMU by force if needed)."""

@@ -15,17 +15,23 @@ Layout inside the export (the agent relies on it)::
 
 from __future__ import annotations
 
-import ctypes
 import os
 from pathlib import Path
 from typing import Any
 
-from strongbox.container._syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE, mount
+from strongbox.container._syscalls import (
+    CLONE_NEWNS,
+    MS_BIND,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SLAVE,
+    mount,
+    unshare,
+)
 from strongbox.errors import SandboxError
 
 SHARE_TAG = "sbshare"
-_CLONE_NEWNS = 0x00020000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class Share:
@@ -90,9 +96,7 @@ def bind_in_new_namespace(export: Path, shares: list[Share]) -> None:
     volume mounted by the caller) still show, while ours never propagate
     back.
     """
-    if _libc.unshare(_CLONE_NEWNS) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare(CLONE_NEWNS): {os.strerror(err)}")
+    unshare(CLONE_NEWNS)
     mount("none", "/", None, MS_REC | MS_SLAVE)
     for share in shares:
         target = str(export / share.target)

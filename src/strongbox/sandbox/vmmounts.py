@@ -1,0 +1,98 @@
+"""Vmmounts changes the mounts of a running VM's export, inside QEMU's mount namespace.
+
+QEMU runs in a mount namespace of its own (see :mod:`shares`); a container
+added to a running sandbox (a pod) needs its root filesystem and bind-mount
+sources under the export *there*. A short-lived child process enters that
+namespace (setns needs a single-threaded caller, which a fresh fork is) and
+mounts; anything from the host's namespace travels as a detached mount tree.
+Failures come back as one line over a pipe. Nothing is ever mounted in the
+host's namespace, so nothing can leak there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from strongbox.container._syscalls import CLONE_NEWNS, MS_BIND, MS_REC, mount, setns, umount
+from strongbox.container.mountopts import MountOptions
+from strongbox.errors import SandboxError
+from strongbox.sandbox._mountapi import attach_tree, clone_tree
+from strongbox.sandbox.shares import Share, prepare_targets
+
+MNT_DETACH = 2
+
+
+def _in_namespace(pid: int, what: str, work: Callable[[], None]) -> None:
+    """Run ``work`` in a child that joined ``pid``'s mount namespace."""
+    ns_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        child = os.fork()
+        if child == 0:
+            try:
+                os.close(err_r)
+                setns(ns_fd, CLONE_NEWNS)
+                work()
+                os._exit(0)
+            except BaseException as exc:
+                try:
+                    os.write(err_w, str(exc).encode()[:500])
+                finally:
+                    os._exit(1)
+        os.close(err_w)
+        err_w = -1
+        with os.fdopen(err_r, "rb") as pipe:
+            err_r = -1
+            message = pipe.read().decode(errors="replace")
+        _, status = os.waitpid(child, 0)
+        if status != 0:
+            raise SandboxError(f"{what}: {message or f'status {status}'}")
+    finally:
+        os.close(ns_fd)
+        for fd in (err_r, err_w):
+            if fd >= 0:
+                os.close(fd)
+
+
+def attach_share(qemu_pid: int, export: Path, share: Share) -> None:
+    """Bind a host path into the running VM's export, read-only if asked."""
+    prepare_targets(export, [share])
+    tree = clone_tree(share.source, share.readonly)
+    target = str(export / share.target)
+    try:
+        _in_namespace(qemu_pid, f"sharing {share.source}", lambda: attach_tree(tree, target))
+    finally:
+        os.close(tree)
+
+
+def mount_rootfs(qemu_pid: int, export: Path, target: str, mounts: list[dict[str, Any]]) -> None:
+    """Mount containerd's rootfs mounts (overlay, bind ...) at ``target`` in the export."""
+    path = export / target
+    path.mkdir(parents=True, exist_ok=True)
+
+    def work() -> None:
+        for m in mounts:
+            options = MountOptions.parse(list(m.get("options") or []))
+            fstype = m.get("type") or None
+            if fstype == "bind" or options.is_bind:
+                mount(m["source"], str(path), None, options.flags | MS_BIND | MS_REC,
+                      options.data or None)
+            else:
+                mount(m.get("source") or "none", str(path), fstype, options.flags,
+                      options.data or None)
+
+    _in_namespace(qemu_pid, f"mounting the rootfs of {target}", work)
+
+
+def detach(qemu_pid: int, export: Path, target: str) -> None:
+    """Unmount everything at ``target`` in the VM's export (lazily, recursively)."""
+    path = str(export / target)
+
+    def work() -> None:
+        while os.path.ismount(path):
+            umount(path, MNT_DETACH)
+
+    _in_namespace(qemu_pid, f"unsharing {target}", work)
