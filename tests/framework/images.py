@@ -71,6 +71,7 @@ def oci_archive(rootfs: Path, out: Path, *, name: str = "localhost/busybox:lates
             "schemaVersion": 2,
             "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
                            "digest": manifest_digest, "size": manifest_size,
+                           "platform": {"architecture": "amd64", "os": "linux"},
                            "annotations": {"org.opencontainers.image.ref.name": name,
                                            "io.containerd.image.name": name}}],
         }

@@ -39,6 +39,7 @@ def build_parser() -> ArgumentParser:
         exec_cmd,
         guest,
         inspect_cmds,
+        install_cmd,
         lifecycle_cmds,
         spec_cmds,
     )
@@ -60,7 +61,8 @@ def build_parser() -> ArgumentParser:
                         "(default /var/lib/strongbox)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
-    for module in (lifecycle_cmds, control_cmds, exec_cmd, inspect_cmds, spec_cmds, guest):
+    for module in (lifecycle_cmds, control_cmds, exec_cmd, inspect_cmds, spec_cmds, guest,
+                   install_cmd):
         module.register(sub)
     return parser
 

@@ -16,8 +16,14 @@ from typing import Any
 from strongbox.errors import SandboxError
 
 
-def guest_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """(spec for the agent, host network namespace path for QEMU or None)."""
+def guest_spec(spec: dict[str, Any], join: dict[str, str] | None = None
+               ) -> tuple[dict[str, Any], str | None]:
+    """(spec for the agent, host network namespace path for QEMU or None).
+
+    ``join`` maps namespace types to guest paths for a pod member: a
+    container that names its pod sandbox's ipc/uts/pid namespace joins that
+    container's namespace *in the guest* instead.
+    """
     out = copy.deepcopy(spec)
     linux = out.setdefault("linux", {})
     netns: str | None = None
@@ -28,6 +34,8 @@ def guest_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             kept.append(ns)
         elif ns.get("type") == "network":
             netns = path
+        elif join and ns.get("type") in join:
+            kept.append({"type": ns["type"], "path": join[ns["type"]]})
         else:
             raise SandboxError(
                 f"linux.namespaces[{index}]: joining the {ns.get('type')} namespace at {path} "

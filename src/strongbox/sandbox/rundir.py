@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 from strongbox.errors import StateDirError
@@ -87,6 +88,24 @@ def _kill_leftover_qemu(path: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def collect(root: Path, name: str, wait: float = 5.0) -> bool:
+    """Remove one VM's run directory once its owner is gone (waiting up to ``wait`` s).
+
+    A dying owner closes its sockets before the kernel drops its lock, so a
+    cleanup triggered by the disconnect may look too early: give it a moment.
+    """
+    path = _vms(root) / name
+    deadline = time.monotonic() + wait
+    while path.is_dir() and _owner_alive(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    if path.is_dir():
+        _kill_leftover_qemu(path)
+        shutil.rmtree(path, ignore_errors=True)
+    return True
 
 
 def collect_stale(root: Path) -> list[str]:

@@ -267,6 +267,11 @@ class Sandbox:
             raise SandboxError(f"sandbox {self.id} is not running")
         return self.run_dir.path / "shared"
 
+    @property
+    def vmm_pid(self) -> int:
+        """The VMM's pid: what containerd gets as a task's pid (the host process it is)."""
+        return self._qemu_pid()
+
     def _qemu_pid(self) -> int:
         pid = self._vm().qemu.pid
         if not pid:

@@ -60,8 +60,15 @@ def container_shares(container_id: str, spec: dict[str, Any], rootfs: str,
     The root is exported read-only when the spec says so and for
     ``--overlay`` (whose writes go to guest memory instead).
     """
-    shares = [Share(rootfs, f"{container_id}/rootfs",
-                    readonly=bool(spec["root"].get("readonly")) or overlay)]
+    root = Share(rootfs, f"{container_id}/rootfs",
+                 readonly=bool(spec["root"].get("readonly")) or overlay)
+    shares, mounts = bind_shares(container_id, spec)
+    return [root, *shares], mounts
+
+
+def bind_shares(container_id: str, spec: dict[str, Any]) -> tuple[list[Share], dict[str, str]]:
+    """The spec's bind mounts as shares, and the agent's map of mount index -> share path."""
+    shares: list[Share] = []
     mounts: dict[str, str] = {}
     for index, entry in enumerate(spec.get("mounts") or []):
         if not is_bind(entry):

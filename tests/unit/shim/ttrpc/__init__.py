@@ -1,0 +1,1 @@
+"""Unit tests of the ttrpc implementation: frames, envelope, server, client, generated code."""
