@@ -242,3 +242,59 @@ def test_events_in_order(containerd: Containerd) -> None:
     finally:
         events.kill()
         events.wait()
+
+
+def _collect_topics(containerd: Containerd, cid: str, action: object, until: str,
+                    timeout: float = 60, count: int = 1) -> list[str]:
+    """Run ``action`` while `ctr events` listens; the topics of ``cid``'s events, in order."""
+    events = subprocess.Popen(containerd.ctr_argv("events"), stdout=subprocess.PIPE,
+                              env=containerd.env, text=True)
+    topics: list[str] = []
+    try:
+        time.sleep(0.5)
+        action()  # type: ignore[operator]
+        deadline = time.monotonic() + timeout
+        assert events.stdout is not None
+        while topics.count(until) < count and time.monotonic() < deadline:
+            line = events.stdout.readline()
+            match = re.search(r"(/tasks/[a-z?-]+)", line)
+            if match and re.search(rf'"container_id":"{cid}"|\b{cid}\b', line):
+                topics.append(match.group(1))
+    finally:
+        events.kill()
+        events.wait()
+    return topics
+
+
+def test_exec_and_pause_events(containerd: Containerd) -> None:
+    def scenario() -> None:
+        assert containerd.ctr("run", "-d", "--runtime", RUNTIME, IMAGE, "evx", "sleep",
+                              "600").returncode == 0
+        assert containerd.ctr("task", "exec", "--exec-id", "x1", "evx", "true").returncode == 0
+        assert containerd.ctr("task", "pause", "evx").returncode == 0
+        assert containerd.ctr("task", "resume", "evx").returncode == 0
+        containerd.ctr("task", "kill", "-s", "KILL", "evx")
+        _wait_status(containerd, "evx", "STOPPED")
+        containerd.ctr("task", "delete", "evx")
+
+    try:
+        topics = _collect_topics(containerd, "evx", scenario, "/tasks/delete", count=2)
+    finally:
+        containerd.ctr("task", "delete", "-f", "evx")
+        containerd.ctr("container", "delete", "evx")
+    expected = ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started",
+                "/tasks/exit", "/tasks/delete",  # the exec's exit and delete
+                "/tasks/paused", "/tasks/resumed", "/tasks/exit", "/tasks/delete"]
+    assert [t for t in topics if t in expected] == expected
+
+
+def test_oom_event(containerd: Containerd) -> None:
+    def scenario() -> None:
+        result = containerd.ctr("run", "--rm", "--runtime", RUNTIME, "--memory-limit",
+                                str(32 * 1024 * 1024), IMAGE, "oom1", "dd", "if=/dev/zero",
+                                "of=/dev/null", "bs=96M", "count=1")
+        assert result.returncode == 137, result.stderr.decode()
+
+    topics = _collect_topics(containerd, "oom1", scenario, "/tasks/delete")
+    assert "/tasks/oom" in topics
+    assert topics.index("/tasks/oom") < topics.index("/tasks/exit")
