@@ -28,6 +28,16 @@ class VMSpec:
     #: Host directory exported to the guest over virtio-9p (tag ``share_tag``).
     share_dir: Path | None = None
     share_tag: str = "sbshare"
+    #: Guest RAM in this file (a VM template's memory) instead of anonymous memory.
+    memory_file: Path | None = None
+    #: True: writes go to the file (creating a template); False: private
+    #: copy-on-write mapping of it (a clone shares the template's pages).
+    memory_shared: bool = False
+    #: A device-state file QEMU inherits: read by a clone (``incoming``), written
+    #: when saving a template.
+    state_fd: int | None = None
+    #: Start paused and load device state from ``state_fd`` (a clone of a template).
+    incoming: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -37,6 +37,7 @@ def build_parser() -> ArgumentParser:
     from strongbox.runtime.commands import (
         control_cmds,
         exec_cmd,
+        factory_cmd,
         guest,
         inspect_cmds,
         install_cmd,
@@ -62,7 +63,7 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
     for module in (lifecycle_cmds, control_cmds, exec_cmd, inspect_cmds, spec_cmds, guest,
-                   install_cmd):
+                   install_cmd, factory_cmd):
         module.register(sub)
     return parser
 

@@ -18,8 +18,11 @@ container, wrong status, ...); a process that could not be started raises
 
 from __future__ import annotations
 
+import base64
 import functools
+import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from strongbox.hypervisor.base import VMSpec
 from strongbox.hypervisor.qemu.accel import choose
 from strongbox.sandbox import vmmounts
 from strongbox.sandbox.agent_client import FOREVER, AgentClient, AgentStream
+from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.netns import join_netns
 from strongbox.sandbox.replies import (
     E_CONTAINER,
@@ -89,6 +93,8 @@ class Sandbox:
         self.state_dir = state_dir
         self.run_dir: RunDir | None = None
         self.vm: GuestVM | None = None
+        #: True when the VM was cloned from a template rather than booted.
+        self.cloned = False
 
     async def start(self, *, memory_mib: int, vcpus: int, shares: list[Share],
                     timeout: float | None = None, netns: str | None = None) -> None:
@@ -100,19 +106,41 @@ class Sandbox:
         qemu = self.config.hypervisor.qemu
         kernel, initrd = resolve_boot_assets(self.state_dir, qemu.kernel, qemu.initrd)
         accel = choose(qemu.accelerator)
+        template = None
+        if self.config.factory.enable_template:
+            template = Factory(self.config, self.state_dir, self.root).clone_source(memory_mib,
+                                                                                   vcpus)
         self.run_dir = RunDir.create(self.root, self.id)
         export = self.run_dir.path / "shared"
         export.mkdir()
         prepare_targets(export, shares)
-        spec = VMSpec(
-            name=self.id, kernel=kernel, initrd=initrd, memory_mib=memory_mib, vcpus=vcpus,
-            run_dir=self.run_dir.path, debug=qemu.enable_debug,
-            kernel_params=tuple(qemu.kernel_params.split()), share_dir=export,
-            share_tag=SHARE_TAG,
-        )
-        self.vm = GuestVM(self.config, spec, accel,
-                          child_setup=functools.partial(_vmm_child_setup, export, shares, netns))
-        await self.vm.boot(timeout or self.config.agent.dial_timeout)
+        state_fd = (os.open(template.state_file, os.O_RDONLY | os.O_CLOEXEC)
+                    if template is not None else None)
+        try:
+            spec = VMSpec(
+                name=self.id, kernel=kernel, initrd=initrd, memory_mib=memory_mib, vcpus=vcpus,
+                run_dir=self.run_dir.path, debug=qemu.enable_debug,
+                kernel_params=tuple(qemu.kernel_params.split()), share_dir=export,
+                share_tag=SHARE_TAG,
+                memory_file=template.memory_file if template is not None else None,
+                state_fd=state_fd, incoming=template is not None,
+            )
+            self.vm = GuestVM(self.config, spec, accel, child_setup=functools.partial(
+                _vmm_child_setup, export, shares, netns))
+            await self.vm.boot(timeout or self.config.agent.dial_timeout)
+        finally:
+            if state_fd is not None:
+                os.close(state_fd)
+        self.cloned = template is not None
+        if self.cloned:
+            await self._give_identity()
+
+    async def _give_identity(self) -> None:
+        """A clone wakes up as its template: tell it who it is now."""
+        await self._call("clone_identity", {
+            "hostname": self.id[:64], "time_ns": time.time_ns(),
+            "entropy": base64.b64encode(os.urandom(64)).decode(),
+        })
 
     def _vm(self) -> GuestVM:
         if self.vm is None or self.vm.agent is None:

@@ -43,6 +43,15 @@ def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agen
         accel_args = ["-accel", "kvm", "-cpu", "host"]
     else:
         accel_args = ["-accel", f"tcg,thread=multi,tb-size={tcg_tb_size_mib}", "-cpu", "max"]
+    machine = "microvm,acpi=off,x-option-roms=off,isa-serial=off"
+    memory: list[str] = []
+    if spec.memory_file is not None:
+        # The same backend on both sides of a template: only share= differs.
+        share = "on" if spec.memory_shared else "off"
+        memory = ["-object", f"memory-backend-file,id=ram,size={spec.memory_mib}M,"
+                             f"mem-path={spec.memory_file},share={share},prealloc=off"]
+        machine += ",memory-backend=ram"
+    incoming = ["-incoming", "defer"] if spec.incoming else []
     shares: list[str] = []
     if spec.share_dir is not None:
         shares = [
@@ -55,7 +64,8 @@ def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agen
         "-name", f"strongbox-{spec.name},debug-threads=on",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-S",  # the driver issues `cont` once QMP is up: boot time is measured from there
-        "-machine", "microvm,acpi=off,x-option-roms=off,isa-serial=off",
+        "-machine", machine,
+        *memory,
         *accel_args,
         "-m", f"{spec.memory_mib}M",
         "-smp", str(spec.vcpus),
@@ -72,4 +82,5 @@ def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agen
         "-chardev", f"socket,id=agent,fd={agent_fd}",
         "-device", f"virtserialport,chardev=agent,name={spec.agent_port}",
         *shares,
+        *incoming,
     ]

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from strongbox.errors import HypervisorError, HypervisorNotFound
 from strongbox.hypervisor.base import VMSpec
+from strongbox.hypervisor.qemu import migration
 from strongbox.hypervisor.qemu.accel import Accelerator
 from strongbox.hypervisor.qemu.cmdline import build_argv
 from strongbox.hypervisor.qemu.qmp import Monitor
@@ -101,7 +102,8 @@ class QemuVM:
                 self.launched_at = time.monotonic()
                 self.process = await asyncio.create_subprocess_exec(
                     *argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                    pass_fds=(qmp_guest.fileno(), agent_guest.fileno()),
+                    pass_fds=(qmp_guest.fileno(), agent_guest.fileno(),
+                              *self._extra_fds()),
                     preexec_fn=functools.partial(_prepare_child, os.getpid(), self.child_setup,
                                                  error_w),
                     start_new_session=True,
@@ -128,8 +130,29 @@ class QemuVM:
             await self._reap_after_failure()
             raise HypervisorError(f"QEMU failed to start: {self.failure_reason()}") from None
         self.qmp_ready_at = time.monotonic()
-        await self.monitor.execute("cont", timeout=timeout)
+        try:
+            if self.spec.incoming and self.spec.state_fd is not None:
+                await migration.load_state(self.monitor, self.spec.state_fd, timeout)
+            await self.monitor.execute("cont", timeout=timeout)
+        except HypervisorError:
+            await self._reap_after_failure()
+            raise
         self.running_at = time.monotonic()
+
+    def _extra_fds(self) -> tuple[int, ...]:
+        """Descriptors QEMU inherits besides its channels (a clone's device state)."""
+        if self.spec.state_fd is None or not self.spec.incoming:
+            return ()
+        return (self.spec.state_fd,)
+
+    async def save_state(self, timeout: float = 60.0) -> None:
+        """Pause the guest and write its device state to ``spec.state_fd``.
+
+        RAM is not copied: it is in the memory file already.
+        """
+        if self.spec.state_fd is None:
+            raise HypervisorError("this VM was started without a state file")
+        await migration.save_state(self.monitor, self.spec.state_fd, timeout)
 
     async def _reap_after_failure(self) -> None:
         self.kill()

@@ -48,6 +48,14 @@ class Monitor:
         except (TimeoutError, QMPError, OSError, EOFError) as exc:
             raise HypervisorError(f"QMP {command} failed: {exc or type(exc).__name__}") from exc
 
+    async def send_fd(self, fd: int, name: str) -> None:
+        """Hand QEMU a file descriptor (SCM_RIGHTS + ``getfd``) under ``name``."""
+        try:
+            self._client.send_fd_scm(fd)
+        except (QMPError, OSError) as exc:
+            raise HypervisorError(f"passing a descriptor to QEMU failed: {exc}") from exc
+        await self.execute("getfd", {"fdname": name})
+
     async def disconnect(self) -> None:
         try:
             await self._client.disconnect()
