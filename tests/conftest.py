@@ -45,3 +45,43 @@ def no_leaks(root: Path) -> Iterator[Path]:
     vms = root / "vms"
     leftovers = sorted(p.name for p in vms.iterdir()) if vms.exists() else []
     assert not leftovers, f"run directories left behind: {leftovers}"
+
+
+# --- VM templates: every VM test of run, cli, shim and podman runs cold and cloned ----------
+
+@pytest.fixture(scope="session")
+def template_config(guest_assets: dict[str, Path]) -> Iterator[Path]:
+    """A config file with the factory on, and its template built once per session."""
+    import shutil
+    import subprocess
+    import sys
+
+    base = Path(tempfile.mkdtemp(prefix="sbx-tpl-", dir="/dev/shm"))
+    config = base / "config.toml"
+    config.write_text(f'[factory]\nenable_template = true\ntemplate_path = "{base}/template"\n')
+    subprocess.run([sys.executable, "-m", "strongbox", "--config", str(config), "--root",
+                    str(base / "root"), "factory", "init"], check=True, capture_output=True)
+    yield config
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=["cold", "template"])
+def factory_mode(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a whole module twice: cold boots, then clones of a VM template.
+
+    The configuration reaches every strongbox process (CLI, monitors, shims
+    started by containerd, runtimes started by podman) through
+    $STRONGBOX_CONFIG.
+    """
+    import os
+
+    previous = os.environ.get("STRONGBOX_CONFIG")
+    if request.param == "template":
+        os.environ["STRONGBOX_CONFIG"] = str(request.getfixturevalue("template_config"))
+    else:
+        os.environ.pop("STRONGBOX_CONFIG", None)
+    yield request.param
+    if previous is None:
+        os.environ.pop("STRONGBOX_CONFIG", None)
+    else:
+        os.environ["STRONGBOX_CONFIG"] = previous

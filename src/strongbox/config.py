@@ -5,7 +5,7 @@ The file is TOML (``/etc/strongbox/config.toml`` unless ``--config`` or
 ``configuration.toml``::
 
     [hypervisor.qemu]   path, kernel, initrd, machine_type, default_vcpus,
-                        default_memory, kernel_params, accelerator, ...
+                        default_memory, kernel_params, accelerator, jailer, ...
     [agent]             timeouts, debug console
     [runtime]           overlay, log level, state directory
     [factory]           VM templates
@@ -32,6 +32,8 @@ from strongbox.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("/etc/strongbox/config.toml")
 ACCELERATORS = ("auto", "kvm", "tcg")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: A jailed uid is jailer_uid_base + [0, 65536) and must stay below (uid_t)-1.
+JAILER_UID_BASE_MAX = 2**32 - 2 - 65536
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,21 @@ class QemuConfig:
     tcg_tb_size: int = 64
     #: Full kernel log on the guest console instead of ``quiet``.
     enable_debug: bool = False
+    #: Confine QEMU: chroot, namespaces, own uid, seccomp, cgroup (hypervisor/jailer).
+    jailer: bool = False
+    #: Jailed QEMUs run as uid (= gid) jailer_uid_base + hash(sandbox id) mod 65536.
+    jailer_uid_base: int = 100000
+    #: Tasks (processes and threads) a jailed QEMU may have.
+    jailer_pids_max: int = 128
+    #: MiB a jailed QEMU may use beyond guest RAM (QEMU itself, TCG translation cache).
+    jailer_memory_overhead: int = 384
 
     def validate(self) -> None:
         _choice("hypervisor.qemu.accelerator", self.accelerator, ACCELERATORS)
+        _at_least("hypervisor.qemu.jailer_uid_base", self.jailer_uid_base, 1)
+        _at_most("hypervisor.qemu.jailer_uid_base", self.jailer_uid_base, JAILER_UID_BASE_MAX)
+        _at_least("hypervisor.qemu.jailer_pids_max", self.jailer_pids_max, 16)
+        _at_least("hypervisor.qemu.jailer_memory_overhead", self.jailer_memory_overhead, 64)
         _at_least("hypervisor.qemu.default_vcpus", self.default_vcpus, 1)
         _at_least("hypervisor.qemu.default_memory", self.default_memory, 64)
         _at_least("hypervisor.qemu.memory_margin", self.memory_margin, 16)
@@ -214,6 +228,11 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
 def _at_least(key: str, value: int, minimum: int) -> None:
     if value < minimum:
         raise ConfigError(f"{key}: expected at least {minimum}, got {value}")
+
+
+def _at_most(key: str, value: int, maximum: int) -> None:
+    if value > maximum:
+        raise ConfigError(f"{key}: expected at most {maximum}, got {value}")
 
 
 def _positive(key: str, value: float) -> None:

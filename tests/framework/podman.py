@@ -38,8 +38,10 @@ class Podman:
         self.conf = base / "containers.conf"
         self.conf.write_text(CONTAINERS_CONF)
         self.runtime = base / "strongbox-runtime"
-        self.runtime.write_text(
-            f"#!/bin/sh\nexec {sys.executable} -m strongbox --root {self.root} \"$@\"\n")
+        # podman does not hand its environment to the runtime: bake the config in.
+        config = os.environ.get("STRONGBOX_CONFIG")
+        flags = f"--root {self.root}" + (f" --config {config}" if config else "")
+        self.runtime.write_text(f"#!/bin/sh\nexec {sys.executable} -m strongbox {flags} \"$@\"\n")
         self.runtime.chmod(0o755)
         self.env = {**os.environ, "CONTAINERS_CONF": str(self.conf)}
 

@@ -19,7 +19,7 @@ from tests.framework import cli
 from tests.framework.bundle import make_bundle
 from tests.framework.procs import qemu_pids, wait_until
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("factory_mode")]
 
 LOOP = ["sh", "-c", 'trap "echo got-term; exit 3" TERM; echo started; '
                     "while true; do sleep 0.2; done"]

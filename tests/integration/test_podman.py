@@ -14,12 +14,13 @@ from tests.framework.procs import qemu_pids, wait_until
 
 pytestmark = [
     pytest.mark.vm,
+    pytest.mark.usefixtures("factory_mode"),
     pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed"),
 ]
 
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory,
+def podman(tmp_path_factory: pytest.TempPathFactory, factory_mode: str,
            guest_assets: dict[str, Path]) -> Iterator[Podman]:
     pm = Podman(tmp_path_factory.mktemp("podman"))
     pm.load_busybox()

@@ -15,7 +15,7 @@ import pytest
 from tests.framework import cli
 from tests.framework.containers import Bundles, tree_digest
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("factory_mode")]
 
 TMPFS_TMP = {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
              "options": ["nosuid", "nodev", "mode=1777", "size=80m"]}

@@ -19,12 +19,13 @@ from tests.framework.procs import pids_with_cmdline, qemu_pids, wait_until
 
 pytestmark = [
     pytest.mark.vm,
+    pytest.mark.usefixtures("factory_mode"),
     pytest.mark.skipif(shutil.which("containerd") is None, reason="containerd not installed"),
 ]
 
 
 @pytest.fixture(scope="module")
-def containerd(tmp_path_factory: pytest.TempPathFactory,
+def containerd(tmp_path_factory: pytest.TempPathFactory, factory_mode: str,
                guest_assets: dict[str, Path]) -> Iterator[Containerd]:
     daemon = Containerd(tmp_path_factory.mktemp("ctrd"))
     daemon.start()

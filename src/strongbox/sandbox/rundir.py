@@ -6,7 +6,8 @@ exclusive ``flock`` on ``owner.lock`` for the VM's whole life; the kernel
 drops it when that process dies, however it dies. So "the lock can be
 taken" means "the owner is gone", with no pid-reuse races, and any later
 strongbox command can remove what a killed owner left: the QEMU process (if
-it somehow survived its parent-death signal) and the directory.
+it somehow survived its parent-death signal), the directory, and the cgroup
+of a jailed QEMU (:func:`strongbox.hypervisor.jailer.remove_leftovers`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from strongbox.errors import StateDirError
+from strongbox.hypervisor.jailer import remove_leftovers
 
 log = logging.getLogger("strongbox.sandbox")
 LOCK = "owner.lock"
@@ -77,17 +79,27 @@ def _owner_alive(path: Path) -> bool:
         os.close(fd)
 
 
-def _kill_leftover_qemu(path: Path) -> None:
+def _kill_leftover_qemu(path: Path) -> bool:
+    """True if a QEMU was still running (and has been sent SIGKILL)."""
     try:
         pid = int((path / "qemu.pid").read_text())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
-        return
+        return False
     if f"strongbox-{path.name}".encode() in cmdline:
         try:
             os.kill(pid, signal.SIGKILL)
+            return True
         except ProcessLookupError:
             pass
+    return False
+
+
+def _remove(path: Path) -> None:
+    """A dead owner's VM: its QEMU, its directory, its jail's cgroup."""
+    killed = _kill_leftover_qemu(path)
+    shutil.rmtree(path, ignore_errors=True)
+    remove_leftovers(path.name, wait=2.0 if killed else 0.5)
 
 
 def collect(root: Path, name: str, wait: float = 5.0) -> bool:
@@ -103,8 +115,7 @@ def collect(root: Path, name: str, wait: float = 5.0) -> bool:
             return False
         time.sleep(0.05)
     if path.is_dir():
-        _kill_leftover_qemu(path)
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
     return True
 
 
@@ -118,8 +129,7 @@ def collect_stale(root: Path) -> list[str]:
     for path in entries:
         if not path.is_dir() or _owner_alive(path):
             continue
-        _kill_leftover_qemu(path)
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
         log.debug("removed stale VM directory %s", path)
         removed.append(path.name)
     return removed

@@ -301,7 +301,7 @@ class Sandbox:
         return self._qemu_pid()
 
     def _qemu_pid(self) -> int:
-        pid = self._vm().qemu.pid
+        pid = self._vm().qemu.vmm_pid  # QEMU itself, not a jail's waiter
         if not pid:
             raise SandboxError(f"sandbox {self.id} has no VMM process")
         return pid

@@ -16,6 +16,7 @@ from typing import Any
 from strongbox.config import Config
 from strongbox.errors import AgentBroken, AgentError, AgentTimeout, HypervisorError
 from strongbox.hypervisor.base import VMSpec
+from strongbox.hypervisor.jailer import JailPolicy
 from strongbox.hypervisor.qemu.accel import Accelerator
 from strongbox.hypervisor.qemu.driver import ChildSetup, QemuVM
 from strongbox.sandbox.agent_client import AgentClient
@@ -33,7 +34,9 @@ class GuestVM:
         self.config = config
         self.spec = spec
         self.accel = accel
-        self.qemu = QemuVM(spec, accel, qemu.path, qemu.tcg_tb_size, child_setup)
+        jail = JailPolicy(uid_base=qemu.jailer_uid_base, pids_max=qemu.jailer_pids_max,
+                          memory_overhead_mib=qemu.jailer_memory_overhead) if qemu.jailer else None
+        self.qemu = QemuVM(spec, accel, qemu.path, qemu.tcg_tb_size, child_setup, jail=jail)
         self.agent: AgentClient | None = None
         self.ready_at = 0.0
 

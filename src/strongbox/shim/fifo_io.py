@@ -1,11 +1,11 @@
 """Fifo_io connects a process's stdio streams to the paths containerd gives a task.
 
 containerd (and ``ctr``) hand stdio over as paths: FIFOs it created and
-opened on its side, or ``file://`` URIs for log files. The shim opens them
-without ever blocking (a FIFO opened O_RDWR has a reader and a writer at
-once) and pumps bytes between them and the guest's streams on the event
-loop. Stdin's end of input is not a closed FIFO (we hold a write end
-ourselves) but containerd's CloseIO call.
+opened on its side, or ``file://`` URIs for log files. Output FIFOs are
+opened O_RDWR (never blocks: we are a reader and a writer at once); the
+stdin FIFO is opened for reading only, so the writer closing it is the end
+of input, as containerd's own shims see it; CloseIO ends it too. Bytes are
+pumped between them and the guest's streams on the event loop.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from typing import Any
 from urllib.parse import urlparse
 
@@ -41,6 +42,18 @@ def _resolve(future: asyncio.Future[Any]) -> None:
         future.set_result(None)
 
 
+def _deliver(future: asyncio.Future[int], fd: int) -> None:
+    if future.done():
+        os.close(fd)  # nobody waits any more
+    else:
+        future.set_result(fd)
+
+
+def _fail(future: asyncio.Future[int], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
 class FifoIO:
     """The stdio of one task or exec process."""
 
@@ -49,7 +62,7 @@ class FifoIO:
         self.paths = (stdin, stdout, stderr)
         self._fds: list[int] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._stdin_fd: int | None = None
+        self._stdin_pumped = False
         self._stdin_closed = False
         self._closing = asyncio.Event()
 
@@ -64,10 +77,8 @@ class FifoIO:
             elif stream is not None:
                 self._tasks.append(loop.create_task(self._discard(stream)))
         if stdin and self.io.stdin is not None:
-            fd = os.open(stdin, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-            self._fds.append(fd)
-            self._stdin_fd = fd
-            self._tasks.append(loop.create_task(self._pump_in(self.io.stdin, fd)))
+            self._stdin_pumped = True
+            self._tasks.append(loop.create_task(self._pump_in(self.io.stdin, stdin)))
         elif self.io.stdin is not None:
             self.io.stdin.close_write()
 
@@ -93,11 +104,33 @@ class FifoIO:
         while await stream.read():
             pass
 
-    async def _pump_in(self, stream: AgentStream, fd: int) -> None:
-        """Forward input until CloseIO, then what is still in the FIFO, then EOF."""
+    async def _pump_in(self, stream: AgentStream, path: str) -> None:
+        """Forward input until the writer closes the FIFO (or CloseIO), then EOF.
+
+        The FIFO is opened for reading only, so that the writer closing it is
+        an end of file we can see. That open blocks until a writer appears,
+        so it happens in a daemon thread (the writer may never come).
+        """
         loop = asyncio.get_running_loop()
+        opened: asyncio.Future[int] = loop.create_future()
+
+        def open_blocking() -> None:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                loop.call_soon_threadsafe(_fail, opened, exc)
+                return
+            loop.call_soon_threadsafe(_deliver, opened, fd)
+
+        threading.Thread(target=open_blocking, name="stdin-fifo", daemon=True).start()
         closing: asyncio.Future[Any] = asyncio.ensure_future(self._closing.wait())
         try:
+            await asyncio.wait({opened, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if not opened.done() or opened.exception() is not None:
+                return
+            fd = opened.result()
+            self._fds.append(fd)
+            os.set_blocking(fd, False)
             while True:
                 readable: asyncio.Future[Any] = loop.create_future()
                 loop.add_reader(fd, _resolve, readable)
@@ -106,16 +139,21 @@ class FifoIO:
                                        return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     loop.remove_reader(fd)
+                eof = False
                 while True:  # drain what is there now
                     try:
                         data = os.read(fd, _CHUNK)
-                    except (BlockingIOError, OSError):
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        eof = True
                         break
                     if not data:
+                        eof = True
                         break
                     stream.write(data)
                     await stream.drain()
-                if closing.done():
+                if eof or closing.done():
                     break
         finally:
             closing.cancel()
@@ -127,7 +165,7 @@ class FifoIO:
         if self._stdin_closed:
             return
         self._stdin_closed = True
-        if self._stdin_fd is None and self.io.stdin is not None:
+        if not self._stdin_pumped and self.io.stdin is not None:
             with contextlib.suppress(Exception):
                 self.io.stdin.close_write()
         self._closing.set()

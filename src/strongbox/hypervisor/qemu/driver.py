@@ -9,6 +9,9 @@ Lifetime rules:
   it (see :mod:`strongbox.sandbox.rundir`).
 * QMP and the agent channel are socketpairs: QEMU inherits one end of each,
   so there are no socket files to leak and no path-length limits.
+* With a jail (:mod:`strongbox.hypervisor.jailer`) the spawned process is
+  the jail's waiter and QEMU its child: ``pid`` is what we wait for and
+  kill, ``vmm_pid`` the real QEMU (for setns, the pid file, containerd).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable
 
 from strongbox.errors import HypervisorError, HypervisorNotFound
 from strongbox.hypervisor.base import VMSpec
+from strongbox.hypervisor.jailer import Jail, JailPolicy
 from strongbox.hypervisor.qemu import migration
 from strongbox.hypervisor.qemu.accel import Accelerator
 from strongbox.hypervisor.qemu.cmdline import build_argv
@@ -51,6 +55,12 @@ def _prepare_child(parent: int, setup: ChildSetup | None, error_fd: int) -> None
             raise
 
 
+def _in_order(first: ChildSetup | None, then: ChildSetup) -> None:
+    if first is not None:
+        first()
+    then()
+
+
 def find_qemu(path: str) -> str:
     resolved = shutil.which(path)
     if resolved is None:
@@ -64,9 +74,14 @@ class QemuVM:
     """A QEMU ``microvm`` guest: launch, QMP, stop, kill."""
 
     def __init__(self, spec: VMSpec, accel: Accelerator, qemu: str = "qemu-system-x86_64",
-                 tcg_tb_size_mib: int = 64, child_setup: ChildSetup | None = None) -> None:
+                 tcg_tb_size_mib: int = 64, child_setup: ChildSetup | None = None,
+                 jail: JailPolicy | None = None) -> None:
         self.spec = spec
         self.child_setup = child_setup
+        self.jail_policy = jail
+        self.jail: Jail | None = None
+        #: The QEMU process itself (the spawned process, or the jail's child).
+        self.vmm_pid = 0
         self.accel = accel
         self.qemu = qemu
         self.tcg_tb_size_mib = tcg_tb_size_mib
@@ -96,6 +111,22 @@ class QemuVM:
         agent_host, agent_guest = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = build_argv(binary, self.spec, self.accel, qmp_fd=qmp_guest.fileno(),
                           agent_fd=agent_guest.fileno(), tcg_tb_size_mib=self.tcg_tb_size_mib)
+        setup, env = self.child_setup, None
+        if self.jail_policy is not None:
+            try:
+                self.jail = Jail.prepare(self.spec.run_dir, self.spec.name,
+                                         memory_mib=self.spec.memory_mib,
+                                         expose=self._jail_paths(binary),
+                                         kvm=self.accel.name == "kvm", policy=self.jail_policy)
+            except HypervisorError:
+                qmp_host.close()
+                qmp_guest.close()
+                agent_host.close()
+                agent_guest.close()
+                raise
+            argv += self.jail.qemu_args()
+            setup = functools.partial(_in_order, self.child_setup, self.jail.child_setup)
+            env = self.jail.env
         error_r, error_w = os.pipe2(os.O_CLOEXEC)
         try:
             with open(self.qemu_log, "wb") as stderr:
@@ -104,9 +135,8 @@ class QemuVM:
                     *argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                     pass_fds=(qmp_guest.fileno(), agent_guest.fileno(),
                               *self._extra_fds()),
-                    preexec_fn=functools.partial(_prepare_child, os.getpid(), self.child_setup,
-                                                 error_w),
-                    start_new_session=True,
+                    preexec_fn=functools.partial(_prepare_child, os.getpid(), setup, error_w),
+                    start_new_session=True, env=env,
                 )
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(error_w)
@@ -114,6 +144,8 @@ class QemuVM:
             detail = os.read(error_r, 1000).decode(errors="replace")
             qmp_host.close()
             agent_host.close()
+            if self.jail is not None:
+                self.jail.cleanup()
             reason = detail or getattr(exc, "strerror", None) or str(exc)
             raise HypervisorError(f"cannot start QEMU: {reason}") from exc
         finally:
@@ -122,9 +154,11 @@ class QemuVM:
             os.close(error_r)
             if error_w >= 0:
                 os.close(error_w)
-        (self.spec.run_dir / "qemu.pid").write_text(f"{self.process.pid}\n")
         self.agent_socket = agent_host
         try:
+            self.vmm_pid = (self.jail.vmm_pid(self.process.pid) if self.jail is not None
+                            else self.process.pid)
+            (self.spec.run_dir / "qemu.pid").write_text(f"{self.vmm_pid}\n")
             await self.monitor.connect(qmp_host, timeout)
         except HypervisorError:
             await self._reap_after_failure()
@@ -138,6 +172,24 @@ class QemuVM:
             await self._reap_after_failure()
             raise
         self.running_at = time.monotonic()
+
+    def _jail_paths(self, binary: str) -> list[tuple[str, bool]]:
+        """The host paths on QEMU's command line, for the jail: (path, writable)."""
+        spec = self.spec
+        paths = [(binary, False), (str(spec.kernel), False), (str(spec.initrd), False),
+                 (str(spec.console_log), True)]
+        if spec.share_dir is not None:
+            paths.append((str(spec.share_dir), True))
+        if spec.memory_file is not None:
+            paths.append((str(spec.memory_file), True))  # QEMU opens it read-write either way
+        return paths
+
+    async def _release_jail(self, timeout: float = 5.0) -> None:
+        """Remove the jail's cgroup once QEMU (which may still be dying) has left it."""
+        assert self.jail is not None
+        deadline = time.monotonic() + timeout
+        while not self.jail.cleanup() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
     def _extra_fds(self) -> tuple[int, ...]:
         """Descriptors QEMU inherits besides its channels (a clone's device state)."""
@@ -186,6 +238,8 @@ class QemuVM:
         if self.process is None:
             return 0
         self.returncode = await self.process.wait()
+        if self.jail is not None:
+            await self._release_jail()
         return self.returncode
 
     async def wait_exit(self, timeout: float) -> bool:

@@ -1,0 +1,238 @@
+"""Density benchmark: cold vs templated starts, many containers at once, memory per sandbox.
+
+Same session, runc as the baseline, medians:
+
+1. one `run` of busybox `true`: runc, strongbox cold, strongbox templated;
+2. `create` + `delete` (no start): the same three;
+3. 100 containers one after another, and 100 at once (templated; runc too):
+   wall time and failures;
+4. host memory per idle running sandbox (PSS of QEMU + its monitor, from
+   /proc/PID/smaps_rollup) at 1, 10 and 50 sandboxes, cold and templated,
+   and the guest's own memory use;
+and writes RESULTS.md plus a PNG chart.
+
+Usage: .venv/bin/python benchmarks/density.py [--runs N] [--many N] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.boot import RESULTS, machine  # noqa: E402
+from tests.framework.bundle import make_bundle  # noqa: E402
+from tests.framework.procs import qemu_pids  # noqa: E402
+
+STRONGBOX = [sys.executable, "-m", "strongbox"]
+QUIET = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+         "stderr": subprocess.DEVNULL}
+
+
+class Runtimes:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        runc = shutil.which("runc")
+        if runc is None:
+            sys.exit("runc is not installed")
+        self.runc = [runc, "--root", str(base / "runc")]
+        self.cold = [*STRONGBOX, "--root", str(base / "sb-cold")]
+        self.config = base / "config.toml"
+        self.config.write_text(f'[factory]\nenable_template = true\n'
+                               f'template_path = "{base / "template"}"\n')
+        self.warm = [*STRONGBOX, "--config", str(self.config), "--root",
+                     str(base / "sb-warm")]
+        self.true = make_bundle(base / "true", ["true"])
+        self.sleep = make_bundle(base / "sleep", ["sleep", "100000"])
+
+    def named(self) -> dict[str, list[str]]:
+        return {"runc": self.runc, "cold": self.cold, "template": self.warm}
+
+
+def timed(argv: list[str]) -> tuple[float, bool]:
+    started = time.monotonic()
+    ok = subprocess.run(argv, timeout=600, check=False, **QUIET).returncode == 0
+    return time.monotonic() - started, ok
+
+
+def one_run(rt: list[str], bundle: Path, cid: str) -> tuple[float, bool]:
+    return timed([*rt, "run", "--bundle", str(bundle), cid])
+
+
+def create_delete(rt: list[str], bundle: Path, cid: str) -> float:
+    started = time.monotonic()
+    subprocess.run([*rt, "create", "--bundle", str(bundle), cid], check=True, **QUIET)
+    subprocess.run([*rt, "delete", "--force", cid], check=True, **QUIET)
+    return time.monotonic() - started
+
+
+def many(rt: list[str], bundle: Path, prefix: str, count: int, parallel: bool
+         ) -> dict[str, float]:
+    started = time.monotonic()
+    ids = [f"{prefix}{i}" for i in range(count)]
+    if parallel:
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            results = list(pool.map(lambda c: one_run(rt, bundle, c), ids))
+    else:
+        results = [one_run(rt, bundle, c) for c in ids]
+    return {"seconds": time.monotonic() - started,
+            "failures": sum(1 for _, ok in results if not ok)}
+
+
+def pss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory(rt: list[str], root: Path, bundle: Path, count: int, prefix: str
+           ) -> dict[str, float]:
+    """Start ``count`` idle containers; PSS per sandbox of QEMU + monitor."""
+    ids = [f"{prefix}{i}" for i in range(count)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda c: subprocess.run(
+            [*rt, "run", "--detach", "--bundle", str(bundle), c], check=True, **QUIET), ids))
+    time.sleep(3)  # let them settle
+    total = 0
+    for cid in ids:
+        state = json.loads(subprocess.run([*rt, "state", cid], capture_output=True,
+                                          check=True).stdout)
+        monitor = int(state["pid"])
+        total += pss_kib(monitor)
+    for pid in qemu_pids(str(root)):
+        total += pss_kib(pid)
+    guest = subprocess.run([*rt, "exec", ids[0], "grep", "-E", "MemTotal|MemAvailable",
+                            "/proc/meminfo"], capture_output=True, text=True).stdout.split()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda c: subprocess.run([*rt, "delete", "--force", c], **QUIET), ids))
+    used = (int(guest[1]) - int(guest[4])) / 1024 if len(guest) >= 5 else 0.0
+    return {"pss_mib_per_sandbox": total / count / 1024, "guest_used_mib": used}
+
+
+def runc_memory(rt: list[str], bundle: Path, count: int) -> float:
+    ids = [f"rm{i}" for i in range(count)]
+    for cid in ids:
+        subprocess.run([*rt, "run", "--detach", "--bundle", str(bundle), cid], check=True,
+                       **QUIET)
+    total = 0
+    for cid in ids:
+        state = json.loads(subprocess.run([*rt, "state", cid], capture_output=True,
+                                          check=True).stdout)
+        total += pss_kib(int(state["pid"]))
+    for cid in ids:
+        subprocess.run([*rt, "delete", "--force", cid], **QUIET)
+    return total / count / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--many", type=int, default=100)
+    parser.add_argument("--densities", default="1,10,50")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="sbx-density-", dir="/dev/shm") as tmp:
+        rt = Runtimes(Path(tmp))
+        subprocess.run([*rt.warm, "factory", "init"], check=True, **QUIET)
+        single: dict[str, list[float]] = {k: [] for k in rt.named()}
+        lifecycle: dict[str, list[float]] = {k: [] for k in rt.named()}
+        for i in range(args.runs + 1):
+            for name, cmd in rt.named().items():
+                seconds, ok = one_run(cmd, rt.true, f"one-{name}-{i}")
+                assert ok, f"{name} run failed"
+                life = create_delete(cmd, rt.sleep, f"cd-{name}-{i}")
+                if i:
+                    single[name].append(seconds)
+                    lifecycle[name].append(life)
+        out["run_true_s"] = {k: statistics.median(v) for k, v in single.items()}
+        out["create_delete_s"] = {k: statistics.median(v) for k, v in lifecycle.items()}
+        print(json.dumps(out, indent=2), file=sys.stderr)
+        out["many"] = {}
+        for name, cmd in (("runc", rt.runc), ("template", rt.warm)):
+            out["many"][name] = {
+                "serial": many(cmd, rt.true, f"ser-{name}-", args.many, parallel=False),
+                "concurrent": many(cmd, rt.true, f"con-{name}-", args.many, parallel=True),
+            }
+            print(name, out["many"][name], file=sys.stderr)
+        out["memory"] = {}
+        for name, cmd, root in (("cold", rt.cold, Path(tmp) / "sb-cold"),
+                                ("template", rt.warm, Path(tmp) / "sb-warm")):
+            for n in (int(x) for x in args.densities.split(",")):
+                out["memory"][f"{name}@{n}"] = memory(cmd, root, rt.sleep, n, f"m{name}{n}-")
+                print(name, n, out["memory"][f"{name}@{n}"], file=sys.stderr)
+        out["memory"]["runc@10"] = {"pss_mib_per_sandbox": runc_memory(rt.runc, rt.sleep, 10)}
+    print(json.dumps(out, indent=2))
+    if not args.no_write:
+        write(out, args)
+    return 0
+
+
+def write(out: dict[str, Any], args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    run, life = out["run_true_s"], out["create_delete_s"]
+    lines = [
+        f"\n## Density and templates — {stamp}\n",
+        f"Machine: {machine()}. Medians of {args.runs} runs after a warm-up; runc measured in "
+        "the same session. Chart: `benchmarks/density.png`.\n",
+        "| measure | runc | strongbox cold | strongbox templated | templated / runc | target |",
+        "|---|---|---|---|---|---|",
+        f"| `run` busybox `true` | {run['runc']:.3f} s | {run['cold']:.3f} s | "
+        f"{run['template']:.3f} s | {run['template'] / run['runc']:.1f}x | ≤ 3x |",
+        f"| `create` + `delete` | {life['runc']:.3f} s | {life['cold']:.3f} s | "
+        f"{life['template']:.3f} s | {life['template'] / life['runc']:.1f}x | |",
+    ]
+    for mode in ("serial", "concurrent"):
+        r, t = out["many"]["runc"][mode], out["many"]["template"][mode]
+        target = "0 failures, ≤ 15 s" if mode == "concurrent" else ""
+        lines.append(f"| {args.many} containers, {mode} | {r['seconds']:.1f} s, "
+                     f"{r['failures']} failed | | {t['seconds']:.1f} s, {t['failures']} failed"
+                     f" | {t['seconds'] / r['seconds']:.1f}x | {target} |")
+    lines += ["", "| host memory per idle sandbox (PSS of QEMU + monitor) | cold | templated |"
+              " guest memory used | target |", "|---|---|---|---|---|"]
+    densities = [int(x) for x in args.densities.split(",")]
+    for n in densities:
+        c, t = out["memory"][f"cold@{n}"], out["memory"][f"template@{n}"]
+        lines.append(f"| {n} sandboxes | {c['pss_mib_per_sandbox']:.1f} MiB | "
+                     f"{t['pss_mib_per_sandbox']:.1f} MiB | {t['guest_used_mib']:.1f} MiB | "
+                     "≤ 40 MiB templated |")
+    lines.append(f"| runc, 10 containers (PSS of the container process) | "
+                 f"{out['memory']['runc@10']['pss_mib_per_sandbox']:.1f} MiB | | | |")
+    with RESULTS.open("a") as f:
+        f.write("\n".join(lines) + "\n")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = ["runc", "cold", "template"]
+    left.bar(names, [run[n] for n in names], color=["#888", "#c44", "#4a4"])
+    left.set_ylabel("seconds (median)")
+    left.set_title("`run` of busybox true")
+    for name, color in (("cold", "#c44"), ("template", "#4a4")):
+        right.plot(densities, [out["memory"][f"{name}@{n}"]["pss_mib_per_sandbox"]
+                               for n in densities], marker="o", color=color, label=name)
+    right.axhline(40, color="#888", linestyle="--", label="target 40 MiB")
+    right.set_xlabel("idle sandboxes")
+    right.set_ylabel("PSS per sandbox (MiB)")
+    right.set_title("host memory per sandbox")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(ROOT / "benchmarks" / "density.png", dpi=100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
