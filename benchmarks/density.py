@@ -97,28 +97,42 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
+def tcg_buffer_kib(pid: int) -> int:
+    """PSS of QEMU's TCG translation buffer: its one anonymous rwx mapping."""
+    total, in_buffer = 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5:
+            in_buffer = fields[1] == "rwxp" and len(fields) == 5
+        elif in_buffer and fields[0] == "Pss:":
+            total += int(fields[1])
+    return total
+
+
 def memory(rt: list[str], root: Path, bundle: Path, count: int, prefix: str
            ) -> dict[str, float]:
-    """Start ``count`` idle containers; PSS per sandbox of QEMU + monitor."""
+    """Start ``count`` idle containers; PSS per sandbox of QEMU + monitor, split up."""
     ids = [f"{prefix}{i}" for i in range(count)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda c: subprocess.run(
             [*rt, "run", "--detach", "--bundle", str(bundle), c], check=True, **QUIET), ids))
     time.sleep(3)  # let them settle
-    total = 0
+    monitors = qemus = tcg = 0
     for cid in ids:
         state = json.loads(subprocess.run([*rt, "state", cid], capture_output=True,
                                           check=True).stdout)
-        monitor = int(state["pid"])
-        total += pss_kib(monitor)
+        monitors += pss_kib(int(state["pid"]))
     for pid in qemu_pids(str(root)):
-        total += pss_kib(pid)
+        qemus += pss_kib(pid)
+        tcg += tcg_buffer_kib(pid)
     guest = subprocess.run([*rt, "exec", ids[0], "grep", "-E", "MemTotal|MemAvailable",
                             "/proc/meminfo"], capture_output=True, text=True).stdout.split()
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda c: subprocess.run([*rt, "delete", "--force", c], **QUIET), ids))
     used = (int(guest[1]) - int(guest[4])) / 1024 if len(guest) >= 5 else 0.0
-    return {"pss_mib_per_sandbox": total / count / 1024, "guest_used_mib": used}
+    per = count * 1024
+    return {"pss_mib_per_sandbox": (monitors + qemus) / per, "monitor_mib": monitors / per,
+            "qemu_mib": qemus / per, "tcg_buffer_mib": tcg / per, "guest_used_mib": used}
 
 
 def runc_memory(rt: list[str], bundle: Path, count: int) -> float:
@@ -206,15 +220,17 @@ def write(out: dict[str, Any], args: argparse.Namespace) -> None:
                      f"{r['failures']} failed | | {t['seconds']:.1f} s, {t['failures']} failed"
                      f" | {t['seconds'] / r['seconds']:.1f}x | {target} |")
     lines += ["", "| host memory per idle sandbox (PSS of QEMU + monitor) | cold | templated |"
-              " guest memory used | target |", "|---|---|---|---|---|"]
+              " templated: monitor / QEMU (of which TCG code buffer) | guest memory used |"
+              " target |", "|---|---|---|---|---|---|"]
     densities = [int(x) for x in args.densities.split(",")]
     for n in densities:
         c, t = out["memory"][f"cold@{n}"], out["memory"][f"template@{n}"]
         lines.append(f"| {n} sandboxes | {c['pss_mib_per_sandbox']:.1f} MiB | "
-                     f"{t['pss_mib_per_sandbox']:.1f} MiB | {t['guest_used_mib']:.1f} MiB | "
-                     "≤ 40 MiB templated |")
+                     f"{t['pss_mib_per_sandbox']:.1f} MiB | {t['monitor_mib']:.1f} / "
+                     f"{t['qemu_mib']:.1f} ({t['tcg_buffer_mib']:.1f}) MiB | "
+                     f"{t['guest_used_mib']:.1f} MiB | ≤ 40 MiB templated |")
     lines.append(f"| runc, 10 containers (PSS of the container process) | "
-                 f"{out['memory']['runc@10']['pss_mib_per_sandbox']:.1f} MiB | | | |")
+                 f"{out['memory']['runc@10']['pss_mib_per_sandbox']:.1f} MiB | | | | |")
     with RESULTS.open("a") as f:
         f.write("\n".join(lines) + "\n")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))

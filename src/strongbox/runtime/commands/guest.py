@@ -9,7 +9,6 @@ from typing import Any
 
 from strongbox.config import load_config
 from strongbox.guest.assets import AssetStore
-from strongbox.guest.progress import Reporter
 from strongbox.runtime import paths
 
 
@@ -40,7 +39,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from strongbox.guest.build import build_guest
+    from strongbox.guest.build import build_guest  # rich's import is only worth it here
+    from strongbox.guest.progress import Reporter
 
     config = load_config(args.config)
     reporter = Reporter(quiet=args.quiet or args.json)
