@@ -225,7 +225,7 @@ def write(out: dict[str, Any], args: argparse.Namespace) -> None:
     densities = [int(x) for x in args.densities.split(",")]
     for n in densities:
         c, t = out["memory"][f"cold@{n}"], out["memory"][f"template@{n}"]
-        lines.append(f"| {n} sandboxes | {c['pss_mib_per_sandbox']:.1f} MiB | "
+        lines.append(f"| {n} sandbox{'es' if n > 1 else ''} | {c['pss_mib_per_sandbox']:.1f} MiB | "
                      f"{t['pss_mib_per_sandbox']:.1f} MiB | {t['monitor_mib']:.1f} / "
                      f"{t['qemu_mib']:.1f} ({t['tcg_buffer_mib']:.1f}) MiB | "
                      f"{t['guest_used_mib']:.1f} MiB | ≤ 40 MiB templated |")

@@ -23,7 +23,7 @@ from strongbox.errors import ContainerStartError
 from strongbox.runtime.paths import DEFAULT_STATE_DIR
 from strongbox.sandbox.agent_client import AgentStream
 from strongbox.sandbox.sandbox import ProcessIO, Sandbox, SandboxRequestError
-from strongbox.sandbox.shares import container_shares
+from strongbox.sandbox.shares import Share, container_shares
 from tests.framework.bundle import make_bundle, read_spec
 
 pytestmark = pytest.mark.vm
@@ -326,3 +326,39 @@ def test_remove_kills_everything_and_the_id_is_reusable(base: tuple[Path, Path])
             await sandbox.remove_container(CID)
 
     run(scenario())
+
+
+def _export_mounts(qemu_pid: int, export: Path) -> dict[str, set[str]]:
+    """Mount point -> options of every mount at or below ``export``, as QEMU sees them."""
+    found = {}
+    for line in Path(f"/proc/{qemu_pid}/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4].startswith(f"{export}/"):
+            found[fields[4]] = set(fields[5].split(","))
+    return found
+
+
+def test_shares_are_nodev_nosuid_whenever_they_are_attached(base: tuple[Path, Path]) -> None:
+    """QEMU never needs a container's device nodes or set-id bits: all shares lack them."""
+    tmp = base[1]
+    late_rw, late_ro, overlay_src = tmp / "late-rw", tmp / "late-ro", tmp / "ovl"
+    for path in (late_rw, late_ro, overlay_src):
+        path.mkdir()
+
+    async def check() -> None:
+        async with sandbox_with(base, SLEEPER) as (sandbox, _, _, _):
+            export = sandbox.export
+            sandbox.attach_shares([Share(str(late_rw), "late/rw", False),
+                                   Share(str(late_ro), "late/ro", True)])
+            sandbox.mount_rootfs("second", [{"type": "bind", "source": str(overlay_src),
+                                             "options": ["rbind", "rw"]}])
+            mounts = _export_mounts(sandbox.vmm_pid, export)
+            assert {f"{export}/{CID}/rootfs", f"{export}/late/rw", f"{export}/late/ro",
+                    f"{export}/second/rootfs"} <= set(mounts), mounts
+            for point, options in mounts.items():
+                assert {"nodev", "nosuid"} <= options, (point, options)
+            assert "ro" in mounts[f"{export}/late/ro"]
+            assert "rw" in mounts[f"{export}/late/rw"]
+            sandbox.detach_container("second")
+
+    run(check())

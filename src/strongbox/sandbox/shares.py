@@ -22,14 +22,18 @@ from typing import Any
 from strongbox.container._syscalls import (
     CLONE_NEWNS,
     MS_BIND,
-    MS_RDONLY,
     MS_REC,
-    MS_REMOUNT,
     MS_SLAVE,
     mount,
     unshare,
 )
 from strongbox.errors import SandboxError
+from strongbox.mountapi import (
+    MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NOSUID,
+    MOUNT_ATTR_RDONLY,
+    set_tree_flags,
+)
 
 SHARE_TAG = "sbshare"
 
@@ -108,5 +112,16 @@ def bind_in_new_namespace(export: Path, shares: list[Share]) -> None:
     for share in shares:
         target = str(export / share.target)
         mount(share.source, target, None, MS_BIND | MS_REC)
-        if share.readonly:
-            mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        set_tree_flags(target, share_flags(share))
+
+
+def share_flags(share: Share) -> int:
+    """Mount flags for a share and every mount below it.
+
+    QEMU never needs a device node or a set-id bit of a container's files:
+    the guest kernel opens device nodes itself and checks modes itself, so
+    ``nodev,nosuid`` only takes from a compromised QEMU. Read-only holds for
+    the whole tree, submounts included.
+    """
+    flags = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+    return flags | MOUNT_ATTR_RDONLY if share.readonly else flags

@@ -19,8 +19,14 @@ from typing import Any
 from strongbox.container._syscalls import CLONE_NEWNS, MS_BIND, MS_REC, mount, setns, umount
 from strongbox.container.mountopts import MountOptions
 from strongbox.errors import SandboxError
-from strongbox.sandbox._mountapi import attach_tree, clone_tree
-from strongbox.sandbox.shares import Share, prepare_targets
+from strongbox.mountapi import (
+    MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NOSUID,
+    attach_tree,
+    clone_tree,
+    set_tree_flags,
+)
+from strongbox.sandbox.shares import Share, prepare_targets, share_flags
 
 MNT_DETACH = 2
 
@@ -60,7 +66,7 @@ def _in_namespace(pid: int, what: str, work: Callable[[], None]) -> None:
 def attach_share(qemu_pid: int, export: Path, share: Share) -> None:
     """Bind a host path into the running VM's export, read-only if asked."""
     prepare_targets(export, [share])
-    tree = clone_tree(share.source, share.readonly)
+    tree = clone_tree(share.source, share_flags(share))
     target = str(export / share.target)
     try:
         _in_namespace(qemu_pid, f"sharing {share.source}", lambda: attach_tree(tree, target))
@@ -83,6 +89,7 @@ def mount_rootfs(qemu_pid: int, export: Path, target: str, mounts: list[dict[str
             else:
                 mount(m.get("source") or "none", str(path), fstype, options.flags,
                       options.data or None)
+        set_tree_flags(str(path), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)  # as share_flags
 
     _in_namespace(qemu_pid, f"mounting the rootfs of {target}", work)
 

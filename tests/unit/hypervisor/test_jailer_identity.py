@@ -67,7 +67,7 @@ def test_identity_groups(tmp_path: Path) -> None:
 
 
 def test_bind_flags() -> None:
-    from strongbox.hypervisor.jailer._mountattr import (
+    from strongbox.mountapi import (
         MOUNT_ATTR_NODEV,
         MOUNT_ATTR_NOEXEC,
         MOUNT_ATTR_NOSUID,

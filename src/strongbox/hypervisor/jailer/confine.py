@@ -69,16 +69,16 @@ from strongbox.container._syscalls import (
     prctl,
     unshare,
 )
-from strongbox.hypervisor.jailer._mountattr import (
+from strongbox.hypervisor.jailer.cgroups import Cgroup
+from strongbox.hypervisor.jailer.identity import Identity
+from strongbox.hypervisor.jailer.layout import Bind
+from strongbox.mountapi import (
     MOUNT_ATTR_NODEV,
     MOUNT_ATTR_NOEXEC,
     MOUNT_ATTR_NOSUID,
     MOUNT_ATTR_RDONLY,
     set_tree_flags,
 )
-from strongbox.hypervisor.jailer.cgroups import Cgroup
-from strongbox.hypervisor.jailer.identity import Identity
-from strongbox.hypervisor.jailer.layout import Bind
 
 PR_SET_PDEATHSIG = 1
 
