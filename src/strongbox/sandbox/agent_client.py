@@ -147,6 +147,10 @@ class AgentClient:
         if self._writer is not None:
             self._writer.close()
         if self._task is not None:
+            # Closing the transport ends the reader by itself (EOF or the reset). Cancelling
+            # it instead can land just after the transport failed its read with an error,
+            # which asyncio then reports as "Future exception was never retrieved".
+            await asyncio.wait({self._task}, timeout=1.0)
             self._task.cancel()
             try:
                 await self._task
