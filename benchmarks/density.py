@@ -4,11 +4,11 @@ Same session, runc as the baseline, medians:
 
 1. one `run` of busybox `true`: runc, strongbox cold, strongbox templated;
 2. `create` + `delete` (no start): the same three;
-3. 100 containers one after another, and 100 at once (templated; runc too):
+3. 100 containers one after another, and 100 at once (the same three):
    wall time and failures;
 4. host memory per idle running sandbox (PSS of QEMU + its monitor, from
-   /proc/PID/smaps_rollup) at 1, 10 and 50 sandboxes, cold and templated,
-   and the guest's own memory use;
+   /proc/PID/smaps_rollup; for runc the container's process) at 1, 10 and
+   50 sandboxes, and the guest's own memory use;
 and writes RESULTS.md plus a PNG chart.
 
 Usage: .venv/bin/python benchmarks/density.py [--runs N] [--many N] [--no-write]
@@ -175,7 +175,7 @@ def main() -> int:
         out["create_delete_s"] = {k: statistics.median(v) for k, v in lifecycle.items()}
         print(json.dumps(out, indent=2), file=sys.stderr)
         out["many"] = {}
-        for name, cmd in (("runc", rt.runc), ("template", rt.warm)):
+        for name, cmd in (("runc", rt.runc), ("cold", rt.cold), ("template", rt.warm)):
             out["many"][name] = {
                 "serial": many(cmd, rt.true, f"ser-{name}-", args.many, parallel=False),
                 "concurrent": many(cmd, rt.true, f"con-{name}-", args.many, parallel=True),
@@ -187,7 +187,9 @@ def main() -> int:
             for n in (int(x) for x in args.densities.split(",")):
                 out["memory"][f"{name}@{n}"] = memory(cmd, root, rt.sleep, n, f"m{name}{n}-")
                 print(name, n, out["memory"][f"{name}@{n}"], file=sys.stderr)
-        out["memory"]["runc@10"] = {"pss_mib_per_sandbox": runc_memory(rt.runc, rt.sleep, 10)}
+        for n in (int(x) for x in args.densities.split(",")):
+            out["memory"][f"runc@{n}"] = {
+                "pss_mib_per_sandbox": runc_memory(rt.runc, rt.sleep, n)}
     print(json.dumps(out, indent=2))
     if not args.no_write:
         write(out, args)
@@ -214,23 +216,24 @@ def write(out: dict[str, Any], args: argparse.Namespace) -> None:
         f"{life['template']:.3f} s | {life['template'] / life['runc']:.1f}x | |",
     ]
     for mode in ("serial", "concurrent"):
-        r, t = out["many"]["runc"][mode], out["many"]["template"][mode]
+        r, c, t = (out["many"][name][mode] for name in ("runc", "cold", "template"))
         target = "0 failures, ≤ 15 s" if mode == "concurrent" else ""
         lines.append(f"| {args.many} containers, {mode} | {r['seconds']:.1f} s, "
-                     f"{r['failures']} failed | | {t['seconds']:.1f} s, {t['failures']} failed"
+                     f"{r['failures']} failed | {c['seconds']:.1f} s, {c['failures']} failed | "
+                     f"{t['seconds']:.1f} s, {t['failures']} failed"
                      f" | {t['seconds'] / r['seconds']:.1f}x | {target} |")
-    lines += ["", "| host memory per idle sandbox (PSS of QEMU + monitor) | cold | templated |"
-              " templated: monitor / QEMU (of which TCG code buffer) | guest memory used |"
-              " target |", "|---|---|---|---|---|---|"]
+    lines += ["", "| host memory per idle sandbox (PSS of QEMU + monitor; runc: of the "
+              "container's process) | runc | cold | templated | templated: monitor / QEMU (of "
+              "which TCG code buffer) | guest memory used | target |",
+              "|---|---|---|---|---|---|---|"]
     densities = [int(x) for x in args.densities.split(",")]
     for n in densities:
-        c, t = out["memory"][f"cold@{n}"], out["memory"][f"template@{n}"]
-        lines.append(f"| {n} sandbox{'es' if n > 1 else ''} | {c['pss_mib_per_sandbox']:.1f} MiB | "
+        r, c, t = (out["memory"][f"{name}@{n}"] for name in ("runc", "cold", "template"))
+        lines.append(f"| {n} sandbox{'es' if n > 1 else ''} | {r['pss_mib_per_sandbox']:.1f} MiB"
+                     f" | {c['pss_mib_per_sandbox']:.1f} MiB | "
                      f"{t['pss_mib_per_sandbox']:.1f} MiB | {t['monitor_mib']:.1f} / "
                      f"{t['qemu_mib']:.1f} ({t['tcg_buffer_mib']:.1f}) MiB | "
                      f"{t['guest_used_mib']:.1f} MiB | ≤ 40 MiB templated |")
-    lines.append(f"| runc, 10 containers (PSS of the container process) | "
-                 f"{out['memory']['runc@10']['pss_mib_per_sandbox']:.1f} MiB | | | | |")
     with RESULTS.open("a") as f:
         f.write("\n".join(lines) + "\n")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -238,10 +241,10 @@ def write(out: dict[str, Any], args: argparse.Namespace) -> None:
     left.bar(names, [run[n] for n in names], color=["#888", "#c44", "#4a4"])
     left.set_ylabel("seconds (median)")
     left.set_title("`run` of busybox true")
-    for name, color in (("cold", "#c44"), ("template", "#4a4")):
+    for name, color in (("runc", "#888"), ("cold", "#c44"), ("template", "#4a4")):
         right.plot(densities, [out["memory"][f"{name}@{n}"]["pss_mib_per_sandbox"]
                                for n in densities], marker="o", color=color, label=name)
-    right.axhline(40, color="#888", linestyle="--", label="target 40 MiB")
+    right.axhline(40, color="#4a4", linestyle="--", label="target 40 MiB (templated)")
     right.set_xlabel("idle sandboxes")
     right.set_ylabel("PSS per sandbox (MiB)")
     right.set_title("host memory per sandbox")

@@ -15,6 +15,7 @@ we closed it ourselves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 import socket
@@ -146,11 +147,12 @@ class AgentClient:
         self._fail_all(AgentClosed("the agent connection was closed"))
         if self._writer is not None:
             self._writer.close()
+            # A guest that died with our bytes unread resets the socket, and asyncio keeps
+            # that error in the transport's close waiter too: unless it is retrieved here,
+            # whichever object dies last prints "Future exception was never retrieved".
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._writer.wait_closed(), 1.0)
         if self._task is not None:
-            # Closing the transport ends the reader by itself (EOF or the reset). Cancelling
-            # it instead can land just after the transport failed its read with an error,
-            # which asyncio then reports as "Future exception was never retrieved".
-            await asyncio.wait({self._task}, timeout=1.0)
             self._task.cancel()
             try:
                 await self._task
