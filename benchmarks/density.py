@@ -177,9 +177,10 @@ def main() -> int:
         out["many"] = {}
         for name, cmd in (("runc", rt.runc), ("cold", rt.cold), ("template", rt.warm)):
             out["many"][name] = {
-                "serial": many(cmd, rt.true, f"ser-{name}-", args.many, parallel=False),
-                "concurrent": many(cmd, rt.true, f"con-{name}-", args.many, parallel=True),
-            }
+                "serial": many(cmd, rt.true, f"ser-{name}-", args.many, parallel=False)}
+            if name != "cold":  # 100 cold VMs at once want ~19 GiB here: not on this host
+                out["many"][name]["concurrent"] = many(cmd, rt.true, f"con-{name}-",
+                                                       args.many, parallel=True)
             print(name, out["many"][name], file=sys.stderr)
         out["memory"] = {}
         for name, cmd, root in (("cold", rt.cold, Path(tmp) / "sb-cold"),
@@ -216,10 +217,13 @@ def write(out: dict[str, Any], args: argparse.Namespace) -> None:
         f"{life['template']:.3f} s | {life['template'] / life['runc']:.1f}x | |",
     ]
     for mode in ("serial", "concurrent"):
-        r, c, t = (out["many"][name][mode] for name in ("runc", "cold", "template"))
+        r, c, t = (out["many"][name].get(mode) for name in ("runc", "cold", "template"))
+        assert r is not None and t is not None
         target = "0 failures, ≤ 15 s" if mode == "concurrent" else ""
+        cold = (f"{c['seconds']:.1f} s, {c['failures']} failed" if c
+                else "not run (≈ 19 GiB of VMs)")
         lines.append(f"| {args.many} containers, {mode} | {r['seconds']:.1f} s, "
-                     f"{r['failures']} failed | {c['seconds']:.1f} s, {c['failures']} failed | "
+                     f"{r['failures']} failed | {cold} | "
                      f"{t['seconds']:.1f} s, {t['failures']} failed"
                      f" | {t['seconds'] / r['seconds']:.1f}x | {target} |")
     lines += ["", "| host memory per idle sandbox (PSS of QEMU + monitor; runc: of the "
