@@ -60,14 +60,29 @@ class Runtimes:
         return {"runc": self.runc, "cold": self.cold, "template": self.warm}
 
 
-def timed(argv: list[str]) -> tuple[float, bool]:
-    started = time.monotonic()
-    ok = subprocess.run(argv, timeout=600, check=False, **QUIET).returncode == 0
-    return time.monotonic() - started, ok
+#: Where each started container's stderr goes, so that a failure says why.
+LOGS = Path(tempfile.gettempdir()) / "strongbox-density-logs"
+
+
+def succeeds(argv: list[str], cid: str) -> bool:
+    """Run one start command; on failure print its stderr's last lines (and keep the file)."""
+    LOGS.mkdir(exist_ok=True)
+    log_file = LOGS / f"{cid}.err"
+    with log_file.open("w") as err:  # not a pipe: a detached monitor keeps it open
+        ok = subprocess.run(argv, timeout=600, check=False, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=err).returncode == 0
+    if ok:
+        log_file.unlink()
+    else:
+        tail = log_file.read_text(errors="replace").strip().splitlines()[-3:]
+        print(f"FAILED {cid}: " + " | ".join(tail), file=sys.stderr)
+    return ok
 
 
 def one_run(rt: list[str], bundle: Path, cid: str) -> tuple[float, bool]:
-    return timed([*rt, "run", "--bundle", str(bundle), cid])
+    started = time.monotonic()
+    ok = succeeds([*rt, "run", "--bundle", str(bundle), cid], cid)
+    return time.monotonic() - started, ok
 
 
 def create_delete(rt: list[str], bundle: Path, cid: str) -> float:
@@ -113,26 +128,32 @@ def memory(rt: list[str], root: Path, bundle: Path, count: int, prefix: str
            ) -> dict[str, float]:
     """Start ``count`` idle containers; PSS per sandbox of QEMU + monitor, split up."""
     ids = [f"{prefix}{i}" for i in range(count)]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda c: subprocess.run(
-            [*rt, "run", "--detach", "--bundle", str(bundle), c], check=True, **QUIET), ids))
-    time.sleep(3)  # let them settle
-    monitors = qemus = tcg = 0
-    for cid in ids:
-        state = json.loads(subprocess.run([*rt, "state", cid], capture_output=True,
-                                          check=True).stdout)
-        monitors += pss_kib(int(state["pid"]))
-    for pid in qemu_pids(str(root)):
-        qemus += pss_kib(pid)
-        tcg += tcg_buffer_kib(pid)
-    guest = subprocess.run([*rt, "exec", ids[0], "grep", "-E", "MemTotal|MemAvailable",
-                            "/proc/meminfo"], capture_output=True, text=True).stdout.split()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda c: subprocess.run([*rt, "delete", "--force", c], **QUIET), ids))
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            started = list(pool.map(lambda c: succeeds(
+                [*rt, "run", "--detach", "--bundle", str(bundle), c], c), ids))
+        running = [cid for cid, ok in zip(ids, started, strict=True) if ok]
+        time.sleep(3)  # let them settle
+        monitors = qemus = tcg = 0
+        for cid in running:
+            state = json.loads(subprocess.run([*rt, "state", cid], capture_output=True,
+                                              check=True).stdout)
+            monitors += pss_kib(int(state["pid"]))
+        for pid in qemu_pids(str(root)):
+            qemus += pss_kib(pid)
+            tcg += tcg_buffer_kib(pid)
+        guest = subprocess.run([*rt, "exec", running[0], "grep", "-E",
+                                "MemTotal|MemAvailable", "/proc/meminfo"],
+                               capture_output=True, text=True).stdout.split()
+    finally:  # never leave VMs running behind a removed state directory
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda c: subprocess.run([*rt, "delete", "--force", c], **QUIET),
+                          ids))
     used = (int(guest[1]) - int(guest[4])) / 1024 if len(guest) >= 5 else 0.0
-    per = count * 1024
+    per = len(running) * 1024
     return {"pss_mib_per_sandbox": (monitors + qemus) / per, "monitor_mib": monitors / per,
-            "qemu_mib": qemus / per, "tcg_buffer_mib": tcg / per, "guest_used_mib": used}
+            "qemu_mib": qemus / per, "tcg_buffer_mib": tcg / per, "guest_used_mib": used,
+            "failures": count - len(running)}
 
 
 def runc_memory(rt: list[str], bundle: Path, count: int) -> float:
@@ -237,7 +258,10 @@ def write(out: dict[str, Any], args: argparse.Namespace) -> None:
                      f" | {c['pss_mib_per_sandbox']:.1f} MiB | "
                      f"{t['pss_mib_per_sandbox']:.1f} MiB | {t['monitor_mib']:.1f} / "
                      f"{t['qemu_mib']:.1f} ({t['tcg_buffer_mib']:.1f}) MiB | "
-                     f"{t['guest_used_mib']:.1f} MiB | ≤ 40 MiB templated |")
+                     f"{t['guest_used_mib']:.1f} MiB | ≤ 40 MiB templated |"
+                     + "".join(f" {name}: {m['failures']} failed to start |"
+                               for name, m in (("cold", c), ("templated", t))
+                               if m.get("failures")))
     with RESULTS.open("a") as f:
         f.write("\n".join(lines) + "\n")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
