@@ -124,9 +124,12 @@ def tcg_buffer_kib(pid: int) -> int:
     return total
 
 
-def memory(rt: list[str], root: Path, bundle: Path, count: int, prefix: str
-           ) -> dict[str, float]:
-    """Start ``count`` idle containers; PSS per sandbox of QEMU + monitor, split up."""
+def memory(rt: list[str], root: Path, bundle: Path, count: int, prefix: str, *,
+           vm: bool = True) -> dict[str, float]:
+    """Start ``count`` idle containers; PSS per sandbox of QEMU + monitor, split up.
+
+    With ``vm=False`` (runc) the "monitor" is the container's own process.
+    """
     ids = [f"{prefix}{i}" for i in range(count)]
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -144,7 +147,7 @@ def memory(rt: list[str], root: Path, bundle: Path, count: int, prefix: str
             tcg += tcg_buffer_kib(pid)
         guest = subprocess.run([*rt, "exec", running[0], "grep", "-E",
                                 "MemTotal|MemAvailable", "/proc/meminfo"],
-                               capture_output=True, text=True).stdout.split()
+                               capture_output=True, text=True).stdout.split() if vm else []
     finally:  # never leave VMs running behind a removed state directory
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda c: subprocess.run([*rt, "delete", "--force", c], **QUIET),
@@ -154,21 +157,6 @@ def memory(rt: list[str], root: Path, bundle: Path, count: int, prefix: str
     return {"pss_mib_per_sandbox": (monitors + qemus) / per, "monitor_mib": monitors / per,
             "qemu_mib": qemus / per, "tcg_buffer_mib": tcg / per, "guest_used_mib": used,
             "failures": count - len(running)}
-
-
-def runc_memory(rt: list[str], bundle: Path, count: int) -> float:
-    ids = [f"rm{i}" for i in range(count)]
-    for cid in ids:
-        subprocess.run([*rt, "run", "--detach", "--bundle", str(bundle), cid], check=True,
-                       **QUIET)
-    total = 0
-    for cid in ids:
-        state = json.loads(subprocess.run([*rt, "state", cid], capture_output=True,
-                                          check=True).stdout)
-        total += pss_kib(int(state["pid"]))
-    for cid in ids:
-        subprocess.run([*rt, "delete", "--force", cid], **QUIET)
-    return total / count / 1024
 
 
 def main() -> int:
@@ -204,14 +192,13 @@ def main() -> int:
                                                        args.many, parallel=True)
             print(name, out["many"][name], file=sys.stderr)
         out["memory"] = {}
-        for name, cmd, root in (("cold", rt.cold, Path(tmp) / "sb-cold"),
+        for name, cmd, root in (("runc", rt.runc, Path(tmp) / "runc"),
+                                ("cold", rt.cold, Path(tmp) / "sb-cold"),
                                 ("template", rt.warm, Path(tmp) / "sb-warm")):
             for n in (int(x) for x in args.densities.split(",")):
-                out["memory"][f"{name}@{n}"] = memory(cmd, root, rt.sleep, n, f"m{name}{n}-")
+                out["memory"][f"{name}@{n}"] = memory(cmd, root, rt.sleep, n,
+                                                      f"m{name}{n}-", vm=name != "runc")
                 print(name, n, out["memory"][f"{name}@{n}"], file=sys.stderr)
-        for n in (int(x) for x in args.densities.split(",")):
-            out["memory"][f"runc@{n}"] = {
-                "pss_mib_per_sandbox": runc_memory(rt.runc, rt.sleep, n)}
     print(json.dumps(out, indent=2))
     if not args.no_write:
         write(out, args)

@@ -115,6 +115,10 @@ def bind_in_new_namespace(export: Path, shares: list[Share]) -> None:
         set_tree_flags(target, share_flags(share))
 
 
+#: What every share carries, read-only or not (see :func:`share_flags`).
+SHARE_FLAGS = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+
+
 def share_flags(share: Share) -> int:
     """Mount flags for a share and every mount below it.
 
@@ -123,5 +127,4 @@ def share_flags(share: Share) -> int:
     ``nodev,nosuid`` only takes from a compromised QEMU. Read-only holds for
     the whole tree, submounts included.
     """
-    flags = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
-    return flags | MOUNT_ATTR_RDONLY if share.readonly else flags
+    return SHARE_FLAGS | MOUNT_ATTR_RDONLY if share.readonly else SHARE_FLAGS

@@ -19,14 +19,8 @@ from typing import Any
 from strongbox.container._syscalls import CLONE_NEWNS, MS_BIND, MS_REC, mount, setns, umount
 from strongbox.container.mountopts import MountOptions
 from strongbox.errors import SandboxError
-from strongbox.mountapi import (
-    MOUNT_ATTR_NODEV,
-    MOUNT_ATTR_NOSUID,
-    attach_tree,
-    clone_tree,
-    set_tree_flags,
-)
-from strongbox.sandbox.shares import Share, prepare_targets, share_flags
+from strongbox.mountapi import attach_tree, clone_tree, set_tree_flags
+from strongbox.sandbox.shares import SHARE_FLAGS, Share, prepare_targets, share_flags
 
 MNT_DETACH = 2
 
@@ -89,7 +83,7 @@ def mount_rootfs(qemu_pid: int, export: Path, target: str, mounts: list[dict[str
             else:
                 mount(m.get("source") or "none", str(path), fstype, options.flags,
                       options.data or None)
-        set_tree_flags(str(path), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)  # as share_flags
+        set_tree_flags(str(path), SHARE_FLAGS)
 
     _in_namespace(qemu_pid, f"mounting the rootfs of {target}", work)
 
