@@ -144,6 +144,17 @@ class Config:
         self.agent.validate()
         self.runtime.validate()
 
+    def with_guest(self, *, kernel: str | None = None, initrd: str | None = None,
+                   accelerator: str | None = None) -> Config:
+        """This configuration with another guest kernel, initrd or accelerator where given
+        (``strongbox guest boot``'s flags)."""
+        old = self.hypervisor.qemu
+        qemu = dataclasses.replace(old, kernel=kernel or old.kernel, initrd=initrd or old.initrd,
+                                   accelerator=accelerator or old.accelerator)
+        qemu.validate()
+        return dataclasses.replace(self, hypervisor=dataclasses.replace(self.hypervisor,
+                                                                        qemu=qemu))
+
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load and validate the configuration file.

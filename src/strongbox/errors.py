@@ -124,14 +124,17 @@ class ContainerExists(StrongboxError):
 class ContainerStateError(StrongboxError):
     """The container is in the wrong state for the operation.
 
-    ``current`` is its status, ``required`` what the operation needs.
+    ``current`` is its status, ``required`` the statuses the operation needs
+    (from the one transition table, :mod:`strongbox.status`).
     """
 
-    def __init__(self, container_id: str, operation: str, current: str,
-                 required: tuple[str, ...]) -> None:
+    def __init__(self, current: str, required: tuple[str, ...], *, container_id: str = "",
+                 operation: str = "", message: str | None = None) -> None:
         need = " or ".join(required)
-        super().__init__(f"cannot {operation} container {container_id}: it is {current}, "
-                         f"not {need}")
+        what = f"container {container_id}" if container_id else "the container"
+        super().__init__(message or f"cannot {operation or 'do that to'} {what}: it is "
+                         f"{current}, not {need}")
         self.container_id = container_id
+        self.operation = operation
         self.current = current
         self.required = required

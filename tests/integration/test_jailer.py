@@ -24,16 +24,16 @@ from typing import Any
 import pytest
 
 from strongbox.config import Config, parse_config
-from strongbox.guest.assets import resolve_boot_assets
-from strongbox.hypervisor.base import VMSpec
 from strongbox.hypervisor.jailer.cgroups import PARENT, detect
 from strongbox.hypervisor.jailer.identity import uid_for
 from strongbox.hypervisor.qemu.accel import choose
 from strongbox.hypervisor.qemu.qmp import QMPCommandError
+from strongbox.hypervisor.qemu.vmm import QemuVMM
+from strongbox.oci.spec import load_bundle
 from strongbox.runtime.paths import DEFAULT_STATE_DIR
+from strongbox.sandbox.plan import ContainerRequest
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.sandbox import Sandbox
-from strongbox.sandbox.shares import container_shares
 from strongbox.sandbox.vm import GuestVM
 from tests.framework import cli
 from tests.framework.bundle import make_bundle, read_spec, write_spec
@@ -311,21 +311,16 @@ def test_second_container_of_a_jailed_pod(env: Path, tmp_path: Path) -> None:
         sandbox = Sandbox(parse_config(JAILED), sandbox_id=f"jail-pod-{os.getpid()}",
                           root=env, state_dir=DEFAULT_STATE_DIR)
         try:
-            spec = read_spec(first)
-            shares, mounts = container_shares("one", spec, str(first / "rootfs"), False)
-            await sandbox.start(memory_mib=256, vcpus=1, shares=shares)
-            await sandbox.create_container("one", spec, mounts=mounts, overlay=False,
-                                           stdin=False)
+            spec, rootfs = load_bundle(str(first))
+            await sandbox.launch(ContainerRequest(id="one", spec=spec, rootfs=rootfs,
+                                                  stdin=False))
             await sandbox.start_container("one")
-            spec2 = read_spec(second)
-            shares2, mounts2 = container_shares("two", spec2, str(second / "rootfs"), False)
-            sandbox.attach_shares(shares2)
-            await sandbox.create_container("two", spec2, mounts=mounts2, overlay=False,
-                                           stdin=False)
+            spec2, rootfs2 = load_bundle(str(second))
+            await sandbox.add_container(ContainerRequest(id="two", spec=spec2, rootfs=rootfs2,
+                                                         stdin=False))
             await sandbox.start_container("two")
             status = await sandbox.wait_process("two")
             await sandbox.remove_container("two")
-            sandbox.detach_container("two")
             assert not (sandbox.export / "two").exists()
             return status.code
         finally:
@@ -370,14 +365,13 @@ def test_jailed_clone_of_a_jailed_template(env: Path, tmp_path: Path) -> None:
 
 async def _chardev_to(config: Config, root: Path, name: str, path: Path) -> Any:
     """Boot a VM and ask its QEMU, over QMP, to open ``path`` for writing."""
-    qemu = config.hypervisor.qemu
-    kernel, initrd = resolve_boot_assets(DEFAULT_STATE_DIR, qemu.kernel, qemu.initrd)
+    vmm = QemuVMM(config.hypervisor.qemu, DEFAULT_STATE_DIR)
     run_dir = RunDir.create(root, name)
-    vm = GuestVM(config, VMSpec(name=name, kernel=kernel, initrd=initrd, memory_mib=256,
-                                vcpus=1, run_dir=run_dir.path), choose(qemu.accelerator))
+    qemu = vmm.new_vm(vmm.vm_spec(name=name, run_dir=run_dir.path, memory_mib=256, vcpus=1))
+    vm = GuestVM(qemu, request_timeout=60)
     try:
         await vm.boot(60)
-        return await vm.qemu.monitor.execute("chardev-add", {
+        return await qemu.monitor.execute("chardev-add", {
             "id": "probe", "backend": {"type": "file", "data": {"out": str(path)}}})
     finally:
         await vm.destroy()

@@ -1,9 +1,11 @@
 """The container verbs of the host Sandbox, end to end against a real microVM.
 
-Each test boots one sandbox with a busybox container and drives
-:class:`~strongbox.sandbox.sandbox.Sandbox` directly (no CLI): exec,
-list_processes, pause/resume, update, stats, status and remove, with the
-agent's answers checked the way a runtime would use them.
+Each test launches one sandbox with a busybox container and drives
+:class:`~strongbox.sandbox.sandbox.Sandbox` directly (no CLI, no shim): exec,
+list_processes, pause/resume, update, stats, status, add_container and
+remove, with the answers checked the way a front door uses them. Wrong-status
+verbs raise the status model's ContainerStateError, whether the host's check
+or the agent's refused them.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from typing import Any, TypeVar
 import pytest
 
 from strongbox.config import load_config
-from strongbox.errors import ContainerStartError
+from strongbox.errors import ConfigError, ContainerStartError, ContainerStateError
+from strongbox.oci.spec import load_bundle
+from strongbox.protocol import verbs
 from strongbox.runtime.paths import DEFAULT_STATE_DIR
-from strongbox.sandbox.agent_client import AgentStream
-from strongbox.sandbox.sandbox import ProcessIO, Sandbox, SandboxRequestError
-from strongbox.sandbox.shares import Share, container_shares
-from tests.framework.bundle import make_bundle, read_spec
+from strongbox.sandbox.plan import ContainerRequest
+from strongbox.sandbox.pump import ProcessIO, Stream
+from strongbox.sandbox.sandbox import Sandbox, SandboxRequestError
+from tests.framework.bundle import make_bundle
 
 pytestmark = pytest.mark.vm
 
@@ -55,17 +59,15 @@ async def sandbox_with(base: tuple[Path, Path], args: list[str], *, overlay: boo
     root, tmp = base
     changes.setdefault("root__readonly", False)
     bundle = make_bundle(tmp / "bundle", args, **changes)
-    spec = read_spec(bundle)
-    shares, mounts = container_shares(CID, spec, str(bundle / "rootfs"), overlay)
+    spec, rootfs = load_bundle(str(bundle))
     sandbox = Sandbox(load_config(), sandbox_id=f"verbs-{id(spec)}", root=root,
                       state_dir=DEFAULT_STATE_DIR)
     try:
-        await sandbox.start(memory_mib=256, vcpus=1, shares=shares)
-        io = await sandbox.create_container(CID, spec, mounts=mounts, overlay=overlay,
-                                            stdin=False)
+        io = await sandbox.launch(ContainerRequest(id=CID, spec=spec, rootfs=rootfs,
+                                                   overlay=overlay, stdin=False))
         if start:
             await sandbox.start_container(CID)
-        yield sandbox, io, mounts, bundle
+        yield sandbox, io, spec, bundle
     finally:
         try:
             await sandbox.stop()
@@ -78,7 +80,7 @@ def proc(args: list[str], **fields: Any) -> dict[str, Any]:
     return {"args": args, "env": PATH_ENV, "cwd": "/", **fields}
 
 
-async def read_all(stream: AgentStream | None) -> bytes:
+async def read_all(stream: Stream | None) -> bytes:
     assert stream is not None
     chunks = []
     while data := await stream.read():
@@ -86,7 +88,7 @@ async def read_all(stream: AgentStream | None) -> bytes:
     return b"".join(chunks)
 
 
-async def read_until(stream: AgentStream | None, marker: bytes, seen: bytearray) -> None:
+async def read_until(stream: Stream | None, marker: bytes, seen: bytearray) -> None:
     assert stream is not None
     while marker not in seen:
         data = await stream.read()
@@ -133,21 +135,27 @@ def test_exec_refused_unless_running(base: tuple[Path, Path]) -> None:
     async def scenario() -> None:
         async with sandbox_with(base, ["true"], start=False) as (sandbox, _, _, _):
             assert (await sandbox.container_status(CID)).status == "created"
-            with pytest.raises(SandboxRequestError) as created:
+            with pytest.raises(ContainerStateError) as created:
                 await sandbox.exec_process(CID, "x", proc(["true"]), stdin=False)
-            assert created.value.code == "invalid_state"
-            assert created.value.status == "created"
-            assert f"container '{CID}' is not running" in str(created.value)
+            assert (created.value.current, created.value.required) == ("created", ("running",))
+            assert str(created.value) == f"cannot exec in container {CID}: it is created, " \
+                                         "not running"
+            # The agent refuses too (the host's check skipped), with the same error.
+            with pytest.raises(ContainerStateError) as agent_says:
+                await sandbox._call(verbs.PAUSE_CONTAINER, CID, {"id": CID}, operation="pause")
+            assert (agent_says.value.current, agent_says.value.required) == \
+                ("created", ("running",))
             await sandbox.start_container(CID)
             assert (await sandbox.wait_process(CID)).code == 0
+            assert sandbox.status(CID) == "stopped"
             state = await sandbox.container_status(CID)
             assert (state.status, state.exit_code) == ("stopped", 0)
-            with pytest.raises(SandboxRequestError) as stopped:
+            with pytest.raises(ContainerStateError) as stopped:
                 await sandbox.exec_process(CID, "x", proc(["true"]), stdin=False)
-            assert stopped.value.status == "stopped" and "not running" in str(stopped.value)
-            with pytest.raises(SandboxRequestError, match=r"is not running \(it is stopped\)"):
+            assert stopped.value.current == "stopped" and "not running" in str(stopped.value)
+            with pytest.raises(ContainerStateError, match=r"it is stopped, not running"):
                 await sandbox.pause_container(CID)
-            with pytest.raises(SandboxRequestError, match=r"is not paused \(it is stopped\)"):
+            with pytest.raises(ContainerStateError, match=r"it is stopped, not paused"):
                 await sandbox.resume_container(CID)
             with pytest.raises(SandboxRequestError) as missing:
                 await sandbox.exec_process("nobody", "x", proc(["true"]), stdin=False)
@@ -253,10 +261,10 @@ def test_pause_freezes_and_resume_thaws(base: tuple[Path, Path]) -> None:
             assert _counter(bundle) == frozen_at
             stats = await sandbox.stats_container(CID)
             assert stats["status"] == "paused" and stats["cpu"]["usage_usec"] == cpu_before
-            with pytest.raises(SandboxRequestError) as again:
+            with pytest.raises(ContainerStateError) as again:
                 await sandbox.pause_container(CID)
-            assert again.value.status == "paused"
-            with pytest.raises(SandboxRequestError, match=r"not running \(it is paused\)"):
+            assert again.value.current == "paused"
+            with pytest.raises(ContainerStateError, match=r"it is paused, not running"):
                 await sandbox.exec_process(CID, "x", proc(["true"]), stdin=False)
             await sandbox.resume_container(CID)
             assert (await sandbox.container_status(CID)).status == "running"
@@ -293,9 +301,8 @@ def test_update_lowers_pids_limit_and_stats_show_it(base: tuple[Path, Path]) -> 
             script = "sleep 30 >/dev/null & sleep 30 >/dev/null & echo forked"
             _, err, _ = await exec_output(sandbox, "forks", ["sh", "-c", script])
             assert b"can't fork" in err, err
-            with pytest.raises(SandboxRequestError) as bad:
+            with pytest.raises(ConfigError, match=r"linux\.resources\.pids: expected an object"):
                 await sandbox.update_container(CID, {"pids": "lots"})
-            assert bad.value.code == "invalid_params"
 
     run(scenario())
 
@@ -304,7 +311,7 @@ def test_update_lowers_pids_limit_and_stats_show_it(base: tuple[Path, Path]) -> 
 
 def test_remove_kills_everything_and_the_id_is_reusable(base: tuple[Path, Path]) -> None:
     async def scenario() -> None:
-        async with sandbox_with(base, SLEEPER, overlay=True) as (sandbox, _, mounts, bundle):
+        async with sandbox_with(base, SLEEPER, overlay=True) as (sandbox, _, spec, bundle):
             assert (await exec_output(sandbox, "w", ["touch", "/written"]))[2] == 0
             await sandbox.exec_process(CID, "e", proc(["sleep", "500"]), stdin=False)
             waits = [asyncio.create_task(sandbox.wait_process(CID, x)) for x in ("", "e")]
@@ -315,10 +322,9 @@ def test_remove_kills_everything_and_the_id_is_reusable(base: tuple[Path, Path])
                 await sandbox.container_status(CID)
             assert gone.value.code == "not_found"
 
-            spec = read_spec(bundle)
             spec["process"]["args"] = ["sh", "-c", "ls /written 2>&1; echo again"]
-            io = await sandbox.create_container(CID, spec, mounts=mounts, overlay=True,
-                                                stdin=False)
+            io = await sandbox.add_container(ContainerRequest(
+                id=CID, spec=spec, rootfs=str(bundle / "rootfs"), overlay=True, stdin=False))
             await sandbox.start_container(CID)
             out = await read_all(io.stdout)
             assert out.endswith(b"again\n") and b"No such file" in out  # a fresh overlay
@@ -339,26 +345,38 @@ def _export_mounts(qemu_pid: int, export: Path) -> dict[str, set[str]]:
 
 
 def test_shares_are_nodev_nosuid_whenever_they_are_attached(base: tuple[Path, Path]) -> None:
-    """QEMU never needs a container's device nodes or set-id bits: all shares lack them."""
+    """QEMU never needs a container's device nodes or set-id bits: all shares lack them,
+    at boot and when a second container's rootfs (containerd's mount list) and bind
+    sources are added to the running VM; removing it unexports them."""
     tmp = base[1]
-    late_rw, late_ro, overlay_src = tmp / "late-rw", tmp / "late-ro", tmp / "ovl"
-    for path in (late_rw, late_ro, overlay_src):
+    late_rw, late_ro = tmp / "late-rw", tmp / "late-ro"
+    for path in (late_rw, late_ro):
         path.mkdir()
 
     async def check() -> None:
-        async with sandbox_with(base, SLEEPER) as (sandbox, _, _, _):
+        async with sandbox_with(base, SLEEPER) as (sandbox, _, spec, bundle):
             export = sandbox.export
-            sandbox.attach_shares([Share(str(late_rw), "late/rw", False),
-                                   Share(str(late_ro), "late/ro", True)])
-            sandbox.mount_rootfs("second", [{"type": "bind", "source": str(overlay_src),
-                                             "options": ["rbind", "rw"]}])
+            first = len(spec["mounts"])
+            second = dict(spec, mounts=[
+                *spec["mounts"],
+                {"destination": "/mnt/rw", "type": "bind", "source": str(late_rw),
+                 "options": ["rbind", "rw"]},
+                {"destination": "/mnt/ro", "type": "bind", "source": str(late_ro),
+                 "options": ["rbind", "ro"]}])
+            rw, ro = f"{export}/second/mounts/{first}", f"{export}/second/mounts/{first + 1}"
+            await sandbox.add_container(ContainerRequest(
+                id="second", spec=second, rootfs=str(bundle / "rootfs"), stdin=False,
+                rootfs_mounts=({"type": "bind", "source": str(bundle / "rootfs"),
+                                "options": ["rbind", "rw"]},)))
             mounts = _export_mounts(sandbox.vmm_pid, export)
-            assert {f"{export}/{CID}/rootfs", f"{export}/late/rw", f"{export}/late/ro",
-                    f"{export}/second/rootfs"} <= set(mounts), mounts
+            assert {f"{export}/{CID}/rootfs", rw, ro, f"{export}/second/rootfs"} <= set(mounts), \
+                mounts
             for point, options in mounts.items():
                 assert {"nodev", "nosuid"} <= options, (point, options)
-            assert "ro" in mounts[f"{export}/late/ro"]
-            assert "rw" in mounts[f"{export}/late/rw"]
-            sandbox.detach_container("second")
+            assert "ro" in mounts[ro] and "rw" in mounts[rw]
+            await sandbox.remove_container("second")
+            left = _export_mounts(sandbox.vmm_pid, export)
+            assert not [m for m in left if m.startswith(f"{export}/second/")], left
+            assert not (export / "second").exists()
 
     run(check())

@@ -7,24 +7,22 @@ the reaper reports them, and every ``wait_process`` request waiting on a
 process is answered then; a finished process stays in the table (and
 answers ``wait_process``) until its container is removed.
 
-Status, as the host sees it (``container_status``)::
-
-    created --start--> running --pause--> paused --resume--> running
-       \\                  \\                  \\
-        +------------------+------------------+--> stopped  (the init exited)
-
-A request made in the wrong status fails with :data:`E_STATE`, naming the
-status the container is in (also in the error's data, ``{"status": ...}``).
+Status, as the host sees it (``container_status``), follows the one model
+of :mod:`strongbox.status`: created -> running <-> paused -> stopped once the
+init exited. A request made in the wrong status fails with ``E_STATE``
+(the server turns the model's ``ContainerStateError`` into it), naming the
+status the container is in and the ones the request needs.
 """
 
 from __future__ import annotations
 
 import os
 
+from strongbox import status as sm
 from strongbox.agent import share
 from strongbox.agent.server import EPOLLIN, RequestError
 from strongbox.agent.stdio import InputPump, OutputPump, set_window_size
-from strongbox.protocol import E_NOT_FOUND, check_params
+from strongbox.protocol import E_CONTAINER, E_NOT_FOUND, E_STATE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,11 +33,6 @@ if TYPE_CHECKING:
     from strongbox.container.launcher import Launched
 
 CGROUP_PARENT = "/sys/fs/cgroup/strongbox"
-CREATED, RUNNING, PAUSED, STOPPED = "created", "running", "paused", "stopped"
-#: A container step failed (spec, setup, exec, cgroup); exec failures carry {"exit_code": n}.
-E_CONTAINER = "container_error"
-#: The container is not in a status that allows the request; data is {"status": current}.
-E_STATE = "invalid_state"
 
 #: Every container of this guest by id.
 CONTAINERS: dict[str, GuestContainer] = {}
@@ -206,22 +199,19 @@ class GuestContainer:
         self.removing: list[Deferred] | None = None
 
     @property
-    def status(self) -> str:
+    def status(self) -> sm.ContainerStatus:
         if self.init is None or self.init.status is not None:
-            return STOPPED
+            return sm.STOPPED
         if not self.init.started:
-            return CREATED
-        return PAUSED if self.paused else RUNNING
+            return sm.CREATED
+        return sm.PAUSED if self.paused else sm.RUNNING
 
-    def require(self, *allowed: str) -> None:
-        """Refuse a request unless the container is in one of the ``allowed`` statuses."""
-        status = self.status
+    def require(self, verb: str) -> None:
+        """Refuse a request unless the container's status allows ``verb`` (the one table)."""
         if self.removing is not None:
-            raise RequestError(E_STATE, f"container {self.id!r} is being removed",
-                               {"status": status})
-        if status not in allowed:
-            raise RequestError(E_STATE, f"container {self.id!r} is not {' or '.join(allowed)} "
-                               f"(it is {status})", {"status": status})
+            raise RequestError(E_STATE, f"cannot {verb} container {self.id}: it is being "
+                               "removed", {"status": self.status, "required": []})
+        sm.require(self.status, verb, self.id)
 
     def process(self, exec_id: str = "") -> GuestProcess | None:
         if not exec_id:
@@ -238,7 +228,6 @@ class GuestContainer:
 
 def lookup(params: dict[str, Any]) -> GuestContainer:
     """The container ``params["id"]`` names, or a not-found error."""
-    check_params(params, {"id": str})
     container = CONTAINERS.get(params["id"])
     if container is None:
         raise RequestError(E_NOT_FOUND, f"container {params['id']!r} does not exist")

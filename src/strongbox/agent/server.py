@@ -5,7 +5,10 @@ agent state (sessions, streams, processes) is touched from this loop only.
 It uses ``select.epoll`` and ``_signal`` directly rather than ``selectors``
 and ``signal``: under emulation every imported module costs milliseconds of
 boot time, and those wrappers pull in ``enum`` and ``collections``.
-Handlers answer at once (return a value), fail (raise :class:`RequestError`)
+Every request is checked against its declaration (:mod:`strongbox.protocol.verbs`)
+before its handler runs. Handlers answer at once (return a value), fail (raise
+:class:`RequestError`, or :class:`~strongbox.errors.ContainerStateError` from
+the status model)
 or answer later (``ctx.defer()`` and resolve the :class:`Deferred` from a
 callback: an fd turning ready, a child exiting, a ``call_later`` timer
 polling kernel state), so several requests can be in flight while, say,
@@ -28,10 +31,12 @@ import time
 
 from strongbox import __version__
 from strongbox.agent.reaper import Reaper
+from strongbox.errors import ContainerStateError
 from strongbox.protocol import (
     E_INTERNAL,
     E_INVALID_PARAMS,
     E_OS,
+    E_STATE,
     E_UNKNOWN_METHOD,
     MAGIC,
     VERSION,
@@ -54,7 +59,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    Handler = Callable[["Context", dict[str, Any]], Any]
+    from strongbox.agent.registry import Handler
+    from strongbox.protocol.verbs import Verb
 
 _IN = EPOLLIN = select.EPOLLIN
 _OUT = EPOLLOUT = select.EPOLLOUT
@@ -111,7 +117,8 @@ class Context:
 class Server:
     """The agent's RPC server over one byte-stream fd."""
 
-    def __init__(self, fd: int, handlers: dict[str, Handler], log: Callable[[str], None]) -> None:
+    def __init__(self, fd: int, handlers: dict[str, tuple[Verb, Handler]],
+                 log: Callable[[str], None]) -> None:
         self.fd = fd
         self.handlers = handlers
         self.log = log
@@ -342,15 +349,21 @@ class Server:
                         ("streams",), error).encode())
 
     def _request(self, request: Request) -> None:
-        handler = self.handlers.get(request.method)
-        if handler is None:
+        entry = self.handlers.get(request.method)
+        if entry is None:
             self._error(request.id, E_UNKNOWN_METHOD, f"unknown method {request.method!r}")
             return
+        verb, handler = entry
         ctx = Context(self, request)
         try:
+            verb.check(request.params)
             result = handler(ctx, request.params)
         except RequestError as exc:
             self._error(request.id, exc.code, exc.message, exc.data)
+            return
+        except ContainerStateError as exc:
+            self._error(request.id, E_STATE, str(exc),
+                        {"status": exc.current, "required": list(exc.required)})
             return
         except InvalidParams as exc:
             self._error(request.id, E_INVALID_PARAMS, str(exc))

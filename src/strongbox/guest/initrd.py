@@ -38,7 +38,7 @@ RECIPE = "initrd-recipe-1"
 #: Guest-side packages of strongbox (DESIGN.md: standard library only).
 GUEST_PACKAGES = ("agent", "container", "protocol", "oci")
 #: Top-level modules the guest packages may import (standard library only).
-GUEST_MODULES = ("__init__.py", "errors.py")
+GUEST_MODULES = ("__init__.py", "errors.py", "status.py")
 ENTRY_MODULES = ("strongbox.agent.init",)
 AGENT_LIBDIR = "usr/lib/strongbox"
 #: 1: drop asserts but keep docstrings (dataclasses and enum read them).

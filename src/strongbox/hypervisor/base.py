@@ -1,11 +1,49 @@
-"""The shape every VMM driver has: a VM description in, a running VM out."""
+"""Base is what the sandbox layer may ask of a hypervisor: a VMM that makes VMs, and a VM.
+
+``sandbox/`` depends on this module and on :func:`strongbox.hypervisor.open_vmm`
+only; it never imports a driver. A driver is a folder under ``hypervisor/``
+(``qemu/`` today: ``vmm.py`` implements :class:`VMM`, ``driver.py`` the
+:class:`VM`, next to ``cmdline.py``, ``qmp.py``, ``accel.py`` and
+``migration.py``). A second machine type or another VMM is a sibling with the
+same files; nothing above this line changes.
+
+What crosses the interface is plain data: a :class:`VMSpec` in (what to boot,
+independent of the VMM), a running :class:`VM` out, a :class:`VMShape` saying
+how to size guests a container says nothing about, and the
+:class:`Accelerator` in use with the reason it was chosen.
+"""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+#: Runs in the VMM's process between fork and exec (its namespaces: mounts, network).
+ChildSetup = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """The chosen accelerator and the reason, for logs and ``guest boot``."""
+
+    name: str  # "kvm" or "tcg"
+    reason: str
+
+
+@dataclass(frozen=True)
+class VMShape:
+    """How guests are sized by default, from the VMM's configuration (:meth:`VMM.shape`)."""
+
+    #: Guest RAM when the container sets no memory limit.
+    default_memory_mib: int
+    default_vcpus: int
+    #: Added to a container's memory limit (guest kernel, agent, page cache).
+    memory_margin_mib: int
+    #: No guest gets more vCPUs than this (the host's CPUs).
+    max_vcpus: int
 
 
 @dataclass(frozen=True)
@@ -33,7 +71,7 @@ class VMSpec:
     #: True: writes go to the file (creating a template); False: private
     #: copy-on-write mapping of it (a clone shares the template's pages).
     memory_shared: bool = False
-    #: A device-state file QEMU inherits: read by a clone (``incoming``), written
+    #: A device-state file the VMM inherits: read by a clone (``incoming``), written
     #: when saving a template.
     state_fd: int | None = None
     #: Start paused and load device state from ``state_fd`` (a clone of a template).
@@ -46,17 +84,78 @@ class VMSpec:
 
 
 class VM(Protocol):
-    """A launched guest. ``agent_socket`` is the host end of the agent channel."""
+    """One launched guest: a VMM process that must never outlive its owner.
 
-    pid: int
-    agent_socket: socket.socket
+    ``vmm_pid`` is the VMM process itself (what a task's pid is, and whose
+    namespaces the sandbox enters); ``agent_socket`` the host end of the
+    agent's channel once started. The times are ``time.monotonic()`` values.
+    """
 
-    async def start(self) -> None: ...
+    spec: VMSpec
+    accel: Accelerator
+    vmm_pid: int
+    agent_socket: socket.socket | None
+    launched_at: float
+    qmp_ready_at: float
+    running_at: float
+    returncode: int | None
 
-    async def stop(self, timeout: float) -> int: ...
+    async def start(self, timeout: float = 10.0) -> None:
+        """Launch the VMM and let the guest run (loading ``spec.state_fd`` if incoming)."""
 
-    def kill(self) -> None: ...
+    async def save_state(self, timeout: float = 60.0) -> None:
+        """Pause the guest and write its device state to ``spec.state_fd`` (templates)."""
 
-    async def wait(self) -> int: ...
+    async def stop(self, timeout: float = 5.0) -> int:
+        """Ask the VMM to quit; kill it if it does not within ``timeout``. Its status."""
+        ...
 
-    def console_tail(self, lines: int = 5) -> list[str]: ...
+    def kill(self) -> None:
+        """SIGKILL, now."""
+
+    async def wait(self) -> int:
+        """Its exit status, once it has exited (and its confinement is released)."""
+        ...
+
+    async def wait_exit(self, timeout: float) -> bool:
+        """True when it exited within ``timeout``."""
+        ...
+
+    def console_tail(self, lines: int = 5) -> list[str]:
+        """The guest console's last non-empty lines."""
+        ...
+
+    def failure_reason(self) -> str:
+        """The VMM's last complaint, for error messages."""
+        ...
+
+    async def close(self) -> None:
+        """Release host-side handles (after the process is gone)."""
+
+
+class VMM(Protocol):
+    """A hypervisor as configured: sizes guests, names its inputs, makes :class:`VM` objects."""
+
+    name: str
+
+    def shape(self) -> VMShape:
+        """Default guest size and bounds."""
+        ...
+
+    def accelerator(self) -> Accelerator:
+        """What guests run on here (hardware virtualisation or emulation), and why."""
+        ...
+
+    def vm_spec(self, *, name: str, run_dir: Path, memory_mib: int, vcpus: int,
+                **devices: Any) -> VMSpec:
+        """A spec with the configured guest (kernel, initrd, command line) and ``devices``
+        (the optional :class:`VMSpec` fields: share_dir, memory_file, state_fd ...)."""
+        ...
+
+    def new_vm(self, spec: VMSpec, child_setup: ChildSetup | None = None) -> VM:
+        """A VM for ``spec``, not started; ``child_setup`` runs in its process before exec."""
+        ...
+
+    def identity(self, memory_mib: int, vcpus: int) -> dict[str, Any]:
+        """Everything a saved VM's contents depend on (a template is used only if equal)."""
+        ...

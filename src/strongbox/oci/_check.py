@@ -17,7 +17,7 @@ Conventions shared by every reader (see spec.py for why):
 
 from __future__ import annotations
 
-from .spec import SpecError
+from .errors import SpecError
 
 TYPE_CHECKING = False  # `typing` is too slow to import in the guest; checkers treat this as True
 if TYPE_CHECKING:

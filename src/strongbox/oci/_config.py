@@ -12,7 +12,9 @@ from ._check import Node, expect_object, fail
 from ._linux import check_id_mappings, check_linux
 from ._process import check_process
 from .names import BIND_OPTIONS, HOOK_KINDS
-from .spec import SUPPORTED_MAJOR
+
+SUPPORTED_MAJOR = 1
+"""The runtime-spec major version strongbox implements (config.md "Specification version")."""
 
 TYPE_CHECKING = False  # `typing` is too slow to import in the guest; checkers treat this as True
 if TYPE_CHECKING:

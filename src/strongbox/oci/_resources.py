@@ -18,8 +18,8 @@ from ._check import (
     expect_object,
     fail,
 )
+from .cpuset import count_cpu_list
 from .names import DEVICE_ACCESS, DEVICE_CGROUP_TYPES
-from .spec import count_cpu_list
 
 TYPE_CHECKING = False  # `typing` is too slow to import in the guest; checkers treat this as True
 if TYPE_CHECKING:

@@ -26,8 +26,8 @@ Every problem is a one-line :class:`SpecError` naming the JSON path of the field
 only the first one found is reported.
 
 The rules live in private modules, one per spec section, which import ``SpecError``
-from here; ``validate()`` imports them on first use, so guest code that only reads an
-already validated spec never loads them.
+from :mod:`.errors` (never this module: no import cycle); ``validate()`` imports them
+on first use, so guest code that only reads an already validated spec never loads them.
 """
 
 from __future__ import annotations
@@ -36,38 +36,18 @@ import os
 
 from strongbox.errors import ConfigError
 
+from .cpuset import count_cpu_list
+from .errors import SpecError
+
 TYPE_CHECKING = False  # `typing` is too slow to import in the guest; checkers treat this as True
 if TYPE_CHECKING:
     from typing import Any
-
-SUPPORTED_MAJOR = 1
-"""The runtime-spec major version strongbox implements (config.md "Specification version")."""
 
 MAX_CONFIG_BYTES = 16 << 20
 """Refuse larger config.json files: even big seccomp profiles are well under 1 MiB."""
 
 DEFAULT_CPU_PERIOD = 100_000
 """CFS period in microseconds when linux.resources.cpu.period is absent (the kernel's)."""
-
-
-class SpecError(ConfigError):
-    """A config.json field is missing or has a value the runtime spec does not allow.
-
-    ``path`` is the JSON path of the field ("process.args[0]",
-    "linux.namespaces[2].type", "" for the document itself), ``expected`` what the
-    spec allows there ("a non-empty array of strings") and ``got`` a short rendering
-    of what was found. The message is one line, because the command line prints it
-    as the whole diagnosis::
-
-        config.json: process.args: expected a non-empty array of strings, got []
-    """
-
-    def __init__(self, path: str, expected: str, got: str) -> None:
-        where = f"{path}: " if path else ""
-        super().__init__(f"config.json: {where}expected {expected}, got {got}")
-        self.path = path
-        self.expected = expected
-        self.got = got
 
 
 def load_bundle(bundle: str) -> tuple[dict[str, Any], str]:
@@ -150,6 +130,33 @@ def validate(spec: object, *, require_process: bool = True) -> dict[str, Any]:
     return check_config(document, require_process=require_process)
 
 
+def validate_process(process: object) -> dict[str, Any]:
+    """Check one OCI process object (config.md "Process"): what ``exec`` runs.
+
+    For ``strongbox exec`` (its flags or ``--process`` file) and containerd's
+    Exec alike; returns the normalized copy, as :func:`validate` fills it in.
+    """
+    probe = validate({"ociVersion": "1.0.2", "root": {"path": "/"}, "process": process})
+    checked: dict[str, Any] = probe["process"]
+    return checked
+
+
+def validate_resources(resources: object) -> dict[str, Any]:
+    """Check an OCI ``linux.resources`` object (config-linux.md): what ``update`` applies.
+
+    Returns a plain copy of what was given, not a normalized one: an update
+    changes only the limits it names.
+    """
+    from ._check import json_copy
+
+    validate({"ociVersion": "1.0.2", "root": {"path": "/"}, "linux": {"resources": resources}},
+             require_process=False)
+    copied = json_copy(resources)
+    if not isinstance(copied, dict):  # validate() refuses it first; for the type checker
+        raise SpecError("linux.resources", "an object", type(copied).__name__)
+    return copied
+
+
 # Accessors: typed reads for host code. They accept any validated spec, normalized or
 # not, and return None where the spec sets nothing.
 
@@ -198,39 +205,6 @@ def cpuset_count(spec: dict[str, Any]) -> int | None:
     if not isinstance(cpus, str) or not cpus:
         return None
     return count_cpu_list(cpus, "linux.resources.cpu.cpus")
-
-
-def count_cpu_list(text: str, path: str) -> int:
-    """Count the distinct numbers of a kernel CPU or memory-node list such as "0-3,5,7-8".
-
-    This is the cpuset syntax of config-linux.md "CPU" (cpus, mems): comma-separated
-    numbers and inclusive ranges; overlapping items count once. The kernel's stride
-    form ("0-7:2/4") is not accepted; runc passes it through but no known client
-    produces it. Ranges are merged rather than expanded, so "0-4000000000" is cheap.
-    """
-    ranges: list[tuple[int, int]] = []
-    for item in text.split(","):
-        first, dash, last = item.partition("-")
-        if not _is_decimal(first) or (dash and not _is_decimal(last)):
-            raise SpecError(path, "a cpuset list like '0-3,5'", repr(text))
-        low = int(first)
-        high = int(last) if dash else low
-        if high < low:
-            raise SpecError(path, "a cpuset list with ascending ranges like '0-3,5'", repr(text))
-        ranges.append((low, high))
-    ranges.sort()
-    count = 0
-    covered = -1  # highest number already counted
-    for low, high in ranges:
-        if high > covered:
-            count += high - max(low, covered + 1) + 1
-            covered = high
-    return count
-
-
-def _is_decimal(text: str) -> bool:
-    # str.isdecimal() also accepts non-ASCII digits, which the kernel does not.
-    return bool(text) and all("0" <= char <= "9" for char in text)
 
 
 def namespace(spec: dict[str, Any], type: str) -> dict[str, Any] | None:

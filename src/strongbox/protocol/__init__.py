@@ -67,11 +67,13 @@ from .frame import (
 )
 from .messages import (
     E_BUSY,
+    E_CONTAINER,
     E_EXISTS,
     E_INTERNAL,
     E_INVALID_PARAMS,
     E_NOT_FOUND,
     E_OS,
+    E_STATE,
     E_TIMEOUT,
     E_UNKNOWN_METHOD,
     E_UNSUPPORTED,
@@ -99,11 +101,13 @@ from .streams import (
 
 __all__ = [
     "E_BUSY",
+    "E_CONTAINER",
     "E_EXISTS",
     "E_INTERNAL",
     "E_INVALID_PARAMS",
     "E_NOT_FOUND",
     "E_OS",
+    "E_STATE",
     "E_TIMEOUT",
     "E_UNKNOWN_METHOD",
     "E_UNSUPPORTED",

@@ -29,6 +29,11 @@ E_BUSY = "busy"
 E_OS = "os_error"
 E_UNSUPPORTED = "unsupported"
 E_TIMEOUT = "timeout"
+#: The container is not in a status that allows the request; data is
+#: {"status": current, "required": [statuses the request needs]}.
+E_STATE = "invalid_state"
+#: A container step failed (spec, setup, exec, cgroup); exec failures carry {"exit_code": n}.
+E_CONTAINER = "container_error"
 
 MAX_METHOD_LENGTH = 64
 _MAX_ID = 0xFFFFFFFF

@@ -3,7 +3,10 @@
 Commands are glue over these methods, which mirror the monitor's control
 operations (and, one layer further, the sandbox's and the agent's verbs):
 ``Container.kill`` -> ``op_kill`` -> ``Sandbox.signal_process`` -> agent
-``signal_process``.
+``signal_process``. A verb is one round trip to the monitor, which checks
+the status model (in the sandbox); here only "is there a monitor at all" is
+decided: a container whose monitor is gone is stopped, and the verb is
+refused with the same :class:`~strongbox.errors.ContainerStateError`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import signal
 import time
 from typing import Any
 
-from strongbox.errors import ContainerStateError, StrongboxError
+from strongbox import status as sm
+from strongbox.errors import StrongboxError
 from strongbox.runtime import control
 from strongbox.runtime import state as st
 from strongbox.sandbox.rundir import collect_stale
@@ -40,67 +44,57 @@ class Container:
     def id(self) -> str:
         return self.record.id
 
-    def status(self) -> str:
+    def status(self) -> sm.ContainerStatus:
         """The live status: from the monitor when it answers, else from the record."""
         status = self.record.effective_status()
-        if status == st.STOPPED or not self.record.monitor_alive:
+        if status == sm.STOPPED or not self.record.monitor_alive:
             return status
         try:
             reply = control.call(self.store.socket_path(self.id), {"op": "status"},
                                  timeout=STATUS_TIMEOUT)
-        except control.ControlError:
+            return sm.ContainerStatus(str(reply.get("status")))
+        except (control.ControlError, ValueError):
             return status
-        return str(reply.get("status", status))
 
     def oci_state(self) -> dict[str, Any]:
         return self.record.oci_state(self.status())
 
-    def _call(self, op: str, timeout: float = 120.0, **fields: Any) -> dict[str, Any]:
+    def require_monitor(self, verb: str) -> None:
+        """Refuse ``verb`` as the status model would if no monitor holds the container."""
         if not self.record.monitor_alive:
-            raise ContainerStateError(self.id, op, st.STOPPED,
-                                      (st.CREATED, st.RUNNING, st.PAUSED))
+            sm.require(self.record.effective_status(), verb, self.id)
+
+    def _call(self, op: str, verb: str, timeout: float = 120.0, **fields: Any
+              ) -> dict[str, Any]:
+        self.require_monitor(verb)
         return control.call(self.store.socket_path(self.id), {"op": op, **fields},
                             timeout=timeout)
 
-    def _require(self, operation: str, *allowed: str) -> str:
-        status = self.status()
-        if status not in allowed:
-            raise ContainerStateError(self.id, operation, status, allowed)
-        return status
-
     # --- verbs ----------------------------------------------------------------------------
     def start(self) -> None:
-        self._require("start", st.CREATED)
-        self._call("start")
+        self._call("start", sm.START)
 
     def kill(self, signum: int, all_processes: bool = False) -> None:
-        self._require("kill", st.CREATED, st.RUNNING, st.PAUSED)
-        self._call("kill", signal=signum, all=all_processes)
+        self._call("kill", sm.KILL, signal=signum, all=all_processes)
 
     def pause(self) -> None:
-        self._require("pause", st.RUNNING)
-        self._call("pause")
+        self._call("pause", sm.PAUSE)
 
     def resume(self) -> None:
-        self._require("resume", st.PAUSED)
-        self._call("resume")
+        self._call("resume", sm.RESUME)
 
     def update(self, resources: dict[str, Any]) -> None:
-        self._require("update", st.CREATED, st.RUNNING, st.PAUSED)
-        self._call("update", resources=resources)
+        self._call("update", sm.UPDATE, resources=resources)
 
     def processes(self) -> list[dict[str, Any]]:
-        self._require("list processes of", st.CREATED, st.RUNNING, st.PAUSED)
-        return list(self._call("ps")["processes"])
+        return list(self._call("ps", sm.PS)["processes"])
 
     def stats(self) -> dict[str, Any]:
-        return dict(self._call("stats", timeout=30.0)["stats"])
+        return dict(self._call("stats", sm.STATS, timeout=30.0)["stats"])
 
     def delete(self, force: bool = False) -> None:
         """Remove the container; a running one only with ``force`` (SIGKILL first)."""
-        status = self.status()
-        if status in (st.RUNNING, st.PAUSED) and not force:
-            raise ContainerStateError(self.id, "delete", status, (st.STOPPED, st.CREATED))
+        sm.require(self.status(), sm.DESTROY if force else sm.DELETE, self.id)
         if self.record.monitor_alive:
             self._destroy()
         collect_stale(self.store.root)
@@ -109,7 +103,7 @@ class Container:
     def _destroy(self) -> None:
         """Ask the monitor to kill and tear down; kill it if it will not."""
         try:
-            self._call("destroy", timeout=10.0)
+            self._call("destroy", sm.DESTROY, timeout=10.0)
         except StrongboxError:
             pass
         deadline = time.monotonic() + DESTROY_TIMEOUT

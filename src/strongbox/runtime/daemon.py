@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from strongbox import log
+from strongbox.atomicfile import atomic_write
 from strongbox.errors import StrongboxError
-from strongbox.guest.assets import atomic_write
 from strongbox.sandbox.sandbox import ExitStatus
 
 #: main(notify, container stdio fds) -> how the container ended.

@@ -22,23 +22,20 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from strongbox import status as sm
 from strongbox.config import Config
-from strongbox.errors import ContainerStartError, ContainerStateError, StrongboxError
-from strongbox.oci.sizing import vm_size
+from strongbox.errors import ContainerStartError, StrongboxError
 from strongbox.runtime import state as st
 from strongbox.runtime.control import Connection, ControlServer, run_on_loop
-from strongbox.runtime.relay import StdioRelay
-from strongbox.sandbox.guestspec import guest_spec
-from strongbox.sandbox.sandbox import ExitStatus, ProcessIO, Sandbox
-from strongbox.sandbox.shares import container_shares
+from strongbox.sandbox.plan import ContainerRequest
+from strongbox.sandbox.pump import Sink, Source, StdioPump
+from strongbox.sandbox.sandbox import ExitStatus, Sandbox
 
 log = logging.getLogger("strongbox.monitor")
 
 #: Signals a monitor passes on to the container, as runc does for a foreground run.
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2)
-#: How long to keep draining output after the container's process exited.
-OUTPUT_GRACE = 5.0
 
 
 class Stdio:
@@ -52,20 +49,20 @@ class Stdio:
 
 
 class Monitor:
-    """One container: its sandbox, stdio relay, control socket and state record."""
+    """One container: its sandbox, stdio pump, control socket and state record."""
 
     def __init__(self, config: Config, store: st.StateStore, record: st.ContainerState,
-                 spec: dict[str, Any], *, state_dir: Path, stdio: Stdio) -> None:
+                 spec: dict[str, Any], *, state_dir: Path, stdio: Stdio,
+                 sandbox: Sandbox | None = None) -> None:
         self.config = config
         self.store = store
         self.record = record
         self.spec = spec
         self.stdio = stdio
-        self.sandbox = Sandbox(config, sandbox_id=record.id, root=store.root,
-                               state_dir=state_dir)
+        self.sandbox = sandbox or Sandbox(config, sandbox_id=record.id, root=store.root,
+                                          state_dir=state_dir)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.io: ProcessIO | None = None
-        self.relay: StdioRelay | None = None
+        self.pump: StdioPump | None = None
         self.server: ControlServer | None = None
         self.exit: ExitStatus | None = None
         self._exited = asyncio.Event()
@@ -76,34 +73,34 @@ class Monitor:
     def id(self) -> str:
         return self.record.id
 
-    def _set_status(self, status: str) -> None:
-        self.record.status = status
+    @property
+    def status(self) -> sm.ContainerStatus:
+        """The container's status: the sandbox's once it holds the container."""
+        if self.record.status == sm.CREATING and self.id not in self.sandbox.containers:
+            return sm.CREATING
+        return self.sandbox.status(self.id)
+
+    def _save(self) -> None:
+        """Record the current status in the state file."""
+        self.record.status = self.status
         self.store.save(self.record)
 
     # --- lifecycle -----------------------------------------------------------------------
     async def create(self) -> None:
         """Boot the sandbox and build the container up to its start barrier."""
         self.loop = asyncio.get_running_loop()
-        qemu = self.config.hypervisor.qemu
-        memory, vcpus = vm_size(self.spec, default_memory_mib=qemu.default_memory,
-                                default_vcpus=qemu.default_vcpus,
-                                memory_margin_mib=qemu.memory_margin,
-                                max_vcpus=os.cpu_count() or 1)
-        spec, netns = guest_spec(self.spec)
-        shares, mounts = container_shares(self.id, spec, self.record.rootfs,
-                                          self.record.overlay)
         self.record.monitor_pid = os.getpid()
         self.record.monitor_start = st.process_start_ticks(os.getpid())
         self.store.save(self.record)
-        await self.sandbox.start(memory_mib=memory, vcpus=vcpus, shares=shares, netns=netns)
-        self.io = await self.sandbox.create_container(self.id, spec, mounts=mounts,
-                                                      overlay=self.record.overlay, stdin=True)
-        self.relay = StdioRelay(self.io, stdin_fd=self.stdio.stdin, stdout_fd=self.stdio.stdout,
-                                stderr_fd=self.stdio.stderr)
-        self.relay.start()
+        io = await self.sandbox.launch(ContainerRequest(
+            id=self.id, spec=self.spec, rootfs=self.record.rootfs, overlay=self.record.overlay))
+        self.pump = StdioPump(io, stdin=Source(self.stdio.stdin),
+                              stdout=Sink(self.stdio.stdout, shared=True),
+                              stderr=Sink(self.stdio.stderr, shared=True))
+        self.pump.start()
         self._waiter = asyncio.create_task(self._wait_init())
         self.server = ControlServer(self.store.socket_path(self.id), self._handle)
-        self._set_status(st.CREATED)
+        self._save()
 
     async def _wait_init(self) -> None:
         try:
@@ -111,19 +108,15 @@ class Monitor:
         except StrongboxError as exc:
             log.warning("lost the container's VM: %s", exc)
             self.exit = ExitStatus(128 + signal.SIGKILL, signal.SIGKILL)
-        if self.relay is not None:
-            await self.relay.finish(OUTPUT_GRACE)
+        if self.pump is not None:
+            await self.pump.finish()
         self._exited.set()
 
     async def start(self) -> None:
-        if self.record.status != st.CREATED:
-            raise ContainerStateError(self.id, "start", self.record.status, (st.CREATED,))
         try:
             await self.sandbox.start_container(self.id)
-        except ContainerStartError:
-            self._set_status(st.STOPPED)
-            raise
-        self._set_status(st.RUNNING)
+        finally:
+            self._save()
 
     async def wait(self) -> ExitStatus:
         await self._exited.wait()
@@ -141,7 +134,7 @@ class Monitor:
             await self.sandbox.destroy()
         if self.exit is not None:
             self.record.exit_code, self.record.exit_signal = self.exit.code, self.exit.signal
-        self.record.status = st.STOPPED
+        self.record.status = sm.STOPPED
         try:
             self.store.save(self.record)
         except OSError:
@@ -187,18 +180,13 @@ class Monitor:
         result = run_on_loop(self.loop, handler(self, request))
         return {"ok": True, **(result or {})}
 
-    def _require(self, operation: str, *allowed: str) -> None:
-        if self.record.status not in allowed:
-            raise ContainerStateError(self.id, operation, self.record.status, allowed)
-
     async def op_status(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"status": self.record.status, "pid": os.getpid()}
+        return {"status": self.status, "pid": os.getpid()}
 
     async def op_start(self, request: dict[str, Any]) -> None:
         await self.start()
 
     async def op_kill(self, request: dict[str, Any]) -> None:
-        self._require("kill", st.CREATED, st.RUNNING, st.PAUSED)
         await self.sandbox.signal_process(self.id, int(request["signal"]),
                                           all_processes=bool(request.get("all")))
 
@@ -207,7 +195,7 @@ class Monitor:
         if self._exited.is_set():
             return
         try:
-            if self.record.status == st.PAUSED:
+            if self.status == sm.PAUSED:
                 await self.sandbox.resume_container(self.id)
             await self.sandbox.signal_process(self.id, signal.SIGKILL, all_processes=True)
         except StrongboxError as exc:
@@ -216,26 +204,25 @@ class Monitor:
             self._exited.set()
 
     async def op_pause(self, request: dict[str, Any]) -> None:
-        self._require("pause", st.RUNNING)
-        await self.sandbox.pause_container(self.id)
-        self._set_status(st.PAUSED)
+        try:
+            await self.sandbox.pause_container(self.id)
+        finally:
+            self._save()
 
     async def op_resume(self, request: dict[str, Any]) -> None:
-        self._require("resume", st.PAUSED)
-        await self.sandbox.resume_container(self.id)
-        self._set_status(st.RUNNING)
+        try:
+            await self.sandbox.resume_container(self.id)
+        finally:
+            self._save()
 
     async def op_update(self, request: dict[str, Any]) -> None:
-        self._require("update", st.CREATED, st.RUNNING, st.PAUSED)
-        await self.sandbox.update_container(self.id, dict(request["resources"]))
+        await self.sandbox.update_container(self.id, request.get("resources"))
 
     async def op_ps(self, request: dict[str, Any]) -> dict[str, Any]:
-        self._require("list processes of", st.CREATED, st.RUNNING, st.PAUSED)
         processes = await self.sandbox.list_processes(self.id)
         return {"processes": [p.to_json() for p in processes]}
 
     async def op_stats(self, request: dict[str, Any]) -> dict[str, Any]:
-        self._require("read statistics of", st.CREATED, st.RUNNING, st.PAUSED)
         return {"stats": await self.sandbox.stats_container(self.id)}
 
     # --- exec ----------------------------------------------------------------------------
@@ -246,9 +233,8 @@ class Monitor:
         try:
             if len(fds) != 3:
                 raise StrongboxError("exec needs three stdio descriptors")
-            self._require("exec in", st.RUNNING)
             exec_id = str(request.get("exec_id") or secrets.token_hex(8))
-            session = run_on_loop(loop, self._exec_start(exec_id, request["process"], fds))
+            session = run_on_loop(loop, self._exec_start(exec_id, request.get("process"), fds))
         except StrongboxError as exc:
             for fd in fds:
                 os.close(fd)
@@ -272,19 +258,20 @@ class Monitor:
                                              loop)
         done.result()
 
-    async def _exec_start(self, exec_id: str, process: dict[str, Any], fds: list[int]
-                          ) -> tuple[StdioRelay, list[int]]:
+    async def _exec_start(self, exec_id: str, process: Any, fds: list[int]
+                          ) -> tuple[StdioPump, list[int]]:
         io = await self.sandbox.exec_process(self.id, exec_id, process, stdin=True)
-        relay = StdioRelay(io, stdin_fd=fds[0], stdout_fd=fds[1], stderr_fd=fds[2])
-        relay.start()
-        return relay, fds
+        pump = StdioPump(io, stdin=Source(fds[0]), stdout=Sink(fds[1], shared=True),
+                         stderr=Sink(fds[2], shared=True))
+        pump.start()
+        return pump, fds
 
-    async def _exec_wait(self, exec_id: str, session: tuple[StdioRelay, list[int]]
+    async def _exec_wait(self, exec_id: str, session: tuple[StdioPump, list[int]]
                          ) -> ExitStatus:
-        relay, fds = session
+        pump, fds = session
         try:
             status = await self.sandbox.wait_process(self.id, exec_id)
-            await relay.finish(OUTPUT_GRACE)
+            await pump.finish()
             return status
         finally:
             for fd in set(fds):

@@ -33,14 +33,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from strongbox.atomicfile import atomic_write
 from strongbox.errors import ContainerExists, ContainerNotFound, StateDirError, StrongboxError
-from strongbox.guest.assets import atomic_write
+from strongbox.status import CREATING, STOPPED, ContainerStatus
 
 STATE_VERSION = 1
 OCI_VERSION = "1.0.2"
-
-CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
-STATUSES = (CREATING, CREATED, RUNNING, PAUSED, STOPPED)
 
 
 def now_rfc3339() -> str:
@@ -70,7 +68,7 @@ class ContainerState:
     id: str
     bundle: str
     rootfs: str
-    status: str = CREATING
+    status: ContainerStatus = CREATING
     created: str = field(default_factory=now_rfc3339)
     monitor_pid: int = 0
     monitor_start: int | None = None
@@ -86,7 +84,7 @@ class ContainerState:
     def monitor_alive(self) -> bool:
         return process_alive(self.monitor_pid, self.monitor_start)
 
-    def effective_status(self) -> str:
+    def effective_status(self) -> ContainerStatus:
         """The status to report: a record whose monitor died is stopped."""
         if self.status != STOPPED and self.monitor_pid and not self.monitor_alive:
             return STOPPED
@@ -116,7 +114,9 @@ class ContainerState:
             raise StrongboxError(f"container {data.get('id')}: state version "
                                  f"{data.get('version')} is not {STATE_VERSION}")
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        fields = {k: v for k, v in data.items() if k in known}
+        fields["status"] = ContainerStatus(str(fields.get("status", CREATING)))
+        return cls(**fields)
 
 
 class StateStore:

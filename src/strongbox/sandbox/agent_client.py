@@ -30,10 +30,12 @@ from strongbox.errors import (
     AgentTimeout,
 )
 from strongbox.protocol import (
+    E_INVALID_PARAMS,
     VERSION,
     Event,
     FrameDecoder,
     Hello,
+    InvalidParams,
     Kind,
     ProtocolError,
     Request,
@@ -45,6 +47,7 @@ from strongbox.protocol import (
     StreamReset,
     decode_message,
 )
+from strongbox.protocol.verbs import Verb
 
 _READ_SIZE = 256 * 1024
 #: ``timeout`` for requests that legitimately wait without bound (wait_process).
@@ -164,14 +167,23 @@ class AgentClient:
         return self._broken
 
     # --- requests --------------------------------------------------------
-    async def call(self, method: str, params: dict[str, Any] | None = None, *,
+    async def call(self, verb: Verb, params: dict[str, Any] | None = None, *,
                    timeout: float | None = None) -> Any:
-        """Send one request and wait for its response."""
+        """Send one request and wait for its response.
+
+        ``params`` are checked against the verb's declaration first: a request
+        the agent would refuse as malformed never leaves the host.
+        """
         self._check_usable()
+        method, params = verb.name, params or {}
+        try:
+            verb.check(params)
+        except InvalidParams as exc:
+            raise AgentRequestError(method, E_INVALID_PARAMS, str(exc)) from None
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (method, future)
-        self._send(Request(request_id, method, params or {}).encode())
+        self._send(Request(request_id, method, params).encode())
         limit = self.request_timeout if timeout is None else timeout
         try:
             if limit == FOREVER:

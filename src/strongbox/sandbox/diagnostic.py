@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from strongbox.config import Config
-from strongbox.guest.assets import resolve_boot_assets
-from strongbox.hypervisor.base import VMSpec
-from strongbox.hypervisor.qemu.accel import choose
+from strongbox.hypervisor import open_vmm
+from strongbox.hypervisor.base import VMM, VMSpec
+from strongbox.protocol import verbs
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.vm import GuestVM
 
@@ -26,40 +26,36 @@ def boot_and_report(config: Config, *, state_dir: Path, root: Path,
                     memory_mib: int | None = None, vcpus: int | None = None,
                     kernel: str | None = None, initrd: str | None = None,
                     timeout: float | None = None, accelerator: str | None = None) -> dict[str, Any]:
-    qemu = config.hypervisor.qemu
-    kernel_path, initrd_path = resolve_boot_assets(state_dir, kernel or qemu.kernel,
-                                                   initrd or qemu.initrd)
-    accel = choose(accelerator or qemu.accelerator)
+    """Boot one VM (the configured guest, or ``kernel``/``initrd``/``accelerator``
+    instead), ask the agent what it sees, power it off; the report."""
+    config = config.with_guest(kernel=kernel, initrd=initrd, accelerator=accelerator)
+    vmm = open_vmm(config, state_dir)
+    shape = vmm.shape()
     name = f"boot-{secrets.token_hex(4)}"
     run_dir = RunDir.create(root, name)
     try:
-        spec = VMSpec(
-            name=name, kernel=kernel_path, initrd=initrd_path,
-            memory_mib=memory_mib or qemu.default_memory, vcpus=vcpus or qemu.default_vcpus,
-            run_dir=run_dir.path, debug=qemu.enable_debug,
-            kernel_params=tuple(qemu.kernel_params.split()),
-        )
-        report = asyncio.run(_boot(config, spec, accel.name,
-                                   timeout or config.agent.dial_timeout, choose_accel=accel))
+        spec = vmm.vm_spec(name=name, run_dir=run_dir.path,
+                           memory_mib=memory_mib or shape.default_memory_mib,
+                           vcpus=vcpus or shape.default_vcpus)
+        report = asyncio.run(_boot(config, vmm, spec, timeout or config.agent.dial_timeout))
     finally:
         run_dir.remove()
     return report
 
 
-async def _boot(config: Config, spec: VMSpec, accel_name: str, timeout: float,
-                choose_accel: Any) -> dict[str, Any]:
-    vm = GuestVM(config, spec, choose_accel)
+async def _boot(config: Config, vmm: VMM, spec: VMSpec, timeout: float) -> dict[str, Any]:
+    vm = GuestVM(vmm.new_vm(spec), request_timeout=config.agent.request_timeout)
     try:
         await vm.boot(timeout)
         asked = time.monotonic()
-        info = await vm.call("guest_info")
+        info = await vm.call(verbs.GUEST_INFO)
         answered = time.monotonic()
         status = await vm.shutdown()
         stopped = time.monotonic()
     finally:
         await vm.destroy()
     t0 = vm.launched_at
-    kernel_running = vm.qemu.running_at - t0
+    kernel_running = vm.vmm.running_at - t0
     # Early in boot the guest clock is unreliable under emulation, but once
     # the agent runs it keeps time: place "agent started" by its distance
     # from the guest_info answer, whose host time we know.
@@ -68,10 +64,10 @@ async def _boot(config: Config, spec: VMSpec, accel_name: str, timeout: float,
     report: dict[str, Any] = {k: v for k, v in info.items() if not k.endswith("_s")}
     report["guest_uptime_s"] = info["uptime_s"]
     report.update(
-        accelerator=accel_name,
+        accelerator=vm.vmm.accel.name,
         name=spec.name,
         memory_mib=spec.memory_mib,
-        qemu_started_s=round(vm.qemu.qmp_ready_at - t0, 4),
+        qemu_started_s=round(vm.vmm.qmp_ready_at - t0, 4),
         kernel_running_s=round(max(0.0, kernel_running), 4),
         agent_started_s=round(max(kernel_running, agent_started), 4),
         agent_ready_s=round(vm.ready_at - t0, 4),

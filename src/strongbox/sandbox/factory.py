@@ -32,17 +32,15 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from strongbox.atomicfile import atomic_write
 from strongbox.config import Config
 from strongbox.errors import SandboxError, StateDirError
-from strongbox.guest.assets import atomic_write, resolve_boot_assets
-from strongbox.hypervisor.base import VMSpec
-from strongbox.hypervisor.qemu.accel import choose
-from strongbox.hypervisor.qemu.cmdline import BASE_KERNEL_PARAMS, TCG_KERNEL_PARAMS
-from strongbox.hypervisor.qemu.driver import find_qemu
+from strongbox.hypervisor import open_vmm
+from strongbox.protocol import verbs
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.shares import SHARE_TAG
 from strongbox.sandbox.vm import GuestVM
@@ -51,38 +49,39 @@ log = logging.getLogger("strongbox.factory")
 
 DEFAULT_PATH = Path("/dev/shm/strongbox/template")
 #: Bump when what a template contains changes in a way clones would notice.
-RECIPE = "template-1"
+RECIPE = "template-2"
 _warned: set[str] = set()
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """Everything a template's contents depend on; a clone must match all of it."""
+    """Everything a template's contents depend on; a clone must match all of it.
 
-    recipe: str
-    kernel: str
-    kernel_stamp: str
-    initrd: str
-    initrd_stamp: str
-    qemu: str
-    qemu_stamp: str
-    accelerator: str
-    memory_mib: int
-    vcpus: int
-    kernel_params: str
+    The recipe, and what the VMM names (:meth:`~strongbox.hypervisor.base.VMM.identity`:
+    for QEMU its binary, kernel, initrd, command line, accelerator and the VM's size).
+    """
+
+    values: dict[str, Any]
+
+    @classmethod
+    def of(cls, identity: dict[str, Any]) -> Inputs:
+        return cls({"recipe": RECIPE, **identity})
+
+    @property
+    def memory_mib(self) -> int:
+        return int(self.values["memory_mib"])
+
+    @property
+    def vcpus(self) -> int:
+        return int(self.values["vcpus"])
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(self.values, sort_keys=True).encode()).hexdigest()
 
     def differences(self, other: Inputs) -> list[str]:
-        mine, theirs = asdict(self), asdict(other)
-        return [k.removesuffix("_stamp") for k in mine if mine[k] != theirs[k]]
-
-
-def _stamp(path: Path) -> str:
-    """A cheap identity for a file: size and modification time."""
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
+        keys = list(self.values) + [k for k in other.values if k not in self.values]
+        return [k.removesuffix("_stamp") for k in keys
+                if self.values.get(k) != other.values.get(k)]
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class Template:
         mem = self.memory_file.stat()
         return {
             "path": str(self.path), "inputs_hash": self.inputs.digest(),
-            "inputs": asdict(self.inputs), "created": self.created,
+            "inputs": self.inputs.values, "created": self.created,
             "age_s": round(time.time() - self.created, 1),
             "memory_file_bytes": mem.st_size, "memory_resident_bytes": mem.st_blocks * 512,
             "state_file_bytes": self.state_file.stat().st_size,
@@ -121,26 +120,21 @@ class Factory:
         self.root = root
         self.path = Path(config.factory.template_path) if config.factory.template_path \
             else DEFAULT_PATH
+        self.vmm = open_vmm(config, state_dir)
 
     # --- what a template must match -----------------------------------------------------
     def inputs(self, memory_mib: int | None = None, vcpus: int | None = None) -> Inputs:
-        qemu = self.config.hypervisor.qemu
-        kernel, initrd = resolve_boot_assets(self.state_dir, qemu.kernel, qemu.initrd)
-        binary = Path(find_qemu(qemu.path))
-        accel = choose(qemu.accelerator)
-        params = list(BASE_KERNEL_PARAMS) + (list(TCG_KERNEL_PARAMS) if accel.name == "tcg"
-                                             else []) + qemu.kernel_params.split()
-        return Inputs(
-            recipe=RECIPE, kernel=str(kernel), kernel_stamp=_stamp(kernel), initrd=str(initrd),
-            initrd_stamp=_stamp(initrd), qemu=str(binary), qemu_stamp=_stamp(binary),
-            accelerator=accel.name, memory_mib=memory_mib or qemu.default_memory,
-            vcpus=vcpus or qemu.default_vcpus, kernel_params=" ".join(params),
-        )
+        shape = self.vmm.shape()
+        return Inputs.of(self.vmm.identity(memory_mib or shape.default_memory_mib,
+                                           vcpus or shape.default_vcpus))
 
     def load(self) -> Template | None:
         try:
             data = json.loads((self.path / "template.json").read_text())
-            template = Template(self.path, Inputs(**data["inputs"]), float(data["created"]))
+            inputs = data["inputs"]
+            if not isinstance(inputs, dict):
+                return None
+            template = Template(self.path, Inputs(inputs), float(data["created"]))
         except (OSError, ValueError, TypeError, KeyError):
             return None
         if not template.memory_file.is_file() or not template.state_file.is_file():
@@ -199,7 +193,7 @@ class Factory:
                 started = time.monotonic()
                 await self._build(building, inputs)
                 say(f"saved in {time.monotonic() - started:.1f}s")
-                data = {"inputs": asdict(inputs), "inputs_hash": inputs.digest(),
+                data = {"inputs": inputs.values, "inputs_hash": inputs.digest(),
                         "created": time.time()}
                 atomic_write(building / "template.json", json.dumps(data, indent=2).encode())
                 self._replace(building)
@@ -217,18 +211,17 @@ class Factory:
                            | os.O_CLOEXEC, 0o600)
         vm: GuestVM | None = None
         try:
-            spec = VMSpec(
-                name=run_dir.path.name, kernel=Path(inputs.kernel), initrd=Path(inputs.initrd),
-                memory_mib=inputs.memory_mib, vcpus=inputs.vcpus, run_dir=run_dir.path,
-                kernel_params=tuple(self.config.hypervisor.qemu.kernel_params.split()),
-                share_dir=building / "export", share_tag=SHARE_TAG,
+            spec = self.vmm.vm_spec(
+                name=run_dir.path.name, run_dir=run_dir.path, memory_mib=inputs.memory_mib,
+                vcpus=inputs.vcpus, share_dir=building / "export", share_tag=SHARE_TAG,
                 memory_file=building / "memory", memory_shared=True, state_fd=state_fd,
             )
-            vm = GuestVM(self.config, spec, choose(inputs.accelerator))
+            vm = GuestVM(self.vmm.new_vm(spec),
+                         request_timeout=self.config.agent.request_timeout)
             await vm.boot(self.config.agent.dial_timeout)
-            await vm.call("warm_up")  # clones wake with the container library imported
-            await vm.qemu.save_state()
-            await vm.qemu.stop()
+            await vm.call(verbs.WARM_UP)  # clones wake with the container library imported
+            await vm.vmm.save_state()
+            await vm.vmm.stop()
         finally:
             if vm is not None:
                 await vm.destroy()

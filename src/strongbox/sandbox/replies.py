@@ -2,8 +2,9 @@
 
 The agent is not trusted: every answer is checked for shape and types
 before the host acts on it, and a malformed one is a :class:`SandboxError`
-naming what was wrong. The error codes and statuses here are the ones the
-agent's ``agent/containers.py`` defines.
+naming what was wrong. Error codes are the protocol's
+(:mod:`strongbox.protocol.messages`), statuses the status model's
+(:mod:`strongbox.status`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from strongbox.errors import AgentRequestError, SandboxError
+from strongbox import status as sm
+from strongbox.errors import AgentRequestError, ContainerStateError, SandboxError
+from strongbox.protocol import E_STATE
 
-#: Agent error codes of the container verbs (the agent's ``agent/containers.py``).
-E_NOT_FOUND, E_EXISTS = "not_found", "exists"
-E_STATE, E_CONTAINER = "invalid_state", "container_error"
-#: Container statuses as the agent reports them.
-CREATED, RUNNING, PAUSED, STOPPED = "created", "running", "paused", "stopped"
-STATUSES = (CREATED, RUNNING, PAUSED, STOPPED)
+#: Container statuses as the agent may report them (it never says "creating").
+STATUSES = (sm.CREATED, sm.RUNNING, sm.PAUSED, sm.STOPPED)
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a process ended: ``code`` follows runc (128 + N when killed by signal N)."""
+
+    code: int
+    signal: int | None
+
+    @classmethod
+    def from_agent(cls, data: Any) -> ExitStatus:
+        if not isinstance(data, dict):
+            raise malformed("exit status", data)
+        code, sig = data.get("exit_code"), data.get("signal")
+        if not isinstance(code, int) or not (sig is None or isinstance(sig, int)):
+            raise malformed("exit status", data)
+        return cls(code, sig)
 
 
 class SandboxRequestError(SandboxError):
@@ -39,6 +55,21 @@ class SandboxRequestError(SandboxError):
     def from_agent(cls, exc: AgentRequestError) -> SandboxRequestError:
         status = exc.data.get("status")
         return cls(exc.remote_message, exc.code, status if isinstance(status, str) else None)
+
+
+def state_error(exc: AgentRequestError, container_id: str, verb: str) -> ContainerStateError:
+    """The agent's ``invalid_state`` answer as the status model's error (the same one the
+    host's own check raises), or a malformed-reply error if its data is not statuses."""
+    assert exc.code == E_STATE
+    current, required = exc.data.get("status"), exc.data.get("required", [])
+    if current not in STATUSES or not isinstance(required, list) or \
+            not all(r in STATUSES for r in required):
+        raise malformed("state error", exc.data)
+    if not required:  # e.g. being removed, or overtaken: the agent's words say why
+        return ContainerStateError(str(current), (), container_id=container_id,
+                                   operation=verb, message=exc.remote_message)
+    return ContainerStateError(str(current), tuple(str(r) for r in required),
+                               container_id=container_id, operation=verb)
 
 
 def malformed(what: str, data: Any) -> SandboxError:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from strongbox.errors import StateDirError
-from strongbox.hypervisor.jailer import remove_leftovers
+from strongbox.hypervisor import remove_leftovers
 
 log = logging.getLogger("strongbox.sandbox")
 LOCK = "owner.lock"

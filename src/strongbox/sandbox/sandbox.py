@@ -1,224 +1,289 @@
 """Sandbox creates and manipulates microVM sandboxes and the containers in them.
 
 One sandbox is one VM, one run directory and one agent connection; it hosts
-one container (``strongbox run``) or the containers of a pod. The verbs here
-are the ones the agent serves, with the same names:
+one container (the CLI) or the containers of a pod (the shim). It is the one
+launch path of both front doors: :meth:`Sandbox.launch` sizes the VM from the
+first container, plans its spec and shares (:mod:`.plan`), boots or clones
+the VM (:mod:`.boot`) and creates the container; :meth:`Sandbox.add_container`
+adds a pod member to the running VM. The other verbs are the agent's, with
+the same names (:mod:`strongbox.protocol.verbs`):
 
-* containers: ``create_container``, ``start_container``, ``container_status``,
-  ``pause_container``, ``resume_container``, ``update_container``,
-  ``stats_container``, ``remove_container``;
+* containers: ``create_container`` (inside launch/add), ``start_container``,
+  ``container_status``, ``pause_container``, ``resume_container``,
+  ``update_container``, ``stats_container``, ``remove_container``;
 * processes (the init has exec id ""): ``exec_process``, ``wait_process``,
   ``signal_process``, ``resize_pty``, ``list_processes``.
 
-The agent's replies are validated into the models of :mod:`.replies`. A refused
-verb raises :class:`SandboxRequestError` (its ``code`` says why: no such
-container, wrong status, ...); a process that could not be started raises
-:class:`ContainerStartError` with the exit code runc would give.
+The sandbox keeps each container's status (:mod:`strongbox.status`) and
+checks every verb against it before a request leaves the host, so both front
+doors get the same rules and the same :class:`ContainerStateError`; the agent
+checks again against the guest's truth, and its ``invalid_state`` answer
+becomes the same error. Process specs (exec) and resource updates are
+validated here (:mod:`strongbox.oci.spec`) for both front doors. The agent's
+replies are validated into the models of :mod:`.replies`; another refusal
+raises :class:`SandboxRequestError` (``code`` says why); a process that could
+not be started raises :class:`ContainerStartError` with runc's exit code.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import os
+import logging
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from strongbox import status as sm
 from strongbox.config import Config
-from strongbox.errors import AgentRequestError, ContainerStartError, SandboxError
-from strongbox.guest.assets import resolve_boot_assets
-from strongbox.hypervisor.base import VMSpec
-from strongbox.hypervisor.qemu.accel import choose
+from strongbox.errors import AgentRequestError, ContainerStartError, SandboxError, StrongboxError
+from strongbox.hypervisor import open_vmm
+from strongbox.oci.spec import validate_process, validate_resources
+from strongbox.protocol import E_CONTAINER, E_STATE, verbs
+from strongbox.protocol.verbs import Verb
 from strongbox.sandbox import vmmounts
-from strongbox.sandbox.agent_client import FOREVER, AgentClient, AgentStream
-from strongbox.sandbox.factory import Factory
-from strongbox.sandbox.netns import join_netns
-from strongbox.sandbox.replies import (
-    E_CONTAINER,
-    E_STATE,
-    malformed,
-    processes_from_agent,
-    stats_from_agent,
-)
+from strongbox.sandbox.agent_client import FOREVER, AgentStream
+from strongbox.sandbox.boot import Booted, boot
+from strongbox.sandbox.plan import ContainerPlan, ContainerRequest, plan_container, vm_size_for
+from strongbox.sandbox.pump import ProcessIO
 from strongbox.sandbox.replies import ContainerState as ContainerState
+from strongbox.sandbox.replies import ExitStatus as ExitStatus
 from strongbox.sandbox.replies import ProcessInfo as ProcessInfo
 from strongbox.sandbox.replies import SandboxRequestError as SandboxRequestError
-from strongbox.sandbox.rundir import RunDir
-from strongbox.sandbox.shares import SHARE_TAG, Share, bind_in_new_namespace, prepare_targets
+from strongbox.sandbox.replies import (
+    malformed,
+    processes_from_agent,
+    state_error,
+    stats_from_agent,
+)
 from strongbox.sandbox.vm import GuestVM
 
-
-@dataclass(frozen=True)
-class ExitStatus:
-    """How a process ended: ``code`` follows runc (128 + N when killed by signal N)."""
-
-    code: int
-    signal: int | None
-
-    @classmethod
-    def from_agent(cls, data: dict[str, Any]) -> ExitStatus:
-        code, sig = data.get("exit_code"), data.get("signal")
-        if not isinstance(code, int) or not (sig is None or isinstance(sig, int)):
-            raise SandboxError(f"agent returned a malformed exit status: {data!r}")
-        return cls(code, sig)
+log = logging.getLogger("strongbox.sandbox")
 
 
 @dataclass
-class ProcessIO:
-    """The host ends of one process's stdio streams (None where not connected)."""
+class Hosted:
+    """What the host knows of one container in the sandbox."""
 
-    stdin: AgentStream | None
-    stdout: AgentStream | None
-    stderr: AgentStream | None
-    terminal: bool
-
-
-def _vmm_child_setup(export: Path, shares: list[Share], netns: str | None) -> None:
-    """Runs in QEMU's process before exec: its network and mount namespaces."""
-    if netns:
-        join_netns(netns)
-    bind_in_new_namespace(export, shares)
+    id: str
+    status: sm.ContainerStatus = sm.CREATING
+    #: Its init's pid in the guest (pod members join its namespaces).
+    guest_pid: int = 0
 
 
 class Sandbox:
-    """A microVM for containers; use :meth:`start` then the container verbs."""
+    """A microVM for containers: :meth:`launch` it, then the container verbs."""
 
     def __init__(self, config: Config, *, sandbox_id: str, root: Path, state_dir: Path) -> None:
         self.config = config
         self.id = sandbox_id
         self.root = root
         self.state_dir = state_dir
-        self.run_dir: RunDir | None = None
-        self.vm: GuestVM | None = None
-        #: True when the VM was cloned from a template rather than booted.
-        self.cloned = False
+        self.vmm = open_vmm(config, state_dir)
+        self.booted: Booted | None = None
+        self.containers: dict[str, Hosted] = {}
 
-    async def start(self, *, memory_mib: int, vcpus: int, shares: list[Share],
-                    timeout: float | None = None, netns: str | None = None) -> None:
-        """Boot the VM with ``shares`` exported, and wait for its agent.
+    @property
+    def cloned(self) -> bool:
+        """True when the VM was cloned from a template rather than booted."""
+        return self.booted is not None and self.booted.cloned
 
-        With ``netns``, QEMU runs in that host network namespace (the one the
-        caller prepared for the container), so its network devices live there.
+    @property
+    def vm(self) -> GuestVM | None:
+        return self.booted.vm if self.booted is not None else None
+
+    # --- the launch path --------------------------------------------------------------------
+    async def launch(self, request: ContainerRequest, *, timeout: float | None = None
+                     ) -> ProcessIO:
+        """Boot the VM for ``request`` and create it, stopped at its start barrier.
+
+        The VM is sized from the request's limits and runs in the host network
+        namespace its spec names. On failure nothing is left (no VMM, no run
+        directory).
         """
-        qemu = self.config.hypervisor.qemu
-        kernel, initrd = resolve_boot_assets(self.state_dir, qemu.kernel, qemu.initrd)
-        accel = choose(qemu.accelerator)
-        template = None
-        if self.config.factory.enable_template:
-            template = Factory(self.config, self.state_dir, self.root).clone_source(memory_mib,
-                                                                                   vcpus)
-        self.run_dir = RunDir.create(self.root, self.id)
-        export = self.run_dir.path / "shared"
-        export.mkdir()
-        prepare_targets(export, shares)
-        state_fd = (os.open(template.state_file, os.O_RDONLY | os.O_CLOEXEC)
-                    if template is not None else None)
+        if self.booted is not None:
+            raise SandboxError(f"sandbox {self.id} is running already")
+        if request.pod_member:
+            raise SandboxError("a pod container was created before its sandbox container")
+        plan = plan_container(request)
+        memory, vcpus = vm_size_for(plan.spec, self.vmm.shape())
+        self.booted = await boot(self.config, self.vmm, name=self.id, root=self.root,
+                                 state_dir=self.state_dir, memory_mib=memory, vcpus=vcpus,
+                                 shares=[] if plan.rootfs_mounts else plan.shares,
+                                 netns=plan.netns, timeout=timeout)
         try:
-            spec = VMSpec(
-                name=self.id, kernel=kernel, initrd=initrd, memory_mib=memory_mib, vcpus=vcpus,
-                run_dir=self.run_dir.path, debug=qemu.enable_debug,
-                kernel_params=tuple(qemu.kernel_params.split()), share_dir=export,
-                share_tag=SHARE_TAG,
-                memory_file=template.memory_file if template is not None else None,
-                state_fd=state_fd, incoming=template is not None,
-            )
-            self.vm = GuestVM(self.config, spec, accel, child_setup=functools.partial(
-                _vmm_child_setup, export, shares, netns))
-            await self.vm.boot(timeout or self.config.agent.dial_timeout)
-        finally:
-            if state_fd is not None:
-                os.close(state_fd)
-        self.cloned = template is not None
-        if self.cloned:
-            await self._give_identity()
+            return await self._create(request, plan, exported=not plan.rootfs_mounts)
+        except BaseException:
+            await self.destroy()
+            raise
 
-    async def _give_identity(self) -> None:
-        """A clone wakes up as its template: tell it who it is now."""
-        await self._call("clone_identity", {
-            "hostname": self.id[:64], "time_ns": time.time_ns(),
-            "entropy": base64.b64encode(os.urandom(64)).decode(),
-        })
+    async def add_container(self, request: ContainerRequest) -> ProcessIO:
+        """Create another container (a pod member) in the running VM.
 
+        A pod member joins the ipc, uts and pid namespaces of the sandbox's
+        first container; its network is the sandbox's.
+        """
+        self._vm()
+        join = self._pod_namespaces() if request.pod_member else None
+        return await self._create(request, plan_container(request, join), exported=False)
+
+    def _pod_namespaces(self) -> dict[str, str]:
+        first = next(iter(self.containers.values()), None)
+        if first is None or not first.guest_pid:
+            raise SandboxError("a pod container was created before its sandbox container")
+        return {kind: f"/proc/{first.guest_pid}/ns/{kind}" for kind in ("ipc", "uts", "pid")}
+
+    async def _create(self, request: ContainerRequest, plan: ContainerPlan, *, exported: bool
+                      ) -> ProcessIO:
+        cid = request.id
+        if cid in self.containers:
+            raise SandboxRequestError(f"container {cid!r} already exists", "exists")
+        hosted = self.containers[cid] = Hosted(cid)
+        try:
+            if not exported:
+                self._export(plan)
+            io, stdio = self._open_stdio(bool(plan.spec["process"].get("terminal")),
+                                         request.stdin)
+            try:
+                data = await self._call(verbs.CREATE_CONTAINER, cid, {
+                    "id": cid, "spec": plan.spec, "stdio": stdio, "mounts": plan.mounts,
+                    "rootfs": {"path": plan.rootfs_target, "overlay": request.overlay},
+                })
+            except BaseException:
+                self._close_stdio(io)
+                raise
+        except BaseException:
+            del self.containers[cid]
+            self._unexport(cid)
+            raise
+        pid = data.get("pid") if isinstance(data, dict) else None
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            raise malformed("create answer", data)
+        hosted.guest_pid = pid
+        hosted.status = sm.require(hosted.status, sm.CREATE, cid)
+        return io
+
+    def _export(self, plan: ContainerPlan) -> None:
+        """Put a container's rootfs and bind sources into the running VM's export."""
+        pid, export = self.vmm_pid, self.export
+        if plan.rootfs_mounts:
+            vmmounts.mount_rootfs(pid, export, plan.rootfs_target, plan.rootfs_mounts)
+        for share in plan.shares:
+            vmmounts.attach_share(pid, export, share)
+
+    def _unexport(self, container_id: str) -> None:
+        """Unmount what was exported for a container, and remove its mount points."""
+        vm = self.vm
+        if vm is None or vm.vmm.returncode is not None or self.booted is None:
+            return  # no VM, no namespace, nothing mounted any more
+        base = self.export / container_id
+        targets = [*base.glob("mounts/*"), base / "rootfs"]
+        for target in targets:
+            try:
+                vmmounts.detach(self.vmm_pid, self.export, str(target.relative_to(self.export)))
+            except StrongboxError as exc:
+                log.warning("unexporting %s: %s", target, exc)
+        shutil.rmtree(base, ignore_errors=True)
+
+    # --- talking to the agent ---------------------------------------------------------------
     def _vm(self) -> GuestVM:
-        if self.vm is None or self.vm.agent is None:
+        vm = self.vm
+        if vm is None or vm.agent is None:
             raise SandboxError(f"sandbox {self.id} is not running")
-        return self.vm
+        return vm
 
-    async def _call(self, method: str, params: dict[str, Any], timeout: float | None = None
-                    ) -> Any:
+    async def _call(self, verb: Verb, container_id: str, params: dict[str, Any],
+                    timeout: float | None = None, operation: str = "") -> Any:
+        """One agent request; its refusals as the host's errors (state errors as the model's)."""
         try:
-            return await self._vm().call(method, params, timeout=timeout)
+            return await self._vm().call(verb, params, timeout=timeout)
         except AgentRequestError as exc:
+            if exc.code == E_STATE and operation:
+                error = state_error(exc, container_id, operation)
+                if container_id in self.containers:  # the guest knows better: follow it
+                    self.containers[container_id].status = sm.ContainerStatus(error.current)
+                raise error from exc
             raise SandboxRequestError.from_agent(exc) from exc
 
-    def _open_stdio(self, terminal: bool, stdin: bool, stdout: bool, stderr: bool
-                    ) -> tuple[ProcessIO, dict[str, Any]]:
+    def _open_stdio(self, terminal: bool, stdin: bool) -> tuple[ProcessIO, dict[str, Any]]:
         """Host streams for a new process, and the ``stdio`` request that names them."""
         agent = self._vm().agent
         assert agent is not None
-        io = ProcessIO(
-            stdin=agent.open_stream(readable=False, writable=True) if stdin else None,
-            stdout=agent.open_stream(readable=True, writable=False) if stdout else None,
-            stderr=(agent.open_stream(readable=True, writable=False)
-                    if stderr and not terminal else None),
-            terminal=terminal,
-        )
-        stdio = {"terminal": terminal, "stdin": io.stdin.id if io.stdin else None,
-                 "stdout": io.stdout.id if io.stdout else None,
-                 "stderr": io.stderr.id if io.stderr else None}
-        return io, stdio
+        streams: dict[str, AgentStream | None] = {
+            "stdin": agent.open_stream(readable=False, writable=True) if stdin else None,
+            "stdout": agent.open_stream(readable=True, writable=False),
+            "stderr": None if terminal else agent.open_stream(readable=True, writable=False),
+        }
+        io = ProcessIO(streams["stdin"], streams["stdout"], streams["stderr"], terminal)
+        stdio: dict[str, Any] = {name: s.id if s is not None else None
+                                 for name, s in streams.items()}
+        return io, {"terminal": terminal, **stdio}
 
-    @staticmethod
-    def _close_stdio(agent: AgentClient | None, io: ProcessIO) -> None:
+    def _close_stdio(self, io: ProcessIO) -> None:
         """Forget the streams of a process that never started."""
-        if agent is None:
+        vm = self.vm
+        if vm is None or vm.agent is None:
             return
         for stream in (io.stdin, io.stdout, io.stderr):
-            if stream is not None:
-                agent.close_stream(stream.id)
+            if isinstance(stream, AgentStream):
+                vm.agent.close_stream(stream.id)
 
-    async def create_container(self, container_id: str, spec: dict[str, Any], *,
-                               mounts: dict[str, str], overlay: bool, stdin: bool,
-                               stdout: bool = True, stderr: bool = True) -> ProcessIO:
-        """Build the container in the guest, stopped at its start barrier."""
-        io, stdio = self._open_stdio(bool(spec["process"].get("terminal")), stdin, stdout,
-                                     stderr)
-        await self._call("create_container", {
-            "id": container_id, "spec": spec, "stdio": stdio, "mounts": mounts,
-            "rootfs": {"path": f"{container_id}/rootfs", "overlay": overlay},
-        })
-        return io
+    def _require(self, container_id: str, verb: str) -> Hosted:
+        """The container, if its status allows ``verb`` (else ContainerStateError)."""
+        hosted = self.containers.get(container_id)
+        if hosted is None:
+            raise SandboxRequestError(f"container {container_id!r} does not exist", "not_found")
+        sm.require(hosted.status, verb, container_id)
+        return hosted
 
+    def status(self, container_id: str) -> sm.ContainerStatus:
+        """The container's status as the host last saw it (never asks the guest)."""
+        hosted = self.containers.get(container_id)
+        return hosted.status if hosted is not None else sm.STOPPED
+
+    # --- container verbs ----------------------------------------------------------------------
     async def start_container(self, container_id: str) -> None:
         """Let the created container's process run; raises ContainerStartError if exec fails."""
+        hosted = self._require(container_id, sm.START)
         try:
-            await self._vm().call("start_container", {"id": container_id})
-        except AgentRequestError as exc:
-            if exc.code == E_STATE:
-                raise SandboxRequestError.from_agent(exc) from exc
-            code = exc.data.get("exit_code")
-            raise ContainerStartError(exc.remote_message,
-                                      code if isinstance(code, int) else 1) from exc
+            await self._call(verbs.START_CONTAINER, container_id, {"id": container_id},
+                             operation=sm.START)
+        except SandboxRequestError as exc:
+            if exc.code != E_CONTAINER:
+                raise
+            hosted.status = sm.STOPPED
+            cause = exc.__cause__
+            code = cause.data.get("exit_code") if isinstance(cause, AgentRequestError) else None
+            raise ContainerStartError(str(exc), code if isinstance(code, int) else 1) from exc
+        hosted.status = sm.require(hosted.status, sm.START, container_id)
 
     async def container_status(self, container_id: str) -> ContainerState:
-        return ContainerState.from_agent(await self._call("container_status",
-                                                          {"id": container_id}))
+        """What the guest says of the container (status, init's guest pid, exit code)."""
+        return ContainerState.from_agent(await self._call(
+            verbs.CONTAINER_STATUS, container_id, {"id": container_id}))
 
     async def pause_container(self, container_id: str) -> None:
         """Freeze every process of the running container (its cgroup)."""
-        await self._call("pause_container", {"id": container_id})
+        hosted = self._require(container_id, sm.PAUSE)
+        await self._call(verbs.PAUSE_CONTAINER, container_id, {"id": container_id},
+                         operation=sm.PAUSE)
+        hosted.status = sm.require(hosted.status, sm.PAUSE, container_id)
 
     async def resume_container(self, container_id: str) -> None:
-        await self._call("resume_container", {"id": container_id})
+        hosted = self._require(container_id, sm.RESUME)
+        await self._call(verbs.RESUME_CONTAINER, container_id, {"id": container_id},
+                         operation=sm.RESUME)
+        hosted.status = sm.require(hosted.status, sm.RESUME, container_id)
 
-    async def update_container(self, container_id: str, resources: dict[str, Any]
-                               ) -> dict[str, Any]:
-        """Apply OCI ``linux.resources`` (memory, pids, cpu) now; returns the merged resources."""
-        data = await self._call("update_container", {"id": container_id,
-                                                     "resources": resources})
+    async def update_container(self, container_id: str, resources: object) -> dict[str, Any]:
+        """Apply OCI ``linux.resources`` (memory, pids, cpu) now; returns the merged resources.
+
+        ``resources`` is validated as config-linux.md says (a ConfigError names the field).
+        """
+        checked = validate_resources(resources)
+        self._require(container_id, sm.UPDATE)
+        data = await self._call(verbs.UPDATE_CONTAINER, container_id,
+                                {"id": container_id, "resources": checked},
+                                operation=sm.UPDATE)
         if not isinstance(data, dict) or not isinstance(data.get("resources"), dict):
             raise malformed("update answer", data)
         merged: dict[str, Any] = data["resources"]
@@ -231,111 +296,127 @@ class Sandbox:
         {current, max}, ``cpu`` {usage_usec, user_usec, system_usec,
         nr_periods, nr_throttled, throttled_usec}; a limit of "max" is None.
         """
-        return stats_from_agent(await self._call("stats_container", {"id": container_id}))
+        self._require(container_id, sm.STATS)
+        return stats_from_agent(await self._call(verbs.STATS_CONTAINER, container_id,
+                                                 {"id": container_id}))
 
-    async def remove_container(self, container_id: str) -> None:
-        """Kill whatever runs, then free the container's cgroup, rootfs and streams.
+    async def oom_kills(self, container_id: str) -> int:
+        """How many processes the guest's OOM killer took from the container so far.
 
-        Any status is fine; every pending ``wait_process`` is answered first
-        (137 for killed processes). The id can be created again afterwards.
+        Unlike ``stats_container`` this works once the container has stopped
+        (and until it is removed): a front door asks after the init's exit
+        whether an OOM kill was the cause.
         """
-        await self._call("remove_container", {"id": container_id})
+        if container_id not in self.containers:
+            raise SandboxRequestError(f"container {container_id!r} does not exist", "not_found")
+        stats = stats_from_agent(await self._call(verbs.STATS_CONTAINER, container_id,
+                                                  {"id": container_id}))
+        return int((stats.get("memory") or {}).get("oom_kill") or 0)
 
-    async def exec_process(self, container_id: str, exec_id: str, process: dict[str, Any],
-                           *, stdin: bool, stdout: bool = True, stderr: bool = True
-                           ) -> ProcessIO:
-        """Start ``process`` (an OCI process object) in the running container.
+    async def remove_container(self, container_id: str, *, force: bool = False) -> None:
+        """Kill whatever runs, free the container's cgroup, rootfs, streams and export.
+
+        Without ``force`` the container must be created or stopped (a running
+        one is killed first only when forced). Every pending ``wait_process``
+        is answered first (137 for killed processes). The id can be created
+        again afterwards.
+        """
+        self._require(container_id, sm.DESTROY if force else sm.DELETE)
+        try:
+            await self._call(verbs.REMOVE_CONTAINER, container_id, {"id": container_id})
+        finally:
+            self.containers.pop(container_id, None)
+            self._unexport(container_id)
+
+    # --- process verbs ----------------------------------------------------------------------
+    async def exec_process(self, container_id: str, exec_id: str, process: object, *,
+                           stdin: bool) -> ProcessIO:
+        """Start ``process`` (an OCI process object, validated here) in the running container.
 
         Returns once the program has been exec'd; a program that cannot
         start raises ContainerStartError (127 not found, 126 not executable,
-        1 otherwise); a container that is not running, an unknown container
-        or a taken ``exec_id`` raise SandboxRequestError.
+        1 otherwise); a container that is not running raises
+        ContainerStateError; an unknown container or a taken ``exec_id``
+        raise SandboxRequestError; a malformed process a ConfigError.
         """
-        io, stdio = self._open_stdio(bool(process.get("terminal")), stdin, stdout, stderr)
-        vm = self._vm()
+        checked = validate_process(process)
+        self._require(container_id, sm.EXEC)
+        io, stdio = self._open_stdio(bool(checked.get("terminal")), stdin)
         try:
-            await vm.call("exec_process", {"id": container_id, "exec_id": exec_id,
-                                           "process": process, "stdio": stdio})
-        except AgentRequestError as exc:
-            self._close_stdio(vm.agent, io)
+            await self._call(verbs.EXEC_PROCESS, container_id, {
+                "id": container_id, "exec_id": exec_id, "process": checked, "stdio": stdio},
+                operation=sm.EXEC)
+        except SandboxRequestError as exc:
+            self._close_stdio(io)
             if exc.code != E_CONTAINER:
-                raise SandboxRequestError.from_agent(exc) from exc
-            code = exc.data.get("exit_code")
-            raise ContainerStartError(exc.remote_message,
-                                      code if isinstance(code, int) else 1) from exc
+                raise
+            cause = exc.__cause__
+            code = cause.data.get("exit_code") if isinstance(cause, AgentRequestError) else None
+            raise ContainerStartError(str(exc), code if isinstance(code, int) else 1) from exc
         except BaseException:
-            self._close_stdio(vm.agent, io)
+            self._close_stdio(io)
             raise
         return io
 
     async def wait_process(self, container_id: str, exec_id: str = "") -> ExitStatus:
-        data = await self._call("wait_process", {"id": container_id, "exec_id": exec_id},
-                                timeout=FOREVER)
-        return ExitStatus.from_agent(data)
+        """How the process ended (waits as long as it runs). The init's end stops the
+        container, also when the VM died under us (then an error is raised)."""
+        try:
+            data = await self._call(verbs.WAIT_PROCESS, container_id,
+                                    {"id": container_id, "exec_id": exec_id}, timeout=FOREVER)
+            return ExitStatus.from_agent(data)
+        finally:
+            hosted = self.containers.get(container_id)
+            if not exec_id and hosted is not None:
+                hosted.status = sm.require(hosted.status, sm.EXIT, container_id)
 
     async def signal_process(self, container_id: str, signal: int, *, exec_id: str = "",
                              all_processes: bool = False) -> None:
-        await self._call("signal_process", {"id": container_id, "exec_id": exec_id,
-                                            "signal": signal, "all": all_processes})
+        self._require(container_id, sm.KILL)
+        await self._call(verbs.SIGNAL_PROCESS, container_id,
+                         {"id": container_id, "exec_id": exec_id, "signal": signal,
+                          "all": all_processes}, operation=sm.KILL)
 
     async def resize_pty(self, container_id: str, rows: int, cols: int,
                          exec_id: str = "") -> None:
-        await self._call("resize_pty", {"id": container_id, "exec_id": exec_id,
-                                        "rows": rows, "cols": cols})
+        self._require(container_id, sm.RESIZE)
+        await self._call(verbs.RESIZE_PTY, container_id, {
+            "id": container_id, "exec_id": exec_id, "rows": rows, "cols": cols})
 
     async def list_processes(self, container_id: str) -> list[ProcessInfo]:
         """Every process in the container's cgroup (init, execs and their children)."""
-        return processes_from_agent(await self._call("list_processes",
-                                                      {"id": container_id}))
+        self._require(container_id, sm.PS)
+        return processes_from_agent(await self._call(verbs.LIST_PROCESSES, container_id,
+                                                     {"id": container_id}))
 
-    # --- the export of a running sandbox (containers added to a pod) ---------------------
+    # --- the VM ------------------------------------------------------------------------------
     @property
     def export(self) -> Path:
-        if self.run_dir is None:
+        if self.booted is None:
             raise SandboxError(f"sandbox {self.id} is not running")
-        return self.run_dir.path / "shared"
+        return self.booted.export
 
     @property
     def vmm_pid(self) -> int:
         """The VMM's pid: what containerd gets as a task's pid (the host process it is)."""
-        return self._qemu_pid()
-
-    def _qemu_pid(self) -> int:
-        pid = self._vm().qemu.vmm_pid  # QEMU itself, not a jail's waiter
+        pid = self._vm().vmm.vmm_pid  # the VMM itself, not a jail's waiter
         if not pid:
             raise SandboxError(f"sandbox {self.id} has no VMM process")
         return pid
 
-    def attach_shares(self, shares: list[Share]) -> None:
-        """Export more host paths to the running guest (read-only where asked)."""
-        for share in shares:
-            vmmounts.attach_share(self._qemu_pid(), self.export, share)
-
-    def mount_rootfs(self, container_id: str, mounts: list[dict[str, Any]]) -> None:
-        """Mount a container's rootfs (containerd's mount list) at ``<id>/rootfs``."""
-        vmmounts.mount_rootfs(self._qemu_pid(), self.export, f"{container_id}/rootfs", mounts)
-
-    def detach_container(self, container_id: str) -> None:
-        """Unmount what was exported for a container, and remove its mount points."""
-        if self.vm is None or self.vm.qemu.returncode is not None or self.run_dir is None:
-            return  # no VM, no namespace, nothing mounted any more
-        base = self.export / container_id
-        targets = [p for p in base.glob("mounts/*")] + [base / "rootfs"]
-        for target in targets:
-            vmmounts.detach(self._qemu_pid(), self.export, str(target.relative_to(self.export)))
-        shutil.rmtree(base, ignore_errors=True)
-
     async def stop(self, timeout: float = 10.0) -> None:
-        """Power the VM off (the agent first, QEMU by force if needed)."""
+        """Power the VM off (the agent first, the VMM by force if needed)."""
         if self.vm is not None:
             await self.vm.shutdown(timeout)
 
     async def destroy(self) -> None:
-        """Release everything: no QEMU, no run directory, whatever state we are in."""
+        """Release everything: no VMM, no run directory, whatever state we are in."""
+        booted, self.booted = self.booted, None
+        for hosted in self.containers.values():
+            hosted.status = sm.STOPPED
+        if booted is None:
+            return
         try:
-            if self.vm is not None:
-                await self.vm.destroy()
+            await booted.vm.destroy()
         finally:
-            if self.run_dir is not None:
-                self.run_dir.remove()
-                self.run_dir = None
+            booted.run_dir.remove()

@@ -57,19 +57,6 @@ def is_bind(mount_entry: dict[str, Any]) -> bool:
     return mount_entry.get("type") == "bind" or "bind" in options or "rbind" in options
 
 
-def container_shares(container_id: str, spec: dict[str, Any], rootfs: str,
-                     overlay: bool) -> tuple[list[Share], dict[str, str]]:
-    """What to export for one container, and the agent's map of mount index -> share path.
-
-    The root is exported read-only when the spec says so and for
-    ``--overlay`` (whose writes go to guest memory instead).
-    """
-    root = Share(rootfs, f"{container_id}/rootfs",
-                 readonly=bool(spec["root"].get("readonly")) or overlay)
-    shares, mounts = bind_shares(container_id, spec)
-    return [root, *shares], mounts
-
-
 def bind_shares(container_id: str, spec: dict[str, Any]) -> tuple[list[Share], dict[str, str]]:
     """The spec's bind mounts as shares, and the agent's map of mount index -> share path."""
     shares: list[Share] = []

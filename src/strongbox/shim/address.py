@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from strongbox.guest.assets import atomic_write
+from strongbox.atomicfile import atomic_write
 
 SOCKET_DIR = Path("/run/containerd/s")
 CRI_CONTAINER_TYPE = "io.kubernetes.cri.container-type"
@@ -31,6 +31,11 @@ def grouping(container_id: str, annotations: dict[str, Any]) -> str:
         if isinstance(value, str) and value:
             return value
     return container_id
+
+
+def sandbox_name(namespace: str, key: str) -> str:
+    """The VM (run directory) name of a pod: unique per containerd namespace."""
+    return f"{namespace}-{key}"[:80]
 
 
 def is_pod_member(annotations: dict[str, Any]) -> bool:

@@ -79,11 +79,6 @@ def _annotations(bundle: Path) -> dict[str, Any]:
     return annotations if isinstance(annotations, dict) else {}
 
 
-def sandbox_name(namespace: str, key: str) -> str:
-    """The VM (run directory) name of a pod: unique per containerd namespace."""
-    return f"{namespace}-{key}"[:80]
-
-
 def _address(args: argparse.Namespace, bundle: Path) -> str:
     from strongbox.shim.address import grouping, socket_address
 
@@ -120,7 +115,7 @@ def delete(args: argparse.Namespace) -> int:
     from strongbox.runtime.paths import root_dir
     from strongbox.sandbox.rundir import collect, collect_stale
     from strongbox.shim import convert
-    from strongbox.shim.address import can_connect, grouping, remove_socket
+    from strongbox.shim.address import can_connect, grouping, remove_socket, sandbox_name
     from strongbox.shim.proto import shim_pb2
 
     bundle = Path(args.bundle or os.getcwd())

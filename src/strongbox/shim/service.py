@@ -184,7 +184,7 @@ def _errors(fn: Callable[..., Awaitable[Message]]) -> Callable[..., Awaitable[Me
 
 
 def _code_for(exc: StrongboxError) -> int:
-    from strongbox.errors import ConfigError, ContainerStartError
+    from strongbox.errors import ConfigError, ContainerStartError, ContainerStateError
     from strongbox.shim.ttrpc import status
 
     code = getattr(exc, "code", None)  # SandboxRequestError carries the agent's code
@@ -193,6 +193,8 @@ def _code_for(exc: StrongboxError) -> int:
                 "invalid_params": status.INVALID_ARGUMENT}
     if isinstance(code, str) and code in by_agent:
         return by_agent[code]
+    if isinstance(exc, ContainerStateError):
+        return status.FAILED_PRECONDITION
     if isinstance(exc, ConfigError):
         return status.INVALID_ARGUMENT
     if isinstance(exc, ContainerStartError):

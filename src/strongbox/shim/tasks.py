@@ -1,11 +1,19 @@
 """Tasks is the shim's model of a pod: one sandbox VM and the containers (tasks) in it.
 
-containerd speaks in tasks and processes; this module keeps their state and
-turns each task call into the same verb on the :class:`Sandbox` (``Kill`` ->
-``signal_process``, ``Exec``+``Start`` -> ``exec_process`` ...), publishing
-the events containerd requires, in the order it requires them:
-create -> start -> exit -> delete; exec-added -> exec-started -> exit;
-paused/resumed; OOM before the exit of an OOM-killed process.
+containerd speaks in tasks and processes; this module keeps their
+containerd-facing state (stdio paths, exit statuses, exec ids) and turns each
+task call into the same verb on the :class:`Sandbox`, which owns the launch
+path, the status model and input validation for both front doors (``Create``
+-> ``Sandbox.launch`` or ``add_container``, ``Kill`` -> ``signal_process``,
+``Exec``+``Start`` -> ``exec_process`` ...). It publishes the events containerd
+requires, in the order it requires them: create -> start -> exit -> delete;
+exec-added -> exec-started -> exit; paused/resumed; OOM before the exit of an
+OOM-killed process.
+
+A process's status here is containerd's view of it (:mod:`strongbox.status`
+values): the init's follows the sandbox's after each verb and turns stopped
+only once its exit has been published; an exec is created by ``Exec`` and
+runs from ``Start``.
 
 Proto-free on purpose: ``service`` converts containerd's messages to and
 from these calls (``convert``), and ``events`` builds the event messages.
@@ -15,34 +23,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from strongbox import status as sm
 from strongbox.config import Config
 from strongbox.errors import StrongboxError
-from strongbox.oci.sizing import vm_size
 from strongbox.oci.spec import load_bundle
-from strongbox.sandbox.guestspec import guest_spec
+from strongbox.sandbox.plan import ContainerRequest
+from strongbox.sandbox.pump import StdioPump
 from strongbox.sandbox.sandbox import Sandbox
-from strongbox.sandbox.shares import Share, bind_shares
-from strongbox.shim.address import CRI_CONTAINER_TYPE, grouping, is_pod_member
-from strongbox.shim.fifo_io import FifoIO
-from strongbox.shim.ttrpc.status import (
-    TtrpcError,
-    already_exists,
-    failed_precondition,
-    not_found,
-)
+from strongbox.shim.address import grouping, is_pod_member, sandbox_name
+from strongbox.shim.fifo_io import fifo_pump
+from strongbox.shim.ttrpc.status import already_exists, failed_precondition, not_found
 
 log = logging.getLogger("strongbox.shim")
 
-CREATED, RUNNING, STOPPED, PAUSED = "created", "running", "stopped", "paused"
-OUTPUT_GRACE = 5.0
+#: How often a running task's OOM-kill counter is read.
 OOM_POLL = 2.0
+#: Makes the sandbox of a pod (tests give a fake; the shim a real :class:`Sandbox`).
+SandboxFactory = Callable[..., Sandbox]
 
 
 class EventSink(Protocol):
@@ -64,32 +68,34 @@ class EventSink(Protocol):
 
 @dataclass
 class Process:
-    """A task's init process or one of its execs."""
+    """A task's init process or one of its execs, as containerd sees it."""
 
     container_id: str
     exec_id: str
     stdio: tuple[str, str, str]
     terminal: bool
     spec: dict[str, Any] = field(default_factory=dict)
-    status: str = CREATED
+    status: sm.ContainerStatus = sm.CREATED
     pid: int = 0
     exit_status: int = 0
     exited_at: float = 0.0
-    io: FifoIO | None = None
+    io: StdioPump | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def name(self) -> str:
+        return f"exec {self.exec_id}" if self.exec_id else f"task {self.container_id}"
 
 
 @dataclass
 class Task:
-    """A container: its bundle, spec and processes."""
+    """A container: its bundle and processes."""
 
     id: str
     bundle: str
-    spec: dict[str, Any]
     init: Process
     rootfs: list[dict[str, Any]]
     execs: dict[str, Process] = field(default_factory=dict)
-    guest_pid: int = 0
     oom_kills: int = 0
     watchers: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -106,15 +112,15 @@ class TaskManager:
     """Every task of this shim, in one sandbox VM (one pod)."""
 
     def __init__(self, config: Config, *, namespace: str, events: EventSink, root: Path,
-                 state_dir: Path) -> None:
+                 state_dir: Path, sandbox_factory: SandboxFactory = Sandbox) -> None:
         self.config = config
         self.namespace = namespace
         self.events = events
         self.root = root
         self.state_dir = state_dir
+        self.sandbox_factory = sandbox_factory
         self.sandbox: Sandbox | None = None
         self.tasks: dict[str, Task] = {}
-        self.sandbox_task: str | None = None
         self._lock = asyncio.Lock()
 
     # --- lookups ---------------------------------------------------------------------------
@@ -135,104 +141,63 @@ class TaskManager:
         async with self._lock:
             if container_id in self.tasks:
                 raise already_exists(f"task {container_id} already exists")
-            spec, _ = load_bundle(bundle)
+            spec, rootfs_dir = load_bundle(bundle)
             spec["process"]["terminal"] = terminal
             annotations = spec.get("annotations") or {}
-            join = self._pod_namespaces() if is_pod_member(annotations) else None
-            gspec, netns = guest_spec(spec, join)
+            request = ContainerRequest(id=container_id, spec=spec, rootfs=rootfs_dir,
+                                       rootfs_mounts=tuple(rootfs), stdin=bool(stdio[0]),
+                                       pod_member=is_pod_member(annotations))
             if self.sandbox is None:
-                await self._start_sandbox(container_id, annotations, spec, netns)
+                sandbox = self.sandbox_factory(
+                    self.config, sandbox_id=sandbox_name(self.namespace,
+                                                         grouping(container_id, annotations)),
+                    root=self.root, state_dir=self.state_dir)
+                io = await sandbox.launch(request)
+                self.sandbox = sandbox
+            else:
+                io = await self.sandbox.add_container(request)
             sandbox = self._sandbox()
-            shares, mounts = bind_shares(container_id, gspec)
-            await self._export_rootfs(sandbox, container_id, bundle, rootfs, gspec)
-            sandbox.attach_shares(shares)
-            try:
-                io = await sandbox.create_container(container_id, gspec, mounts=mounts,
-                                                    overlay=False, stdin=bool(stdio[0]))
-                status = await sandbox.container_status(container_id)
-            except BaseException:
-                sandbox.detach_container(container_id)
-                raise
             init = Process(container_id, "", stdio, terminal, pid=sandbox.vmm_pid)
-            task = Task(container_id, bundle, gspec, init, rootfs, guest_pid=status.pid or 0)
-            init.io = FifoIO(io, *stdio)
+            try:
+                init.io = fifo_pump(io, *stdio)
+            except BaseException:
+                await sandbox.remove_container(container_id, force=True)
+                raise
             init.io.start()
-            self.tasks[container_id] = task
-            if annotations.get(CRI_CONTAINER_TYPE) == "sandbox" or self.sandbox_task is None:
-                self.sandbox_task = self.sandbox_task or container_id
+            self.tasks[container_id] = Task(container_id, bundle, init, rootfs)
         self.events.task_create(container_id, bundle, rootfs, stdio, terminal, init.pid)
         return init.pid
-
-    def _pod_namespaces(self) -> dict[str, str]:
-        """Guest paths of the pod sandbox container's namespaces, for its members."""
-        if self.sandbox_task is None or self.sandbox_task not in self.tasks:
-            raise failed_precondition("a pod container was created before its sandbox")
-        pid = self.tasks[self.sandbox_task].guest_pid
-        return {kind: f"/proc/{pid}/ns/{name}" for kind, name in
-                (("ipc", "ipc"), ("uts", "uts"), ("pid", "pid"))}
-
-    async def _start_sandbox(self, container_id: str, annotations: dict[str, Any],
-                             spec: dict[str, Any], netns: str | None) -> None:
-        qemu = self.config.hypervisor.qemu
-        memory, vcpus = vm_size(spec, default_memory_mib=qemu.default_memory,
-                                default_vcpus=qemu.default_vcpus,
-                                memory_margin_mib=qemu.memory_margin,
-                                max_vcpus=os.cpu_count() or 1)
-        key = grouping(container_id, annotations)
-        from strongbox.shim.main import sandbox_name
-
-        sandbox = Sandbox(self.config, sandbox_id=sandbox_name(self.namespace, key),
-                          root=self.root, state_dir=self.state_dir)
-        try:
-            await sandbox.start(memory_mib=memory, vcpus=vcpus, shares=[], netns=netns)
-        except BaseException:
-            await sandbox.destroy()
-            raise
-        self.sandbox = sandbox
-
-    async def _export_rootfs(self, sandbox: Sandbox, container_id: str, bundle: str,
-                             rootfs: list[dict[str, Any]], spec: dict[str, Any]) -> None:
-        if rootfs:
-            sandbox.mount_rootfs(container_id, rootfs)
-        else:  # already in place (no snapshotter mounts): share the bundle's rootfs
-            path = spec["root"]["path"]
-            source = path if os.path.isabs(path) else str(Path(bundle) / path)
-            sandbox.attach_shares([Share(source, f"{container_id}/rootfs",
-                                         bool(spec["root"].get("readonly")))])
 
     # --- start, exec -----------------------------------------------------------------------
     async def start(self, container_id: str, exec_id: str) -> int:
         task = self.task(container_id)
         proc = task.process(exec_id)
-        if proc.status != CREATED:
-            raise failed_precondition(f"process {exec_id or container_id} is {proc.status}, "
-                                      "not created")
         sandbox = self._sandbox()
         if not exec_id:
-            await sandbox.start_container(container_id)
-            proc.status = RUNNING
+            await sandbox.start_container(container_id)  # a failed start stays "created"
+            proc.status = sandbox.status(container_id)
             self.events.task_start(container_id, proc.pid)
             task.watchers.append(asyncio.create_task(self._watch_oom(task)))
         else:
+            sm.require(proc.status, sm.START, container_id)
             io = await sandbox.exec_process(container_id, exec_id, proc.spec,
                                             stdin=bool(proc.stdio[0]))
-            proc.io = FifoIO(io, *proc.stdio)
+            proc.io = fifo_pump(io, *proc.stdio)
             proc.io.start()
-            proc.status = RUNNING
+            proc.status = sm.RUNNING
             self.events.exec_started(container_id, exec_id, proc.pid)
         task.watchers.append(asyncio.create_task(self._wait(task, proc)))
         return proc.pid
 
     async def exec(self, container_id: str, exec_id: str, terminal: bool,
                    stdio: tuple[str, str, str], spec: dict[str, Any]) -> None:
+        """containerd's Exec: record the process; it starts with Start."""
         task = self.task(container_id)
         if exec_id in task.execs:
             raise already_exists(f"exec {exec_id} already exists in task {container_id}")
-        if task.init.status != RUNNING:
-            raise failed_precondition(f"task {container_id} is {task.init.status}, not running")
-        spec = dict(spec, terminal=terminal)
-        task.execs[exec_id] = Process(container_id, exec_id, stdio, terminal, spec=spec,
-                                      pid=task.init.pid)
+        sm.require(task.init.status, sm.EXEC, container_id)
+        task.execs[exec_id] = Process(container_id, exec_id, stdio, terminal,
+                                      spec=dict(spec, terminal=terminal), pid=task.init.pid)
         self.events.exec_added(container_id, exec_id)
 
     async def _wait(self, task: Task, proc: Process) -> None:
@@ -245,25 +210,25 @@ class TaskManager:
         if not proc.exec_id and code == 128 + signal.SIGKILL:
             await self._check_oom(task)
         if proc.io is not None:
-            await proc.io.finish(OUTPUT_GRACE)
-        proc.status, proc.exit_status, proc.exited_at = STOPPED, code, time.time()
+            await proc.io.finish()
+        proc.status = sm.require(proc.status, sm.EXIT, task.id)
+        proc.exit_status, proc.exited_at = code, time.time()
         proc.exited.set()
         self.events.task_exit(task.id, proc.exec_id, proc.pid, code, proc.exited_at)
 
     async def _check_oom(self, task: Task) -> None:
         try:
-            stats = await self._sandbox().stats_container(task.id)
+            kills = await self._sandbox().oom_kills(task.id)
         except StrongboxError:
             return
-        kills = int((stats.get("memory") or {}).get("oom_kill") or 0)
         if kills > task.oom_kills:
             task.oom_kills = kills
             self.events.task_oom(task.id)
 
     async def _watch_oom(self, task: Task) -> None:
-        while task.init.status == RUNNING:
+        while task.init.status == sm.RUNNING:
             await asyncio.sleep(OOM_POLL)
-            if task.init.status == RUNNING:
+            if task.init.status == sm.RUNNING:
                 await self._check_oom(task)
 
     # --- the rest of the task API ------------------------------------------------------------
@@ -275,40 +240,33 @@ class TaskManager:
     async def kill(self, container_id: str, exec_id: str, signum: int, all_: bool) -> None:
         task = self.task(container_id)
         proc = task.process(exec_id)
-        if proc.status == STOPPED:
+        if proc.status == sm.STOPPED:  # containerd: a finished process is "not found"
             raise not_found(f"process {exec_id or container_id} is not running")
-        if proc.status == CREATED and exec_id:
+        if proc.status == sm.CREATED and exec_id:
             raise failed_precondition(f"exec {exec_id} has not been started")
         await self._sandbox().signal_process(container_id, signum, exec_id=exec_id,
                                              all_processes=all_)
 
     async def delete(self, container_id: str, exec_id: str) -> tuple[int, int, float]:
         task = self.task(container_id)
+        proc = task.process(exec_id)
+        sm.require(proc.status, sm.DELETE, container_id)  # containerd kills first
         if exec_id:
-            proc = task.process(exec_id)
-            if proc.status == RUNNING:
-                raise failed_precondition(f"exec {exec_id} is still running")
             del task.execs[exec_id]
-            self.events.task_delete(container_id, exec_id, proc.pid, proc.exit_status,
-                                    proc.exited_at)
-            return proc.pid, proc.exit_status, proc.exited_at
-        proc = task.init
-        if proc.status in (RUNNING, PAUSED):
-            raise failed_precondition(f"task {container_id} is {proc.status}: kill it first")
-        for watcher in task.watchers:
-            watcher.cancel()
-        sandbox = self._sandbox()
-        try:
-            await sandbox.remove_container(container_id)
-        except StrongboxError as exc:
-            log.warning("removing %s in the guest: %s", container_id, exc)
-        if proc.io is not None and proc.status == CREATED:
-            await proc.io.finish(0)
-        sandbox.detach_container(container_id)
-        del self.tasks[container_id]
-        if proc.status == CREATED:
-            proc.exited_at = time.time()
-        self.events.task_delete(container_id, "", proc.pid, proc.exit_status, proc.exited_at)
+        else:
+            for watcher in task.watchers:
+                watcher.cancel()
+            try:
+                await self._sandbox().remove_container(container_id)
+            except StrongboxError as exc:
+                log.warning("removing %s in the guest: %s", container_id, exc)
+            if proc.io is not None and proc.status == sm.CREATED:
+                await proc.io.finish(0)
+            del self.tasks[container_id]
+            if proc.status == sm.CREATED:
+                proc.exited_at = time.time()
+        self.events.task_delete(container_id, exec_id, proc.pid, proc.exit_status,
+                                proc.exited_at)
         return proc.pid, proc.exit_status, proc.exited_at
 
     def state(self, container_id: str, exec_id: str) -> dict[str, Any]:
@@ -325,20 +283,29 @@ class TaskManager:
         return [p.pid for p in processes]
 
     async def pause(self, container_id: str) -> None:
-        task = self.task(container_id)
-        await self._sandbox().pause_container(container_id)
-        task.init.status = PAUSED
+        await self._freeze(container_id, True)
         self.events.task_paused(container_id)
 
     async def resume(self, container_id: str) -> None:
-        task = self.task(container_id)
-        await self._sandbox().resume_container(container_id)
-        task.init.status = RUNNING
+        await self._freeze(container_id, False)
         self.events.task_resumed(container_id)
+
+    async def _freeze(self, container_id: str, frozen: bool) -> None:
+        task = self.task(container_id)
+        sandbox = self._sandbox()
+        try:
+            if frozen:
+                await sandbox.pause_container(container_id)
+            else:
+                await sandbox.resume_container(container_id)
+        finally:
+            now = sandbox.status(container_id)
+            if sm.STOPPED not in (now, task.init.status):  # stopped once the exit is out
+                task.init.status = now
 
     async def resize(self, container_id: str, exec_id: str, width: int, height: int) -> None:
         proc = self.task(container_id).process(exec_id)
-        if proc.status == RUNNING:
+        if proc.status == sm.RUNNING:
             await self._sandbox().resize_pty(container_id, height, width, exec_id=exec_id)
 
     def close_io(self, container_id: str, exec_id: str) -> None:
@@ -371,12 +338,3 @@ class TaskManager:
         if self.sandbox is not None:
             await self.sandbox.destroy()
             self.sandbox = None
-
-
-def task_error(exc: Exception) -> TtrpcError:
-    """Any failure as a status containerd understands."""
-    if isinstance(exc, TtrpcError):
-        return exc
-    from strongbox.shim.ttrpc.status import UNKNOWN
-
-    return TtrpcError(UNKNOWN, str(exc))

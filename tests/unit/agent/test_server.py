@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from strongbox.errors import AgentBroken, AgentClosed, AgentRequestError
-from strongbox.protocol import E_UNKNOWN_METHOD, Hello
+from strongbox.protocol import E_UNKNOWN_METHOD, Hello, verbs
+from strongbox.protocol.verbs import Verb
 from strongbox.sandbox.agent_client import AgentClient
 
 AGENT = """
@@ -51,8 +52,8 @@ def test_handshake_ping_and_info(agent_socket: socket.socket) -> None:
         client = AgentClient(agent_socket)
         hello = await client.handshake(10)
         assert hello.role == "agent" and "streams" in hello.features
-        assert (await client.call("ping"))["pong"] is True
-        info = await client.call("guest_info")
+        assert (await client.call(verbs.PING))["pong"] is True
+        info = await client.call(verbs.GUEST_INFO)
         assert info["mem_total_kib"] > info["mem_used_kib"] > 0
         assert info["kernel_release"] and info["cpus"] >= 1
         await client.close()
@@ -64,7 +65,7 @@ def test_many_requests_in_flight(agent_socket: socket.socket) -> None:
     async def scenario() -> None:
         client = AgentClient(agent_socket)
         await client.handshake(10)
-        results = await asyncio.gather(*(client.call("ping") for _ in range(200)))
+        results = await asyncio.gather(*(client.call(verbs.PING) for _ in range(200)))
         assert all(r["pong"] for r in results)
         await client.close()
 
@@ -76,12 +77,12 @@ def test_unknown_method_is_an_error_not_a_crash(agent_socket: socket.socket) -> 
         client = AgentClient(agent_socket)
         await client.handshake(10)
         with pytest.raises(AgentRequestError) as info:
-            await client.call("no_such_thing")
+            await client.call(Verb("no_such_thing"))
         assert info.value.code == E_UNKNOWN_METHOD
-        assert (await client.call("ping"))["pong"]  # still serving
+        assert (await client.call(verbs.PING))["pong"]  # still serving
         await client.close()
         with pytest.raises(AgentClosed):
-            await client.call("ping")
+            await client.call(verbs.PING)
 
     _run(scenario())
 
@@ -93,7 +94,7 @@ def test_garbage_then_new_session(agent_socket: socket.socket) -> None:
     async def scenario() -> None:
         client = AgentClient(agent_socket)
         await client.handshake(10)
-        info = await client.call("guest_info")
+        info = await client.call(verbs.GUEST_INFO)
         assert info["sessions"] == 1
         await client.close()
 
@@ -124,23 +125,46 @@ def test_peer_disappearing_breaks_pending_calls() -> None:
 
 def test_container_verbs_on_an_unknown_container(agent_socket: socket.socket) -> None:
     """Every container verb is served, and names the missing container; none crashes."""
-    verbs: dict[str, dict[str, object]] = {
-        "container_status": {}, "pause_container": {}, "resume_container": {},
-        "stats_container": {}, "list_processes": {}, "remove_container": {},
-        "update_container": {"resources": {}}, "wait_process": {},
-        "exec_process": {"exec_id": "e", "process": {"args": ["true"]}, "stdio": {}}}
+    calls: list[tuple[Verb, dict[str, object]]] = [
+        (verbs.CONTAINER_STATUS, {}), (verbs.PAUSE_CONTAINER, {}), (verbs.RESUME_CONTAINER, {}),
+        (verbs.STATS_CONTAINER, {}), (verbs.LIST_PROCESSES, {}), (verbs.REMOVE_CONTAINER, {}),
+        (verbs.UPDATE_CONTAINER, {"resources": {}}), (verbs.WAIT_PROCESS, {}),
+        (verbs.EXEC_PROCESS, {"exec_id": "e", "process": {"args": ["true"]},
+                              "stdio": {"terminal": False}})]
 
     async def scenario() -> None:
         client = AgentClient(agent_socket)
         await client.handshake(10)
-        for method, params in verbs.items():
+        for verb, params in calls:
             with pytest.raises(AgentRequestError) as info:
-                await client.call(method, {"id": "ghost", **params})
-            assert info.value.code == "not_found", method
+                await client.call(verb, {"id": "ghost", **params})
+            assert info.value.code == "not_found", verb
             assert "'ghost' does not exist" in info.value.remote_message
+        await client.close()
+
+    _run(scenario())
+
+
+def test_the_agent_checks_parameters_against_the_declaration(
+        agent_socket: socket.socket) -> None:
+    """A request the host did not check (a looser declaration) is refused by the agent."""
+    loose = Verb("exec_process", {"id": str})
+
+    async def scenario() -> None:
+        client = AgentClient(agent_socket)
+        await client.handshake(10)
         with pytest.raises(AgentRequestError) as info:
-            await client.call("exec_process", {"id": "ghost", "exec_id": 5})
+            await client.call(loose, {"id": "ghost", "exec_id": 5})
         assert info.value.code == "invalid_params"
+        assert "params.exec_id: expected str, got int" in info.value.remote_message
+        with pytest.raises(AgentRequestError) as info:
+            await client.call(loose, {"id": "ghost", "exec_id": "e", "process": {},
+                                      "stdio": {"terminal": "yes"}})
+        assert "params.stdio.terminal: expected bool, got str" in info.value.remote_message
+        # The host's own check: a malformed request never leaves.
+        with pytest.raises(AgentRequestError, match=r"params\.exec_id: missing"):
+            await client.call(verbs.EXEC_PROCESS, {"id": "ghost"})
+        assert (await client.call(verbs.PING))["pong"]
         await client.close()
 
     _run(scenario())

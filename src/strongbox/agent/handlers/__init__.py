@@ -1,34 +1,26 @@
-"""handlers maps request methods to the functions that serve them.
+"""handlers holds the functions that serve the agent's requests, one module per family.
 
-Each module registers its methods with :func:`handler`; ``all_handlers``
-imports them all, so adding a module here is all a new request needs.
+Each module registers its functions against the verbs declared in
+:mod:`strongbox.protocol.verbs` (:func:`strongbox.agent.registry.handler`);
+``all_handlers`` imports them all, so adding a module here is all a new
+family of requests needs.
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from strongbox.agent.server import Handler
-
-_REGISTRY: dict[str, Handler] = {}
+    from strongbox.agent.registry import Handler
+    from strongbox.protocol.verbs import Verb
 
 
-def handler(method: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        _REGISTRY[method] = fn
-        return fn
-
-    return register
-
-
-def all_handlers() -> dict[str, Handler]:
+def all_handlers() -> dict[str, tuple[Verb, Handler]]:
+    """Every handler by verb name, with its declaration."""
+    from strongbox.agent import registry
     from strongbox.agent.handlers import (  # noqa: F401  (register on import)
         containers,
         processes,
         system,
     )
 
-    return dict(_REGISTRY)
-
+    return registry.registered()

@@ -17,13 +17,13 @@ import errno
 import os
 import time
 
+from strongbox import status as sm
 from strongbox.agent import containers as table
 from strongbox.agent import share
-from strongbox.agent.containers import CREATED, E_CONTAINER, E_STATE, PAUSED, RUNNING
-from strongbox.agent.handlers import handler
+from strongbox.agent.registry import handler
 from strongbox.agent.server import RequestError
 from strongbox.agent.stdio import open_stdio
-from strongbox.protocol import E_EXISTS, E_INVALID_PARAMS, InvalidParams, check_params
+from strongbox.protocol import E_CONTAINER, E_EXISTS, E_INVALID_PARAMS, E_STATE, verbs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,11 +38,9 @@ KILL_TIMEOUT = 5.0
 _SIGKILL = 9
 
 
-@handler("create_container")
+@handler(verbs.CREATE_CONTAINER)
 def create_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Build the container up to its start barrier: create-time errors surface here."""
-    check_params(params, {"id": str, "spec": dict, "rootfs": dict, "mounts": dict,
-                          "stdio": dict})
     from strongbox.container.errors import ContainerError
     from strongbox.container.launcher import LaunchRequest, launch
 
@@ -81,17 +79,17 @@ def create_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {"pid": proc.pid}
 
 
-@handler("start_container")
+@handler(verbs.START_CONTAINER)
 def start_container(ctx: Context, params: dict[str, Any]) -> Any:
     """Release the barrier; answer once exec has succeeded or failed."""
     container = table.lookup(params)
-    container.require(CREATED)
+    container.require(sm.START)
     assert container.init is not None
     container.init.start(ctx.server, ctx.defer())
     return None
 
 
-@handler("container_status")
+@handler(verbs.CONTAINER_STATUS)
 def container_status(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """{"status", "pid" (the init's guest pid), "exit_code" (once stopped, else None)}."""
     container = table.lookup(params)
@@ -103,20 +101,20 @@ def container_status(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
             "exit_code": exit_code}
 
 
-@handler("pause_container")
+@handler(verbs.PAUSE_CONTAINER)
 def pause_container(ctx: Context, params: dict[str, Any]) -> Any:
     """Freeze every process of the container; answer once the kernel says frozen."""
     container = table.lookup(params)
-    container.require(RUNNING)
+    container.require(sm.PAUSE)
     container.paused = True
     _set_frozen(ctx, container, True)
     return None
 
 
-@handler("resume_container")
+@handler(verbs.RESUME_CONTAINER)
 def resume_container(ctx: Context, params: dict[str, Any]) -> Any:
     container = table.lookup(params)
-    container.require(PAUSED)
+    container.require(sm.RESUME)
     container.paused = False
     _set_frozen(ctx, container, False)
     return None
@@ -142,8 +140,9 @@ def _set_frozen(ctx: Context, container: table.GuestContainer, frozen: bool) -> 
 
     def attempt() -> None:
         if container.freezer_generation != generation:
-            deferred.reject(E_STATE, f"container {container.id!r}: {verb} was overtaken by "
-                            f"a later pause or resume", {"status": container.status})
+            deferred.reject(E_STATE, f"cannot {verb} container {container.id}: overtaken "
+                            "by a later pause or resume",
+                            {"status": container.status, "required": []})
             return
         try:
             if frozen:
@@ -169,19 +168,14 @@ def _set_frozen(ctx: Context, container: table.GuestContainer, frozen: bool) -> 
     attempt()
 
 
-@handler("update_container")
+@handler(verbs.UPDATE_CONTAINER)
 def update_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Apply OCI ``linux.resources`` to the live cgroup; merge them into the stored spec."""
-    check_params(params, {"id": str, "resources": dict})
     from strongbox.container.errors import ContainerError
 
     container = table.lookup(params)
-    container.require(CREATED, RUNNING, PAUSED)
+    container.require(sm.UPDATE)
     resources = params["resources"]
-    try:
-        check_params(resources, {}, {"memory": dict, "pids": dict, "cpu": dict, "unified": dict})
-    except InvalidParams as exc:
-        raise InvalidParams(str(exc).replace("params.", "params.resources.", 1)) from None
     assert container.cgroup is not None
     try:
         container.cgroup.apply(resources)
@@ -199,7 +193,7 @@ def update_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {"resources": stored}
 
 
-@handler("stats_container")
+@handler(verbs.STATS_CONTAINER)
 def stats_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Cgroup counters ({"memory", "pids", "cpu"}), plus "status" and "procs" (guest pids)."""
     from strongbox.container.errors import ContainerError
@@ -218,7 +212,7 @@ def stats_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
-@handler("remove_container")
+@handler(verbs.REMOVE_CONTAINER)
 def remove_container(ctx: Context, params: dict[str, Any]) -> Any:
     """Kill whatever still runs (in any status), then release cgroup, rootfs and pumps.
 

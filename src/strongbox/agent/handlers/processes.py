@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 
+from strongbox import status as sm
 from strongbox.agent import containers as table
 from strongbox.agent import procfs
-from strongbox.agent.containers import E_CONTAINER, E_STATE, RUNNING, STOPPED
-from strongbox.agent.handlers import handler
+from strongbox.agent.registry import handler
 from strongbox.agent.server import RequestError
 from strongbox.agent.stdio import open_stdio
-from strongbox.protocol import E_EXISTS, E_INVALID_PARAMS, check_params
+from strongbox.protocol import E_CONTAINER, E_EXISTS, E_INVALID_PARAMS, E_STATE, verbs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from strongbox.agent.server import Context
 
 
-@handler("exec_process")
+@handler(verbs.EXEC_PROCESS)
 def exec_process(ctx: Context, params: dict[str, Any]) -> Any:
     """Start an OCI ``process`` in the running container; answer once execve succeeded or failed.
 
@@ -33,7 +33,6 @@ def exec_process(ctx: Context, params: dict[str, Any]) -> Any:
     and same failures as ``start_container``: set-up errors and exec errors
     are ``container_error`` with ``{"exit_code": 127/126/1}``.
     """
-    check_params(params, {"id": str, "exec_id": str, "process": dict, "stdio": dict})
     from strongbox.container.errors import ContainerError
     from strongbox.container.launcher import exec_in
 
@@ -41,7 +40,7 @@ def exec_process(ctx: Context, params: dict[str, Any]) -> Any:
     exec_id = params["exec_id"]
     if not exec_id:
         raise RequestError(E_INVALID_PARAMS, "exec_id must not be empty (it names the init)")
-    container.require(RUNNING)
+    container.require(sm.EXEC)
     if exec_id in container.execs:
         raise RequestError(E_EXISTS, f"process {exec_id!r} of {container.id!r} already exists")
     process = params["process"]
@@ -72,7 +71,7 @@ def exec_process(ctx: Context, params: dict[str, Any]) -> Any:
     return None
 
 
-@handler("wait_process")
+@handler(verbs.WAIT_PROCESS)
 def wait_process(ctx: Context, params: dict[str, Any]) -> Any:
     """The process's exit status, at once if it has exited, else when it does."""
     proc = table.lookup_process(params)
@@ -82,10 +81,9 @@ def wait_process(ctx: Context, params: dict[str, Any]) -> Any:
     return None
 
 
-@handler("signal_process")
+@handler(verbs.SIGNAL_PROCESS)
 def signal_process(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Send a signal to one process, or with ``all`` to every process of the container."""
-    check_params(params, {"id": str, "signal": int})
     container = table.lookup(params)
     sig = params["signal"]
     if params.get("all") and container.cgroup is not None:
@@ -97,21 +95,20 @@ def signal_process(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         return {}
     proc = table.lookup_process(params)
     if proc.status is not None:
-        name = f"process {proc.exec_id!r} of" if proc.exec_id else "the init of"
-        raise RequestError(E_STATE, f"{name} container {container.id!r} is not running",
-                           {"status": STOPPED})
+        name = f"signal process {proc.exec_id} of" if proc.exec_id else "kill"
+        raise RequestError(E_STATE, f"cannot {name} container {container.id}: it is stopped, "
+                           "not running", {"status": sm.STOPPED, "required": [sm.RUNNING]})
     os.kill(proc.pid, sig)
     return {}
 
 
-@handler("resize_pty")
+@handler(verbs.RESIZE_PTY)
 def resize_pty(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    check_params(params, {"id": str, "rows": int, "cols": int})
     table.lookup_process(params).resize(params["rows"], params["cols"])
     return {}
 
 
-@handler("list_processes")
+@handler(verbs.LIST_PROCESSES)
 def list_processes(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Every process in the container's cgroup, as ``ps`` would describe it (guest pids)."""
     from strongbox.container.errors import ContainerError

@@ -8,9 +8,9 @@ import time
 
 from strongbox import __version__
 from strongbox.agent import state
-from strongbox.agent.handlers import handler
+from strongbox.agent.registry import handler
 from strongbox.container._syscalls import RB_AUTOBOOT, reboot
-from strongbox.protocol import VERSION
+from strongbox.protocol import VERSION, verbs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ _MEMINFO_KEYS = {
 }
 
 
-@handler("ping")
+@handler(verbs.PING)
 def ping(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {"pong": True, "uptime_s": time.clock_gettime(time.CLOCK_BOOTTIME)}
 
@@ -58,7 +58,7 @@ def _rss_kib() -> int:
     return 0
 
 
-@handler("guest_info")
+@handler(verbs.GUEST_INFO)
 def guest_info(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {
         "kernel_release": os.uname().release,
@@ -75,7 +75,7 @@ def guest_info(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-@handler("shutdown")
+@handler(verbs.SHUTDOWN)
 def shutdown(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Answer first, then power off once the answer has left the port.
 
@@ -96,7 +96,7 @@ _RNDADDENTROPY = 0x40085203
 _RNDRESEEDCRNG = 0x5207
 
 
-@handler("clone_identity")
+@handler(verbs.CLONE_IDENTITY)
 def clone_identity(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """A VM cloned from a template wakes up as the template: make it itself.
 
@@ -110,9 +110,7 @@ def clone_identity(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     import struct
 
     from strongbox.container._syscalls import sethostname
-    from strongbox.protocol import check_params
 
-    check_params(params, {"hostname": str, "time_ns": int, "entropy": str})
     sethostname(params["hostname"])
     time.clock_settime_ns(time.CLOCK_REALTIME, params["time_ns"])
     seed = binascii.a2b_base64(params["entropy"])
@@ -138,7 +136,7 @@ WARM_MODULES = (
 )
 
 
-@handler("warm_up")
+@handler(verbs.WARM_UP)
 def warm_up(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Do now the one-time work of the first container (imports), for templates."""
     import importlib

@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from strongbox.errors import ConfigError, HypervisorError
+from strongbox.hypervisor.base import Accelerator
+
+__all__ = ["Accelerator", "choose"]
 
 log = logging.getLogger("strongbox.hypervisor")
 _warned = False
-
-
-@dataclass(frozen=True)
-class Accelerator:
-    """The chosen accelerator and the reason, for logs and ``guest boot``."""
-
-    name: str  # "kvm" or "tcg"
-    reason: str
 
 
 def _kvm_problem(kvm: Path, cpuinfo: Path) -> str | None:

@@ -25,21 +25,16 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 
 from strongbox.errors import HypervisorError, HypervisorNotFound
-from strongbox.hypervisor.base import VMSpec
+from strongbox.hypervisor.base import Accelerator, ChildSetup, VMSpec
 from strongbox.hypervisor.jailer import Jail, JailPolicy
 from strongbox.hypervisor.qemu import migration
-from strongbox.hypervisor.qemu.accel import Accelerator
 from strongbox.hypervisor.qemu.cmdline import build_argv
 from strongbox.hypervisor.qemu.qmp import Monitor
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-ChildSetup = Callable[[], None]
 
 
 def _prepare_child(parent: int, setup: ChildSetup | None, error_fd: int) -> None:
@@ -71,7 +66,7 @@ def find_qemu(path: str) -> str:
 
 
 class QemuVM:
-    """A QEMU ``microvm`` guest: launch, QMP, stop, kill."""
+    """A QEMU ``microvm`` guest: launch, QMP, stop, kill (a :class:`~.base.VM`)."""
 
     def __init__(self, spec: VMSpec, accel: Accelerator, qemu: str = "qemu-system-x86_64",
                  tcg_tb_size_mib: int = 64, child_setup: ChildSetup | None = None,

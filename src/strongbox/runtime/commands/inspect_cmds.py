@@ -9,9 +9,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from strongbox import status as sm
 from strongbox.errors import StrongboxError
 from strongbox.runtime import paths
-from strongbox.runtime import state as st
 from strongbox.runtime.container import Container
 from strongbox.runtime.state import StateStore
 
@@ -113,12 +113,12 @@ def cmd_events(args: argparse.Namespace) -> int:
     oom_seen: int | None = None
     while True:
         container.record = container.store.load(container.id)
-        if container.status() == st.STOPPED:
+        if container.status() == sm.STOPPED:
             return 0 if not args.stats else _stopped(container.id)
         try:
             stats = container.stats()
         except StrongboxError:
-            if container.status() == st.STOPPED:
+            if container.status() == sm.STOPPED:
                 return 0
             raise
         _emit({"type": "stats", "id": container.id, "data": runc_stats(stats)})

@@ -1,0 +1,95 @@
+"""Boot starts a sandbox's VM: cloned from the factory's template when one fits, else cold.
+
+Either way the VM gets a run directory of its own (locked by this process for
+the VM's life, :mod:`.rundir`), the 9p export ``<run dir>/shared`` with the
+first container's shares bound in the VMM's own mount namespace before it
+execs (:mod:`.shares`), and, when the spec names one, the host network
+namespace the VMM runs in. A clone wakes up as its template: the agent is
+then told its own hostname, the wall clock and fresh entropy.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from strongbox.config import Config
+from strongbox.hypervisor.base import VMM
+from strongbox.protocol import verbs
+from strongbox.sandbox.factory import Factory
+from strongbox.sandbox.netns import join_netns
+from strongbox.sandbox.rundir import RunDir
+from strongbox.sandbox.shares import SHARE_TAG, Share, bind_in_new_namespace, prepare_targets
+from strongbox.sandbox.vm import GuestVM
+
+log = logging.getLogger("strongbox.sandbox")
+
+
+@dataclass
+class Booted:
+    """A VM with a ready agent, and where its host-side files are."""
+
+    vm: GuestVM
+    run_dir: RunDir
+    #: True when cloned from a template rather than booted.
+    cloned: bool
+
+    @property
+    def export(self) -> Path:
+        return self.run_dir.path / "shared"
+
+
+def _vmm_child_setup(export: Path, shares: list[Share], netns: str | None) -> None:
+    """Runs in the VMM's process before exec: its network and mount namespaces."""
+    if netns:
+        join_netns(netns)
+    bind_in_new_namespace(export, shares)
+
+
+async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Path,
+               memory_mib: int, vcpus: int, shares: list[Share], netns: str | None,
+               timeout: float | None = None) -> Booted:
+    """Start the VM with ``shares`` exported and wait for its agent; nothing is left on failure."""
+    started = time.monotonic()
+    template = None
+    if config.factory.enable_template:
+        template = Factory(config, state_dir, root).clone_source(memory_mib, vcpus)
+    run_dir = RunDir.create(root, name)
+    vm: GuestVM | None = None
+    state_fd = None
+    try:
+        export = run_dir.path / "shared"
+        export.mkdir()
+        prepare_targets(export, shares)
+        devices: dict[str, object] = {"share_dir": export, "share_tag": SHARE_TAG}
+        if template is not None:
+            state_fd = os.open(template.state_file, os.O_RDONLY | os.O_CLOEXEC)
+            devices.update(memory_file=template.memory_file, state_fd=state_fd, incoming=True)
+        spec = vmm.vm_spec(name=name, run_dir=run_dir.path, memory_mib=memory_mib, vcpus=vcpus,
+                           **devices)
+        vm = GuestVM(vmm.new_vm(spec, functools.partial(_vmm_child_setup, export, shares,
+                                                         netns)),
+                     request_timeout=config.agent.request_timeout)
+        await vm.boot(timeout or config.agent.dial_timeout)
+        if template is not None:
+            await vm.call(verbs.CLONE_IDENTITY, {
+                "hostname": name[:64], "time_ns": time.time_ns(),
+                "entropy": base64.b64encode(os.urandom(64)).decode(),
+            })
+    except BaseException:
+        if vm is not None:
+            await vm.destroy()
+        run_dir.remove()
+        raise
+    finally:
+        if state_fd is not None:
+            os.close(state_fd)
+    log.debug("sandbox %s: %s in %.3fs (%d MiB, %d vCPU, %s)", name,
+              "cloned" if template is not None else "booted", time.monotonic() - started,
+              memory_mib, vcpus, vmm.accelerator().name)
+    return Booted(vm, run_dir, template is not None)
