@@ -5,7 +5,7 @@ VENV      ?= .venv
 PYTHON    := $(VENV)/bin/python
 STRONGBOX := $(VENV)/bin/strongbox
 
-.PHONY: setup demo test unit lint typecheck bench clean
+.PHONY: setup demo test unit lint lint-only bench clean
 
 setup:
 	@scripts/setup.sh
@@ -13,14 +13,17 @@ setup:
 demo: setup
 	@$(PYTHON) scripts/demo.py
 
-test: setup
+# Lint and type checks run first and fail the target on any finding.
+test: setup lint-only
 	$(PYTHON) -m pytest
 
 unit: setup
 	$(PYTHON) -m pytest tests/unit
 
-lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
+lint: setup lint-only
+
+lint-only:
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/mypy
 
 bench: setup

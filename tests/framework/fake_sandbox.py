@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import signal as signals
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from strongbox import status as sm
 from strongbox.errors import ContainerStartError
@@ -91,7 +91,7 @@ def _io(terminal: bool, stdin: bool) -> ProcessIO:
 class FakeSandbox:
     """In-memory containers and processes behind the Sandbox interface."""
 
-    instances: list[FakeSandbox] = []
+    instances: ClassVar[list[FakeSandbox]] = []
 
     def __init__(self, config: Any = None, *, sandbox_id: str = "fake", root: Any = None,
                  state_dir: Any = None) -> None:

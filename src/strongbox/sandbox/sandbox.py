@@ -28,14 +28,13 @@ not be started raises :class:`ContainerStartError` with runc's exit code.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from strongbox import status as sm
 from strongbox.config import Config
-from strongbox.errors import AgentRequestError, ContainerStartError, SandboxError, StrongboxError
+from strongbox.errors import AgentRequestError, ContainerStartError, SandboxError
 from strongbox.hypervisor import open_vmm
 from strongbox.oci.spec import validate_process, validate_resources
 from strongbox.protocol import E_CONTAINER, E_STATE, verbs
@@ -164,25 +163,14 @@ class Sandbox:
 
     def _export(self, plan: ContainerPlan) -> None:
         """Put a container's rootfs and bind sources into the running VM's export."""
-        pid, export = self.vmm_pid, self.export
-        if plan.rootfs_mounts:
-            vmmounts.mount_rootfs(pid, export, plan.rootfs_target, plan.rootfs_mounts)
-        for share in plan.shares:
-            vmmounts.attach_share(pid, export, share)
+        vmmounts.export_container(self.vmm_pid, self.export, plan.rootfs_target,
+                                  plan.rootfs_mounts, plan.shares)
 
     def _unexport(self, container_id: str) -> None:
-        """Unmount what was exported for a container, and remove its mount points."""
         vm = self.vm
         if vm is None or vm.vmm.returncode is not None or self.booted is None:
             return  # no VM, no namespace, nothing mounted any more
-        base = self.export / container_id
-        targets = [*base.glob("mounts/*"), base / "rootfs"]
-        for target in targets:
-            try:
-                vmmounts.detach(self.vmm_pid, self.export, str(target.relative_to(self.export)))
-            except StrongboxError as exc:
-                log.warning("unexporting %s: %s", target, exc)
-        shutil.rmtree(base, ignore_errors=True)
+        vmmounts.unexport_container(self.vmm_pid, self.export, container_id)
 
     # --- talking to the agent ---------------------------------------------------------------
     def _vm(self) -> GuestVM:

@@ -11,18 +11,21 @@ host's namespace, so nothing can leak there.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from strongbox.container._syscalls import CLONE_NEWNS, MS_BIND, MS_REC, mount, setns, umount
 from strongbox.container.mountopts import MountOptions
-from strongbox.errors import SandboxError
+from strongbox.errors import SandboxError, StrongboxError
 from strongbox.mountapi import attach_tree, clone_tree, set_tree_flags
 from strongbox.sandbox.shares import SHARE_FLAGS, Share, prepare_targets, share_flags
 
 MNT_DETACH = 2
+log = logging.getLogger("strongbox.sandbox")
 
 
 def _in_namespace(pid: int, what: str, work: Callable[[], None]) -> None:
@@ -97,3 +100,24 @@ def detach(qemu_pid: int, export: Path, target: str) -> None:
             umount(path, MNT_DETACH)
 
     _in_namespace(qemu_pid, f"unsharing {target}", work)
+
+
+def export_container(qemu_pid: int, export: Path, rootfs_target: str,
+                     rootfs_mounts: list[dict[str, Any]], shares: list[Share]) -> None:
+    """Export a container added to a running VM: its rootfs (containerd's mounts, when
+    given) and its shares."""
+    if rootfs_mounts:
+        mount_rootfs(qemu_pid, export, rootfs_target, rootfs_mounts)
+    for share in shares:
+        attach_share(qemu_pid, export, share)
+
+
+def unexport_container(qemu_pid: int, export: Path, container_id: str) -> None:
+    """Unmount what was exported for a container, and remove its mount points."""
+    base = export / container_id
+    for target in [*base.glob("mounts/*"), base / "rootfs"]:
+        try:
+            detach(qemu_pid, export, str(target.relative_to(export)))
+        except StrongboxError as exc:
+            log.warning("unexporting %s: %s", target, exc)
+    shutil.rmtree(base, ignore_errors=True)
