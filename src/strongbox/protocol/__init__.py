@@ -85,7 +85,6 @@ from .messages import (
     RemoteError,
     Request,
     Response,
-    check_params,
     decode_message,
 )
 from .streams import (
@@ -138,7 +137,6 @@ __all__ = [
     "StreamMux",
     "StreamReset",
     "StreamWritable",
-    "check_params",
     "decode_message",
     "encode_frame",
 ]

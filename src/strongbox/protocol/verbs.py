@@ -21,15 +21,7 @@ boot.
 
 from __future__ import annotations
 
-from .messages import (
-    E_CONTAINER,
-    E_EXISTS,
-    E_NOT_FOUND,
-    E_STATE,
-    InvalidParams,
-    _matches,
-    _type_name,
-)
+from .messages import E_CONTAINER, E_EXISTS, E_NOT_FOUND, E_STATE, InvalidParams
 
 TYPE_CHECKING = False  # `typing` is too slow to import in the guest; checkers treat this as True
 if TYPE_CHECKING:
@@ -66,6 +58,25 @@ class ListOf:
 
     def __init__(self, item: Schema) -> None:
         self.item = item
+
+
+def _type_name(types: type | tuple[type, ...]) -> str:
+    if isinstance(types, tuple):
+        return " or ".join(_type_name(t) for t in types)
+    return "None" if types is type(None) else types.__name__
+
+
+def _matches(value: Any, types: type | tuple[type, ...]) -> bool:
+    for t in types if isinstance(types, tuple) else (types,):
+        if isinstance(value, bool):
+            # bool subclasses int, but True is never a valid memory size or pid.
+            if t is bool:
+                return True
+        elif t is float and isinstance(value, int):
+            return True  # JSON has one number type; 1 is a perfectly good 1.0
+        elif isinstance(value, t):
+            return True
+    return False
 
 
 def _leaf_types(schema: type | tuple[type | None, ...]) -> tuple[type, ...]:

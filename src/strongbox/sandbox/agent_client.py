@@ -48,6 +48,7 @@ from strongbox.protocol import (
     decode_message,
 )
 from strongbox.protocol.verbs import Verb
+from strongbox.sandbox.pump import ProcessIO
 
 _READ_SIZE = 256 * 1024
 #: ``timeout`` for requests that legitimately wait without bound (wait_process).
@@ -206,6 +207,29 @@ class AgentClient:
     def close_stream(self, stream_id: int) -> None:
         self._streams.pop(stream_id, None)
         self._mux.close(stream_id)
+
+    def open_process_streams(self, *, terminal: bool, stdin: bool
+                             ) -> tuple[ProcessIO, dict[str, Any]]:
+        """Streams for a new process, and the ``stdio`` parameter that names them.
+
+        stdout always; stderr unless a terminal carries both outputs; stdin
+        only when the caller feeds it.
+        """
+        streams = {
+            "stdin": self.open_stream(readable=False, writable=True) if stdin else None,
+            "stdout": self.open_stream(readable=True, writable=False),
+            "stderr": None if terminal else self.open_stream(readable=True, writable=False),
+        }
+        io = ProcessIO(streams["stdin"], streams["stdout"], streams["stderr"], terminal)
+        ids: dict[str, Any] = {name: s.id if s is not None else None
+                               for name, s in streams.items()}
+        return io, {"terminal": terminal, **ids}
+
+    def close_process_streams(self, io: ProcessIO) -> None:
+        """Forget the streams of a process that never started."""
+        for stream in (io.stdin, io.stdout, io.stderr):
+            if isinstance(stream, AgentStream):
+                self.close_stream(stream.id)
 
     def _stream_write(self, stream_id: int, data: bytes) -> None:
         self._mux.write(stream_id, data)

@@ -27,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
 import select
 import stat
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -78,13 +78,50 @@ def _write_blocking(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+class _BlockingWriter:
+    """A daemon thread doing one shared fd's blocking writes, in order.
+
+    Not a thread pool: a write stuck on a reader that stopped reading must
+    never hold up the loop, the pump's ``finish`` or the interpreter's exit
+    (pool threads are joined at exit); this thread is simply abandoned.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._queue: queue.SimpleQueue[tuple[bytes, asyncio.Future[None]] | None] = \
+            queue.SimpleQueue()
+        threading.Thread(target=self._run, name="stdio-out", daemon=True).start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            data, done = item
+            loop = done.get_loop()
+            try:
+                _write_blocking(self.fd, data)
+            except OSError as exc:
+                error = exc
+                with contextlib.suppress(RuntimeError):  # the loop is gone
+                    loop.call_soon_threadsafe(_fail, done, error)
+                continue
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, done)
+
+    async def write(self, data: bytes) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put((data, done))
+        await done
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+
 class Sink:
-    """Where one output stream goes: a host fd, shared (threads) or our own (the loop)."""
+    """Where one output stream goes: a host fd, shared (a thread) or our own (the loop)."""
 
     def __init__(self, fd: int, *, shared: bool) -> None:
         self.fd = fd
         self.shared = shared
-        self._executor: ThreadPoolExecutor | None = None
+        self._writer: _BlockingWriter | None = None
         self._direct = False
         if not shared:
             self._direct = stat.S_ISREG(os.fstat(fd).st_mode)  # cannot be polled; always ready
@@ -92,12 +129,12 @@ class Sink:
                 os.set_blocking(fd, False)
 
     async def write(self, data: bytes) -> None:
-        loop = asyncio.get_running_loop()
         if self.shared:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stdio-out")
-            await loop.run_in_executor(self._executor, _write_blocking, self.fd, data)
+            if self._writer is None:
+                self._writer = _BlockingWriter(self.fd)
+            await self._writer.write(data)
             return
+        loop = asyncio.get_running_loop()
         view = memoryview(data)
         while view:
             try:
@@ -111,9 +148,9 @@ class Sink:
                     loop.remove_writer(self.fd)
 
     def close(self) -> None:
-        """Let go: wait for a thread's write in progress; close the fd if it is ours."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        """Let go, never waiting: a shared fd stays open (it is not ours), our own is closed."""
+        if self._writer is not None:
+            self._writer.close()
         if not self.shared:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
@@ -246,7 +283,7 @@ def _deliver(future: asyncio.Future[int], fd: int) -> None:
         future.set_result(fd)
 
 
-def _fail(future: asyncio.Future[int], exc: BaseException) -> None:
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
 

@@ -28,6 +28,7 @@ not be started raises :class:`ContainerStartError` with runc's exit code.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from strongbox.oci.spec import validate_process, validate_resources
 from strongbox.protocol import E_CONTAINER, E_STATE, verbs
 from strongbox.protocol.verbs import Verb
 from strongbox.sandbox import vmmounts
-from strongbox.sandbox.agent_client import FOREVER, AgentStream
+from strongbox.sandbox.agent_client import FOREVER
 from strongbox.sandbox.boot import Booted, boot
 from strongbox.sandbox.plan import ContainerPlan, ContainerRequest, plan_container, vm_size_for
 from strongbox.sandbox.pump import ProcessIO
@@ -136,6 +137,7 @@ class Sandbox:
         cid = request.id
         if cid in self.containers:
             raise SandboxRequestError(f"container {cid!r} already exists", "exists")
+        started = time.monotonic()
         hosted = self.containers[cid] = Hosted(cid)
         try:
             if not exported:
@@ -159,6 +161,9 @@ class Sandbox:
             raise malformed("create answer", data)
         hosted.guest_pid = pid
         hosted.status = sm.require(hosted.status, sm.CREATE, cid)
+        log.debug("sandbox %s: container %s created in %.3fs (%d shares%s)", self.id, cid,
+                  time.monotonic() - started, len(plan.shares),
+                  ", containerd's rootfs mounts" if plan.rootfs_mounts else "")
         return io
 
     def _export(self, plan: ContainerPlan) -> None:
@@ -193,27 +198,15 @@ class Sandbox:
             raise SandboxRequestError.from_agent(exc) from exc
 
     def _open_stdio(self, terminal: bool, stdin: bool) -> tuple[ProcessIO, dict[str, Any]]:
-        """Host streams for a new process, and the ``stdio`` request that names them."""
         agent = self._vm().agent
         assert agent is not None
-        streams: dict[str, AgentStream | None] = {
-            "stdin": agent.open_stream(readable=False, writable=True) if stdin else None,
-            "stdout": agent.open_stream(readable=True, writable=False),
-            "stderr": None if terminal else agent.open_stream(readable=True, writable=False),
-        }
-        io = ProcessIO(streams["stdin"], streams["stdout"], streams["stderr"], terminal)
-        stdio: dict[str, Any] = {name: s.id if s is not None else None
-                                 for name, s in streams.items()}
-        return io, {"terminal": terminal, **stdio}
+        return agent.open_process_streams(terminal=terminal, stdin=stdin)
 
     def _close_stdio(self, io: ProcessIO) -> None:
         """Forget the streams of a process that never started."""
         vm = self.vm
-        if vm is None or vm.agent is None:
-            return
-        for stream in (io.stdin, io.stdout, io.stderr):
-            if isinstance(stream, AgentStream):
-                vm.agent.close_stream(stream.id)
+        if vm is not None and vm.agent is not None:
+            vm.agent.close_process_streams(io)
 
     def _require(self, container_id: str, verb: str) -> Hosted:
         """The container, if its status allows ``verb`` (else ContainerStateError)."""

@@ -44,6 +44,7 @@ from google.protobuf.any_pb2 import Any as AnyProto
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from strongbox import status as sm
 from strongbox.shim.proto import events_pb2, events_ttrpc_pb2, mount_pb2, shim_pb2, task_pb2
 
 #: typeurl path of an OCI Process (ExecProcessRequest.spec); value is JSON.
@@ -70,10 +71,10 @@ EVENT_TOPICS: Final[dict[type[Message], str]] = {
 #: ``api/types/task/task.proto``); the runc shim's State maps the same words.
 _STATUS: Final[dict[str, task_pb2.Status]] = {
     "unknown": task_pb2.UNKNOWN,
-    "created": task_pb2.CREATED,
-    "running": task_pb2.RUNNING,
-    "stopped": task_pb2.STOPPED,
-    "paused": task_pb2.PAUSED,
+    sm.CREATED: task_pb2.CREATED,
+    sm.RUNNING: task_pb2.RUNNING,
+    sm.STOPPED: task_pb2.STOPPED,
+    sm.PAUSED: task_pb2.PAUSED,
     "pausing": task_pb2.PAUSING,
 }
 

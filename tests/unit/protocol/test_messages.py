@@ -11,12 +11,10 @@ from strongbox.protocol.messages import (
     E_NOT_FOUND,
     Event,
     Hello,
-    InvalidParams,
     Message,
     RemoteError,
     Request,
     Response,
-    check_params,
     decode_message,
 )
 
@@ -130,37 +128,6 @@ def test_decode_is_strict_about_hostile_but_well_framed_input() -> None:
     assert isinstance(response, Response)
     assert response.ok
     assert response.result == [1, {"a": None}]
-
-
-SPEC: dict[str, type | tuple[type, ...]] = {"memory": int, "name": str, "ratio": float}
-OK = {"memory": 1, "name": "x", "ratio": 1.0}
-
-
-def test_check_params_accepts_valid() -> None:
-    check_params({"memory": 64, "name": "x", "ratio": 1, "extra": []}, SPEC)
-    check_params({**OK, "ratio": 0.5, "tty": None}, SPEC, {"tty": (bool, type(None))})
-
-
-@pytest.mark.parametrize(
-    ("params", "optional", "message"),
-    [
-        ({**OK, "memory": "64"}, None, "params.memory: expected int, got str"),
-        ({**OK, "memory": True}, None, "params.memory: expected int, got bool"),
-        ({"name": "x", "ratio": 1.0}, None, "params.memory: missing (expected int)"),
-        ({**OK, "ratio": False}, None, "params.ratio: expected float, got bool"),
-        (
-            {**OK, "tty": 1},
-            {"tty": (bool, type(None))},
-            "params.tty: expected bool or None, got int",
-        ),
-        ([], None, "params: expected dict, got list"),
-    ],
-)
-def test_check_params_messages(params: Any, optional: Any, message: str) -> None:
-    with pytest.raises(InvalidParams) as info:
-        check_params(params, SPEC, optional)
-    assert str(info.value) == message
-    assert isinstance(info.value, ValueError)
 
 
 def test_messages_have_value_semantics_and_dataclass_like_repr() -> None:

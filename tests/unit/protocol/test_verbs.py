@@ -78,3 +78,27 @@ def test_every_verb_declares_its_errors_as_protocol_codes() -> None:
     codes = {v for k, v in vars(messages).items() if k.startswith("E_")}
     for verb in verbs.VERBS.values():
         assert set(verb.errors) <= codes, verb
+
+
+SPEC: dict[str, Any] = {"memory": int, "name": str, "ratio": float}
+OK = {"memory": 1, "name": "x", "ratio": 1.0}
+
+
+def test_flat_shapes_accept_valid_params() -> None:
+    check({"memory": 64, "name": "x", "ratio": 1, "extra": []}, Shape(SPEC), "params")
+    check({**OK, "ratio": 0.5, "tty": None}, Shape(SPEC, {"tty": (bool, None)}), "params")
+
+
+@pytest.mark.parametrize(("params", "optional", "message"), [
+    ({**OK, "memory": "64"}, None, "params.memory: expected int, got str"),
+    ({**OK, "memory": True}, None, "params.memory: expected int, got bool"),
+    ({"name": "x", "ratio": 1.0}, None, "params.memory: missing (expected int)"),
+    ({**OK, "ratio": False}, None, "params.ratio: expected float, got bool"),
+    ({**OK, "tty": 1}, {"tty": (bool, None)}, "params.tty: expected bool or None, got int"),
+    ([], None, "params: expected object, got list"),
+])
+def test_flat_shape_messages(params: Any, optional: Any, message: str) -> None:
+    with pytest.raises(InvalidParams) as info:
+        check(params, Shape(SPEC, optional), "params")
+    assert str(info.value) == message
+    assert isinstance(info.value, ValueError)
