@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,25 @@ def no_leaks(root: Path) -> Iterator[Path]:
 
 # --- VM templates: every VM test of run, cli, shim and podman runs cold and cloned ----------
 
+#: STRONGBOX_TEST_JAILED=1 runs those suites (cold and cloned) with QEMU jailed.
+JAILED = os.environ.get("STRONGBOX_TEST_JAILED") == "1"
+JAILER_TOML = "[hypervisor.qemu]\njailer = true\n" if JAILED else ""
+
+
+@pytest.fixture(scope="session")
+def cold_config() -> Iterator[Path | None]:
+    """The cold mode's config file: none, or one with the jailer on."""
+    if not JAILED:
+        yield None
+        return
+    import shutil
+
+    base = Path(tempfile.mkdtemp(prefix="sbx-cold-", dir="/dev/shm"))
+    (base / "config.toml").write_text(JAILER_TOML)
+    yield base / "config.toml"
+    shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def template_config(guest_assets: dict[str, Path]) -> Iterator[Path]:
     """A config file with the factory on, and its template built once per session."""
@@ -58,7 +78,8 @@ def template_config(guest_assets: dict[str, Path]) -> Iterator[Path]:
 
     base = Path(tempfile.mkdtemp(prefix="sbx-tpl-", dir="/dev/shm"))
     config = base / "config.toml"
-    config.write_text(f'[factory]\nenable_template = true\ntemplate_path = "{base}/template"\n')
+    config.write_text(f'{JAILER_TOML}[factory]\nenable_template = true\n'
+                      f'template_path = "{base}/template"\n')
     subprocess.run([sys.executable, "-m", "strongbox", "--config", str(config), "--root",
                     str(base / "root"), "factory", "init"], check=True, capture_output=True)
     yield config
@@ -71,13 +92,14 @@ def factory_mode(request: pytest.FixtureRequest) -> Iterator[str]:
 
     The configuration reaches every strongbox process (CLI, monitors, shims
     started by containerd, runtimes started by podman) through
-    $STRONGBOX_CONFIG.
+    $STRONGBOX_CONFIG. With STRONGBOX_TEST_JAILED=1 both modes jail QEMU.
     """
-    import os
 
     previous = os.environ.get("STRONGBOX_CONFIG")
     if request.param == "template":
         os.environ["STRONGBOX_CONFIG"] = str(request.getfixturevalue("template_config"))
+    elif (cold := request.getfixturevalue("cold_config")) is not None:
+        os.environ["STRONGBOX_CONFIG"] = str(cold)
     else:
         os.environ.pop("STRONGBOX_CONFIG", None)
     yield request.param

@@ -80,6 +80,8 @@ class Connection:
                 os.close(fd)
             raise ControlError(f"malformed control message: {exc}") from exc
         if not isinstance(message, dict):
+            for fd in fds:
+                os.close(fd)
             raise ControlError("malformed control message: not an object")
         return message, fds
 
@@ -122,7 +124,11 @@ class ControlServer:
 
     def _serve(self, conn: Connection) -> None:
         try:
-            message, fds = conn.recv()
+            try:
+                message, fds = conn.recv()
+            except ControlError as exc:
+                conn.send({"ok": False, "error": str(exc), "kind": type(exc).__name__})
+                return
             if message is None:
                 return
             try:

@@ -109,7 +109,9 @@ class ContainerState:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ContainerState:
+    def from_json(cls, data: Any) -> ContainerState:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
         if data.get("version") != STATE_VERSION:
             raise StrongboxError(f"container {data.get('id')}: state version "
                                  f"{data.get('version')} is not {STATE_VERSION}")

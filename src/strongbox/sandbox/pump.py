@@ -175,16 +175,23 @@ class Source:
         self.fd = fd
         self.shared = shared and opener is None
         self.opener = opener
+        #: Write end of the pipe that wakes a shared fd's reader thread to stop.
+        self._wake = -1
 
     def chunks(self, loop: asyncio.AbstractEventLoop, closing: asyncio.Event
                ) -> Callable[[], Awaitable[bytes | None]]:
         """A function giving the next chunk, b"" at EOF, None once ``closing`` is set."""
         if self.shared:
             assert self.fd is not None
-            return _threaded_reader(loop, self.fd, closing)
+            wake, self._wake = os.pipe2(os.O_CLOEXEC)
+            return _threaded_reader(loop, self.fd, wake, closing)
         return _polled_reader(loop, self, closing)
 
     def close(self) -> None:
+        """Stop reading: a shared fd's thread is woken and lets go of it; our own is closed."""
+        if self._wake >= 0:
+            os.close(self._wake)  # the thread sees the pipe's end and returns
+            self._wake = -1
         if not self.shared and self.fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
@@ -205,23 +212,34 @@ async def _until(awaitable: Awaitable[Any], closing: asyncio.Event) -> tuple[boo
     return True, work.result()
 
 
-def _threaded_reader(loop: asyncio.AbstractEventLoop, fd: int, closing: asyncio.Event
-                     ) -> Callable[[], Awaitable[bytes | None]]:
-    """A daemon thread blocks on ``fd``; a small queue gives back-pressure."""
+def _threaded_reader(loop: asyncio.AbstractEventLoop, fd: int, wake: int,
+                     closing: asyncio.Event) -> Callable[[], Awaitable[bytes | None]]:
+    """A daemon thread waits on ``fd`` (and on ``wake``, to stop); a small queue gives
+    back-pressure. The thread never outlives the pump: once the process is gone it
+    must not take the caller's next input (an interactive exec's next line)."""
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4)
 
     def reader() -> None:
-        while True:
-            try:
-                data = os.read(fd, CHUNK)
-            except OSError:
-                data = b""
-            try:
-                asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
-            except Exception:
-                return  # the loop is gone
-            if not data:
-                return
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(wake, select.POLLIN)
+        try:
+            while True:
+                events = dict(poller.poll())
+                if wake in events:
+                    return
+                try:
+                    data = os.read(fd, CHUNK) if not events[fd] & select.POLLNVAL else b""
+                except OSError:
+                    data = b""
+                try:
+                    asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
+                except Exception:
+                    return  # the loop is gone
+                if not data:
+                    return
+        finally:
+            os.close(wake)
 
     threading.Thread(target=reader, name="stdio-in", daemon=True).start()
 
