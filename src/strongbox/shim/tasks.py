@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from strongbox import status as sm
 from strongbox.config import Config
-from strongbox.errors import StrongboxError
+from strongbox.errors import SandboxError, StrongboxError
 from strongbox.oci.spec import load_bundle
 from strongbox.sandbox.plan import ContainerRequest
 from strongbox.sandbox.pump import StdioPump
@@ -202,7 +202,9 @@ class TaskManager:
 
     async def _wait(self, task: Task, proc: Process) -> None:
         try:
-            status = await self._sandbox().wait_process(task.id, proc.exec_id)
+            if self.sandbox is None:  # the shim is going away: the VM is gone
+                raise SandboxError("the sandbox was destroyed")
+            status = await self.sandbox.wait_process(task.id, proc.exec_id)
             code = status.code
         except StrongboxError as exc:
             log.warning("lost process %s/%s: %s", task.id, proc.exec_id, exc)
@@ -217,8 +219,10 @@ class TaskManager:
         self.events.task_exit(task.id, proc.exec_id, proc.pid, code, proc.exited_at)
 
     async def _check_oom(self, task: Task) -> None:
+        if self.sandbox is None:
+            return
         try:
-            kills = await self._sandbox().oom_kills(task.id)
+            kills = await self.sandbox.oom_kills(task.id)
         except StrongboxError:
             return
         if kills > task.oom_kills:
@@ -226,7 +230,8 @@ class TaskManager:
             self.events.task_oom(task.id)
 
     async def _watch_oom(self, task: Task) -> None:
-        while task.init.status == sm.RUNNING:
+        """Poll the OOM-kill counter for the init's whole life (paused included)."""
+        while task.init.status in (sm.RUNNING, sm.PAUSED):
             await asyncio.sleep(OOM_POLL)
             if task.init.status == sm.RUNNING:
                 await self._check_oom(task)
@@ -263,8 +268,9 @@ class TaskManager:
             if proc.io is not None and proc.status == sm.CREATED:
                 await proc.io.finish(0)
             del self.tasks[container_id]
-            if proc.status == sm.CREATED:
+            if proc.status == sm.CREATED:  # never ran: a pending Wait answers now
                 proc.exited_at = time.time()
+                proc.exited.set()
         self.events.task_delete(container_id, exec_id, proc.pid, proc.exit_status,
                                 proc.exited_at)
         return proc.pid, proc.exit_status, proc.exited_at
