@@ -33,21 +33,6 @@ from strongbox.status import CREATED, PAUSED, RUNNING, STOPPED, ContainerStatus
 CID = "c1"
 
 
-def _fds() -> set[int]:
-    """This process's open descriptors (less the one that listed them, closed by now)."""
-    return {int(n) for n in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{n}")}
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leaks() -> Iterator[None]:
-    before = _fds()
-    yield
-    deadline = time.monotonic() + 2
-    while (leaked := _fds() - before) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not leaked, f"file descriptors left open: {sorted(leaked)}"
-
-
 class CountingServer(ControlServer):
     """A ControlServer that counts the connections it accepts (requests or not)."""
 

@@ -32,25 +32,7 @@ from strongbox.runtime.control import (
     MonitorUnreachable,
     call,
 )
-
-
-def _fds() -> set[int]:
-    """This process's open descriptors (less the one that listed them, closed by now)."""
-    return {int(n) for n in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{n}")}
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leaks() -> Iterator[None]:
-    """Sockets, passed descriptors and pipes are all closed once a test is over.
-
-    A server thread closes its end just after answering, so allow it a moment.
-    """
-    before = _fds()
-    yield
-    deadline = time.monotonic() + 2
-    while (leaked := _fds() - before) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not leaked, f"file descriptors left open: {sorted(leaked)}"
+from tests.framework.fds import open_fds
 
 
 @pytest.fixture
@@ -219,10 +201,10 @@ def test_fds_in_an_answer_are_closed_by_call(serve: Serve) -> None:
         return None
 
     path = serve(handler)
-    before = _fds()
+    before = open_fds()
     assert call(path, {"op": "x"}, timeout=5) == {"ok": True}
     time.sleep(0.05)
-    assert _fds() <= before
+    assert open_fds() <= before
 
 
 # --- an absent or wedged monitor ---------------------------------------------------------
@@ -314,11 +296,11 @@ def test_malformed_message_closes_the_fds_it_carried() -> None:
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     r, w = os.pipe()
     try:
-        before = _fds()
+        before = open_fds()
         socket.send_fds(a, [b"{broken"], [r, w])
         with pytest.raises(ControlError):
             Connection(b).recv()
-        assert _fds() == before
+        assert open_fds() == before
     finally:
         for fd in (r, w):
             os.close(fd)
@@ -331,11 +313,11 @@ def test_non_object_message_closes_the_fds_it_carried() -> None:
     r, w = os.pipe()
     received: set[int] = set()
     try:
-        before = _fds()
+        before = open_fds()
         socket.send_fds(a, [b"[1]"], [r, w])
         with pytest.raises(ControlError, match="not an object"):
             Connection(b).recv()
-        received = _fds() - before
+        received = open_fds() - before
         assert not received
     finally:
         for fd in [r, w, *received]:

@@ -83,22 +83,6 @@ class RecordingSandbox(FakeSandbox):
         return Counter(call[0] for call in self.calls)
 
 
-def _fds() -> set[int]:
-    """This process's open descriptors (less the one that listed them, closed by now)."""
-    return {int(n) for n in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{n}")}
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leaks() -> Iterator[None]:
-    """The monitor closes every descriptor it was passed; the harness closes its pipes."""
-    before = _fds()
-    yield
-    deadline = time.monotonic() + 2
-    while (leaked := _fds() - before) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not leaked, f"file descriptors left open: {sorted(leaked)}"
-
-
 def _read(fd: int, timeout: float = IO_TIMEOUT) -> bytes:
     """One read that gives up (TimeoutError) instead of blocking a worker forever."""
     ready, _, _ = select.select([fd], [], [], timeout)

@@ -16,7 +16,6 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,22 +30,6 @@ from strongbox.runtime.state import (
     process_start_ticks,
 )
 from strongbox.status import CREATED, CREATING, PAUSED, RUNNING, STOPPED, ContainerStatus
-
-
-def _fds() -> set[int]:
-    """This process's open descriptors (less the one that listed them, closed by now)."""
-    return {int(n) for n in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{n}")}
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leaks() -> Iterator[None]:
-    """Every test closes what it opened (the lock's fd, temporary files)."""
-    before = _fds()
-    yield
-    deadline = time.monotonic() + 2
-    while (leaked := _fds() - before) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not leaked, f"file descriptors left open: {sorted(leaked)}"
 
 
 @pytest.fixture
