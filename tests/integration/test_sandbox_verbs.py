@@ -244,8 +244,10 @@ def _counter(bundle: Path) -> int:
 
 
 def test_pause_freezes_and_resume_thaws(base: tuple[Path, Path]) -> None:
-    counter = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; "
-                           "usleep 20000; done"]
+    # Written to a temporary file and renamed: a pause between truncate and write
+    # would otherwise leave the counter empty for the whole pause.
+    counter = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/next; "
+                           "mv /tmp/next /tmp/counter; usleep 20000; done"]
 
     async def scenario() -> None:
         async with sandbox_with(base, counter) as (sandbox, _, _, bundle):
@@ -274,7 +276,7 @@ def test_pause_freezes_and_resume_thaws(base: tuple[Path, Path]) -> None:
             # A paused container can be removed as it is: SIGKILL reaches frozen processes.
             waiter = asyncio.create_task(sandbox.wait_process(CID))
             await sandbox.pause_container(CID)
-            await sandbox.remove_container(CID)
+            await sandbox.remove_container(CID, force=True)
             assert (await waiter).code == 137
 
     run(scenario())
@@ -316,7 +318,10 @@ def test_remove_kills_everything_and_the_id_is_reusable(base: tuple[Path, Path])
             await sandbox.exec_process(CID, "e", proc(["sleep", "500"]), stdin=False)
             waits = [asyncio.create_task(sandbox.wait_process(CID, x)) for x in ("", "e")]
             await asyncio.sleep(0.2)
-            await sandbox.remove_container(CID)
+            with pytest.raises(ContainerStateError, match="it is running, not creating or "
+                                                          "created or stopped"):
+                await sandbox.remove_container(CID)  # a running one only when forced
+            await sandbox.remove_container(CID, force=True)
             assert [(await w).code for w in waits] == [137, 137]
             with pytest.raises(SandboxRequestError) as gone:
                 await sandbox.container_status(CID)

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from strongbox import status as sm
 from strongbox.config import Config
-from strongbox.errors import SandboxError, StrongboxError
+from strongbox.errors import ContainerStateError, SandboxError, StrongboxError
 from strongbox.oci.spec import load_bundle
 from strongbox.sandbox.plan import ContainerRequest
 from strongbox.sandbox.pump import StdioPump
@@ -249,8 +249,15 @@ class TaskManager:
             raise not_found(f"process {exec_id or container_id} is not running")
         if proc.status == sm.CREATED and exec_id:
             raise failed_precondition(f"exec {exec_id} has not been started")
-        await self._sandbox().signal_process(container_id, signum, exec_id=exec_id,
-                                             all_processes=all_)
+        try:
+            await self._sandbox().signal_process(container_id, signum, exec_id=exec_id,
+                                                 all_processes=all_)
+        except ContainerStateError as exc:
+            if exc.current != sm.STOPPED:
+                raise
+            # It ended and its exit is on its way: "already finished" is NotFound to
+            # containerd, which then waits for the exit (a forced delete does).
+            raise not_found(f"process {exec_id or container_id} already finished") from None
 
     async def delete(self, container_id: str, exec_id: str) -> tuple[int, int, float]:
         task = self.task(container_id)

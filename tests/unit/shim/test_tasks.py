@@ -529,6 +529,26 @@ def test_kill_of_a_stopped_process_is_not_found(tmp_path: Path) -> None:
     run(scenario())
 
 
+def test_kill_while_the_exit_is_on_its_way_is_not_found(tmp_path: Path) -> None:
+    """The guest says stopped before the shim has published the exit (output still
+    flushing): a Kill then is "already finished" (NotFound), so that containerd's forced
+    delete waits for the exit instead of deleting a task it still sees running."""
+    async def scenario() -> None:
+        m = make_manager(tmp_path)
+        await started(m, tmp_path)
+        fake = fake_of(m)
+        fake.containers["c1"].status = sm.STOPPED  # seen by the sandbox, not yet by the shim
+        assert m.state("c1", "")["status"] == sm.RUNNING
+        with pytest.raises(TtrpcError) as exc:
+            await m.kill("c1", "", signal.SIGKILL, True)
+        assert exc.value.code == NOT_FOUND and "already finished" in exc.value.message
+        fake.exit("c1", "", 137)
+        assert (await m.wait("c1", ""))[0] == 137
+        assert m.state("c1", "")["status"] == sm.STOPPED
+
+    run(scenario())
+
+
 # --- OOM -------------------------------------------------------------------------------------
 
 
