@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -37,3 +38,15 @@ def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:  # ty
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def dead_process() -> tuple[int, int]:
+    """The pid and start ticks of a process that has exited (and been reaped)."""
+    from strongbox.runtime.state import process_start_ticks
+
+    proc = subprocess.Popen(["sleep", "30"])
+    ticks = process_start_ticks(proc.pid)
+    proc.kill()
+    proc.wait()
+    assert ticks is not None
+    return proc.pid, ticks

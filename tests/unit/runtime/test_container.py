@@ -29,6 +29,7 @@ from strongbox.runtime.container import Container
 from strongbox.runtime.control import Connection, ControlError, ControlServer
 from strongbox.runtime.state import ContainerState, StateStore, process_start_ticks
 from strongbox.status import CREATED, PAUSED, RUNNING, STOPPED, ContainerStatus
+from tests.framework.procs import dead_process
 
 CID = "c1"
 
@@ -94,15 +95,6 @@ def _live(store: StateStore, status: ContainerStatus = RUNNING) -> Container:
     return Container.load(store, CID)
 
 
-def _dead_process() -> tuple[int, int]:
-    proc = subprocess.Popen(["sleep", "30"])
-    ticks = process_start_ticks(proc.pid)
-    proc.kill()
-    proc.wait()
-    assert ticks is not None
-    return proc.pid, ticks
-
-
 @pytest.fixture
 def monitors(store: StateStore) -> Iterator[Callable[..., FakeMonitor]]:
     started: list[FakeMonitor] = []
@@ -159,7 +151,7 @@ def test_the_monitor_refusing_a_verb_is_a_control_error(
 def test_with_a_dead_monitor_every_verb_is_refused_without_connecting(
         store: StateStore, monitors: Callable[..., FakeMonitor],
         verb: Callable[[Container], Any], status: ContainerStatus) -> None:
-    pid, ticks = _dead_process()
+    pid, ticks = dead_process()
     store.create(_record(status, pid, ticks))
     container = Container.load(store, CID)
     monitor = monitors()  # someone answers on the socket: it must not be asked
@@ -185,7 +177,7 @@ def test_delete_without_force_of_a_running_container_is_refused(
 
 def test_delete_of_a_stopped_container_does_not_ask_the_monitor(
         store: StateStore, monitors: Callable[..., FakeMonitor]) -> None:
-    pid, ticks = _dead_process()
+    pid, ticks = dead_process()
     store.create(_record(RUNNING, pid, ticks))
     monitor = monitors()
     Container.load(store, CID).delete()
@@ -280,7 +272,7 @@ def test_status_falls_back_to_the_record_on_a_nonsense_answer(
 
 def test_status_with_a_dead_monitor_is_stopped_without_connecting(
         store: StateStore, monitors: Callable[..., FakeMonitor]) -> None:
-    pid, ticks = _dead_process()
+    pid, ticks = dead_process()
     store.create(_record(RUNNING, pid, ticks))
     monitor = monitors()
     container = Container.load(store, CID)

@@ -99,7 +99,28 @@ async def _until(predicate: Callable[[], bool], timeout: float = IO_TIMEOUT) -> 
         await asyncio.sleep(0.005)
 
 
-class Harness:
+class Pipes:
+    """Pipes a test opened, closed once each, whatever closed some of them already."""
+
+    def __init__(self) -> None:
+        self._open: list[int] = []
+
+    def pipe(self) -> tuple[int, int]:
+        r, w = os.pipe()
+        self._open += [r, w]
+        return r, w
+
+    def close(self, fd: int) -> None:
+        if fd in self._open:
+            self._open.remove(fd)
+            os.close(fd)
+
+    def close_all(self) -> None:
+        for fd in list(self._open):
+            self.close(fd)
+
+
+class Harness(Pipes):
     """One monitor with its store, fake sandbox and stdio pipes (the test holds the far ends)."""
 
     def __init__(self, tmp_path: Path) -> None:
@@ -107,16 +128,15 @@ class Harness:
         self.record = ContainerState(id=CID, bundle=str(tmp_path / "bundle"),
                                      rootfs=str(tmp_path / "bundle" / "rootfs"), overlay=True)
         self.store.create(self.record)
-        self.stdin_r, self.stdin_w = os.pipe()
-        self.stdout_r, self.stdout_w = os.pipe()
-        self.stderr_r, self.stderr_w = os.pipe()
+        super().__init__()
+        self.stdin_r, self.stdin_w = self.pipe()
+        self.stdout_r, self.stdout_w = self.pipe()
+        self.stderr_r, self.stderr_w = self.pipe()
         self.fake = RecordingSandbox(self.store)
         self.monitor = Monitor(Config(), self.store, self.record, SPEC,
                                state_dir=tmp_path / "state",
                                stdio=Stdio(self.stdin_r, self.stdout_w, self.stderr_w),
                                sandbox=self.fake)  # type: ignore[arg-type]
-        self._open = [self.stdin_r, self.stdin_w, self.stdout_r, self.stdout_w,
-                      self.stderr_r, self.stderr_w]
 
     @property
     def path(self) -> Path:
@@ -163,15 +183,6 @@ class Harness:
         self.close(self.stdin_w)  # EOF for the stdin relay's thread
         await _until(lambda: not any(t.name == "stdio-in" and t.is_alive()
                                      for t in threading.enumerate()))
-
-    def close(self, fd: int) -> None:
-        if fd in self._open:
-            self._open.remove(fd)
-            os.close(fd)
-
-    def close_all(self) -> None:
-        for fd in list(self._open):
-            self.close(fd)
 
 
 @pytest.fixture
@@ -443,15 +454,15 @@ def test_teardown_while_running(harness: Harness) -> None:
 
 # --- exec --------------------------------------------------------------------------------
 
-class ExecCaller:
+class ExecCaller(Pipes):
     """What ``strongbox exec`` holds: a control connection and the far ends of three pipes."""
 
     def __init__(self) -> None:
-        self.in_r, self.in_w = os.pipe()
-        self.out_r, self.out_w = os.pipe()
-        self.err_r, self.err_w = os.pipe()
+        super().__init__()
+        self.in_r, self.in_w = self.pipe()
+        self.out_r, self.out_w = self.pipe()
+        self.err_r, self.err_w = self.pipe()
         self.conn: control.Connection | None = None
-        self._open = {self.in_r, self.in_w, self.out_r, self.out_w, self.err_r, self.err_w}
 
     async def request(self, path: Path, message: dict[str, Any]) -> dict[str, Any]:
         """Send the exec request with the three fds (then let go of the monitor's ends)."""
@@ -477,14 +488,8 @@ class ExecCaller:
         assert fds == []
         return message
 
-    def close(self, fd: int) -> None:
-        if fd in self._open:
-            self._open.remove(fd)
-            os.close(fd)
-
     def close_all(self) -> None:
-        for fd in list(self._open):
-            self.close(fd)
+        super().close_all()
         if self.conn is not None:
             self.conn.close()
 

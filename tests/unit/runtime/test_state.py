@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from strongbox.runtime.state import (
     process_start_ticks,
 )
 from strongbox.status import CREATED, CREATING, PAUSED, RUNNING, STOPPED, ContainerStatus
+from tests.framework.procs import dead_process
 
 
 @pytest.fixture
@@ -45,16 +45,6 @@ def _record(container_id: str = "c1", **fields: object) -> ContainerState:
 def _write_raw(store: StateStore, container_id: str, text: str) -> None:
     store.dir(container_id).mkdir(parents=True, exist_ok=True)
     (store.dir(container_id) / "state.json").write_text(text)
-
-
-def _dead_process() -> tuple[int, int]:
-    """The pid and start ticks of a process that has exited (and been reaped)."""
-    proc = subprocess.Popen(["sleep", "30"])
-    ticks = process_start_ticks(proc.pid)
-    proc.kill()
-    proc.wait()
-    assert ticks is not None
-    return proc.pid, ticks
 
 
 # --- create / save / load ----------------------------------------------------------------
@@ -287,13 +277,13 @@ def test_process_identity_is_pid_and_start_time() -> None:
     assert not process_alive(me, ticks + 1)  # the pid was reused by another process
     assert not process_alive(me, None)
     assert not process_alive(0, ticks)
-    pid, dead_ticks = _dead_process()
+    pid, dead_ticks = dead_process()
     assert process_start_ticks(pid) is None or process_start_ticks(pid) != dead_ticks
     assert not process_alive(pid, dead_ticks)
 
 
 def test_effective_status_is_stopped_when_the_monitor_is_dead() -> None:
-    pid, ticks = _dead_process()
+    pid, ticks = dead_process()
     for status in (CREATED, RUNNING, PAUSED):
         record = _record(status=status, monitor_pid=pid, monitor_start=ticks)
         assert not record.monitor_alive
@@ -331,7 +321,7 @@ def test_oci_state_pid_is_zero_when_stopped_or_creating(status: ContainerStatus)
 
 
 def test_oci_state_of_a_record_whose_monitor_died() -> None:
-    pid, ticks = _dead_process()
+    pid, ticks = dead_process()
     record = _record(status=RUNNING, monitor_pid=pid, monitor_start=ticks)
     state = record.oci_state()
     assert state["status"] == "stopped" and state["pid"] == 0
