@@ -372,6 +372,19 @@ def test_sigkill_of_monitor_then_delete_force(rt: Runtime, when: str) -> None:
     assert str(rt.root) not in Path("/proc/self/mountinfo").read_text()
 
 
+def test_sigkill_of_qemu_under_the_monitor(rt: Runtime) -> None:
+    """The monitor notices its VM died: the container stopped (137), a plain delete cleans up."""
+    rt.create("qk", rt.bundle(["sleep", "600"])).check()
+    rt("start", "qk").check()
+    (qemu,) = qemu_pids(str(rt.root))
+    os.kill(qemu, signal.SIGKILL)
+    assert wait_until(lambda: rt.status("qk") == "stopped", 15)
+    rt("delete", "qk").check()
+    assert not (rt.root / "containers" / "qk").exists()
+    assert not list((rt.root / "vms").iterdir())
+    assert str(rt.root) not in Path("/proc/self/mountinfo").read_text()
+
+
 def test_sigkill_of_monitor_while_creating(rt: Runtime) -> None:
     rt.ids.append("mkc")
     argv = cli.strongbox_argv("--root", rt.root, "create", "--bundle", rt.bundle(), "mkc")

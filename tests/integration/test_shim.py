@@ -299,3 +299,34 @@ def test_oom_event(containerd: Containerd) -> None:
     topics = _collect_topics(containerd, "oom1", scenario, "/tasks/delete")
     assert "/tasks/oom" in topics
     assert topics.index("/tasks/oom") < topics.index("/tasks/exit")
+
+
+def test_sigkill_of_qemu_under_the_shim_then_delete(containerd: Containerd) -> None:
+    """The shim notices its VM died: every task of it exits, and delete cleans up."""
+    assert containerd.ctr("run", "-d", "--runtime", RUNTIME, IMAGE, "vmdeath", "sleep",
+                          "600").returncode == 0
+    bundle = containerd.base / "state" / "io.containerd.runtime.v2.task" / "sbtest" / "vmdeath"
+    address = (bundle / "address").read_text().removeprefix("unix://")
+    execd = subprocess.Popen(containerd.ctr_argv("task", "exec", "--exec-id", "x1", "vmdeath",
+                                                 "sleep", "600"), env=containerd.env)
+    try:
+        assert wait_until(lambda: "x1" in containerd.ctr("task", "ps", "vmdeath").stdout.decode()
+                          or len(qemu_pids(str(containerd.sbroot))) == 1, 30)
+        time.sleep(1)
+        (qemu,) = qemu_pids(str(containerd.sbroot))
+        os.kill(qemu, signal.SIGKILL)
+        assert _wait_status(containerd, "vmdeath", "STOPPED", timeout=15)
+        assert execd.wait(timeout=15) == 128 + signal.SIGKILL  # the exec's exit came too
+    finally:
+        if execd.poll() is None:
+            execd.kill()
+            execd.wait()
+    deleted = containerd.ctr("task", "delete", "vmdeath")
+    assert deleted.returncode == 0, deleted.stderr.decode()
+    removed = containerd.ctr("container", "delete", "vmdeath")
+    assert removed.returncode == 0, removed.stderr.decode()
+    vms = containerd.sbroot / "vms"
+    assert wait_until(lambda: not (vms.exists() and list(vms.iterdir())), 15)
+    assert wait_until(lambda: not Path(address).exists(), 15)
+    assert wait_until(lambda: not bundle.exists(), 15)
+    assert str(containerd.sbroot) not in Path("/proc/self/mountinfo").read_text()

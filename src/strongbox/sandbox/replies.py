@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from strongbox import status as sm
-from strongbox.errors import AgentRequestError, ContainerStateError, SandboxError
+from strongbox.errors import (
+    AgentRequestError,
+    ContainerStartError,
+    ContainerStateError,
+    SandboxError,
+)
 from strongbox.protocol import E_STATE
 
 #: Container statuses as the agent may report them (it never says "creating").
@@ -181,3 +186,10 @@ def stats_from_agent(data: Any) -> dict[str, Any]:
             elif not (value is None or isinstance(value, int)):
                 raise malformed(what, data)
     return data
+
+
+def start_error(exc: SandboxRequestError) -> ContainerStartError:
+    """A process the agent could not exec, with runc's exit code (127, 126, else 1)."""
+    cause = exc.__cause__
+    code = cause.data.get("exit_code") if isinstance(cause, AgentRequestError) else None
+    return ContainerStartError(str(exc), code if isinstance(code, int) else 1)

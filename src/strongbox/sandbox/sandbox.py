@@ -28,6 +28,7 @@ not be started raises :class:`ContainerStartError` with runc's exit code.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any
 
 from strongbox import status as sm
 from strongbox.config import Config
-from strongbox.errors import AgentRequestError, ContainerStartError, SandboxError
+from strongbox.errors import AgentError, AgentRequestError, SandboxError
 from strongbox.hypervisor import open_vmm
 from strongbox.oci.spec import validate_process, validate_resources
 from strongbox.protocol import E_CONTAINER, E_STATE, verbs
@@ -52,12 +53,15 @@ from strongbox.sandbox.replies import SandboxRequestError as SandboxRequestError
 from strongbox.sandbox.replies import (
     malformed,
     processes_from_agent,
+    start_error,
     state_error,
     stats_from_agent,
 )
 from strongbox.sandbox.vm import GuestVM
 
 log = logging.getLogger("strongbox.sandbox")
+#: Seconds a broken agent channel waits for the VMM's exit before it counts as a fault.
+VM_EXIT_GRACE = 2.0
 
 
 @dataclass
@@ -110,6 +114,7 @@ class Sandbox:
                                  state_dir=self.state_dir, memory_mib=memory, vcpus=vcpus,
                                  shares=[] if plan.rootfs_mounts else plan.shares,
                                  netns=plan.netns, timeout=timeout)
+        self.booted.vm.watch(self._vm_exited)
         try:
             return await self._create(request, plan, exported=not plan.rootfs_mounts)
         except BaseException:
@@ -172,10 +177,18 @@ class Sandbox:
                                   plan.rootfs_mounts, plan.shares)
 
     def _unexport(self, container_id: str) -> None:
-        vm = self.vm
-        if vm is None or vm.vmm.returncode is not None or self.booted is None:
-            return  # no VM, no namespace, nothing mounted any more
-        vmmounts.unexport_container(self.vmm_pid, self.export, container_id)
+        if self._vm_alive():  # else: no VM, no namespace, nothing mounted any more
+            vmmounts.unexport_container(self.vmm_pid, self.export, container_id)
+
+    def _vm_alive(self) -> bool:
+        return self.vm is not None and self.vm.alive
+
+    def _vm_exited(self, status: int) -> None:
+        """The VMM died under us: every container in it has stopped (:meth:`GuestVM.watch`)."""
+        log.warning("sandbox %s: the VM exited (status %d); its containers stopped", self.id,
+                    status)
+        for hosted in self.containers.values():
+            hosted.status = sm.STOPPED
 
     # --- talking to the agent ---------------------------------------------------------------
     def _vm(self) -> GuestVM:
@@ -232,9 +245,7 @@ class Sandbox:
             if exc.code != E_CONTAINER:
                 raise
             hosted.status = sm.STOPPED
-            cause = exc.__cause__
-            code = cause.data.get("exit_code") if isinstance(cause, AgentRequestError) else None
-            raise ContainerStartError(str(exc), code if isinstance(code, int) else 1) from exc
+            raise start_error(exc) from exc
         hosted.status = sm.require(hosted.status, sm.START, container_id)
 
     async def container_status(self, container_id: str) -> ContainerState:
@@ -304,7 +315,8 @@ class Sandbox:
         """
         self._require(container_id, sm.DESTROY if force else sm.DELETE)
         try:
-            await self._call(verbs.REMOVE_CONTAINER, container_id, {"id": container_id})
+            if self._vm_alive():  # a dead VM's containers went with it
+                await self._call(verbs.REMOVE_CONTAINER, container_id, {"id": container_id})
         finally:
             self.containers.pop(container_id, None)
             self._unexport(container_id)
@@ -331,9 +343,7 @@ class Sandbox:
             self._close_stdio(io)
             if exc.code != E_CONTAINER:
                 raise
-            cause = exc.__cause__
-            code = cause.data.get("exit_code") if isinstance(cause, AgentRequestError) else None
-            raise ContainerStartError(str(exc), code if isinstance(code, int) else 1) from exc
+            raise start_error(exc) from exc
         except BaseException:
             self._close_stdio(io)
             raise
@@ -341,11 +351,16 @@ class Sandbox:
 
     async def wait_process(self, container_id: str, exec_id: str = "") -> ExitStatus:
         """How the process ended (waits as long as it runs). The init's end stops the
-        container, also when the VM died under us (then an error is raised)."""
+        container. When the VM dies under it, every process in it ended as if by SIGKILL."""
         try:
             data = await self._call(verbs.WAIT_PROCESS, container_id,
                                     {"id": container_id, "exec_id": exec_id}, timeout=FOREVER)
             return ExitStatus.from_agent(data)
+        except AgentError:  # the channel broke: usually because the VMM is dying
+            vm = self.vm
+            if vm is not None and await vm.vmm.wait_exit(VM_EXIT_GRACE):
+                return ExitStatus(128 + signal.SIGKILL, signal.SIGKILL)
+            raise
         finally:
             hosted = self.containers.get(container_id)
             if not exec_id and hosted is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from strongbox.errors import AgentBroken, AgentError, AgentTimeout, HypervisorError
@@ -32,6 +33,13 @@ class GuestVM:
         self.request_timeout = request_timeout
         self.agent: AgentClient | None = None
         self.ready_at = 0.0
+        self._watcher: asyncio.Task[None] | None = None
+        self._destroying = False
+
+    @property
+    def alive(self) -> bool:
+        """False once the VMM has exited (and its status has been collected)."""
+        return self.vmm.returncode is None
 
     @property
     def launched_at(self) -> float:
@@ -68,6 +76,24 @@ class GuestVM:
             raise type(error)(f"{error}{self._console_hint()}") from None
         raise error
 
+    def watch(self, on_exit: Callable[[int], None]) -> None:
+        """Call ``on_exit(status)`` as soon as the VMM exits, unless :meth:`destroy` ran.
+
+        The one watcher of VM death for both front doors: a VMM killed under
+        its owner (SIGKILL, an OOM kill, a guest crash) is collected at once,
+        so nothing later mistakes it for a live VM (entering its namespace,
+        asking its agent), and every pending agent request fails now.
+        """
+        async def watcher() -> None:
+            status = await self.vmm.wait()
+            if self._destroying:
+                return
+            on_exit(status)
+            if self.agent is not None:
+                await self.agent.close()
+
+        self._watcher = asyncio.create_task(watcher())
+
     def _console_hint(self) -> str:
         """The most telling recent console line: a panic or error if there is one."""
         tail = self.vmm.console_tail(20)
@@ -95,8 +121,13 @@ class GuestVM:
 
     async def destroy(self) -> None:
         """Make sure nothing of this VM keeps running; release host handles."""
+        self._destroying = True
         if self.agent is not None:
             await self.agent.close()
         self.vmm.kill()
         await self.vmm.wait()
         await self.vmm.close()
+        if self._watcher is not None:
+            if not self._watcher.done():
+                self._watcher.cancel()
+            self._watcher = None

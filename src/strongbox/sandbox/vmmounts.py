@@ -30,7 +30,10 @@ log = logging.getLogger("strongbox.sandbox")
 
 def _in_namespace(pid: int, what: str, work: Callable[[], None]) -> None:
     """Run ``work`` in a child that joined ``pid``'s mount namespace."""
-    ns_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ns_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise SandboxError(f"{what}: the VMM (pid {pid}) is gone") from None
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
         child = os.fork()
