@@ -42,12 +42,12 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
 def raw_argv(kernel: Path, initrd: Path, run_dir: Path) -> list[str]:
-    """strongbox's QEMU command line, minus QMP and the agent channel."""
+    """strongbox's QEMU command line, minus QMP and the agent channel; the console to a file."""
     qemu = Config().hypervisor.qemu
     spec = VMSpec(name="raw", kernel=kernel, initrd=initrd, memory_mib=qemu.default_memory,
                   vcpus=1, run_dir=run_dir)
     argv = build_argv(qemu.path, spec, choose(qemu.accelerator), qmp_fd=0, agent_fd=0,
-                      tcg_tb_size_mib=qemu.tcg_tb_size)
+                      console_fd=0, tcg_tb_size_mib=qemu.tcg_tb_size)
     out: list[str] = []
     skip = 0
     for i, arg in enumerate(argv):
@@ -62,6 +62,10 @@ def raw_argv(kernel: Path, initrd: Path, run_dir: Path) -> list[str]:
             continue
         if arg == "-chardev" and nxt.startswith("socket,id=agent"):
             out += ["-chardev", "null,id=agent"]
+            skip = 1
+            continue
+        if arg == "-chardev" and nxt.startswith("socket,id=console"):
+            out += ["-chardev", f"file,id=console,path={spec.console_log}"]
             skip = 1
             continue
         out.append(arg)

@@ -60,14 +60,17 @@ class QemuConfig:
     tcg_tb_size: int = 64
     #: Full kernel log on the guest console instead of ``quiet``.
     enable_debug: bool = False
-    #: Confine QEMU: chroot, namespaces, own uid, seccomp, cgroup (hypervisor/jailer).
-    jailer: bool = False
+    #: Confine QEMU: chroot, namespaces, own uid, cgroup (hypervisor/jailer). On by
+    #: default; QEMU's own seccomp filter is on either way.
+    jailer: bool = True
     #: Jailed QEMUs run as uid (= gid) jailer_uid_base + hash(sandbox id) mod 65536.
     jailer_uid_base: int = 100000
     #: Tasks (processes and threads) a jailed QEMU may have.
     jailer_pids_max: int = 128
     #: MiB a jailed QEMU may use beyond guest RAM (QEMU itself, TCG translation cache).
     jailer_memory_overhead: int = 384
+    #: KiB each of a VM's console.log and qemu.log may hold (the head and the latest tail).
+    console_log_size: int = 1024
 
     def validate(self) -> None:
         _choice("hypervisor.qemu.accelerator", self.accelerator, ACCELERATORS)
@@ -79,6 +82,7 @@ class QemuConfig:
         _at_least("hypervisor.qemu.default_memory", self.default_memory, 64)
         _at_least("hypervisor.qemu.memory_margin", self.memory_margin, 16)
         _at_least("hypervisor.qemu.tcg_tb_size", self.tcg_tb_size, 8)
+        _at_least("hypervisor.qemu.console_log_size", self.console_log_size, 16)
         if self.machine_type != "microvm":
             raise ConfigError(
                 f"hypervisor.qemu.machine_type: expected 'microvm', got {self.machine_type!r}"

@@ -49,7 +49,7 @@ log = logging.getLogger("strongbox.factory")
 
 DEFAULT_PATH = Path("/dev/shm/strongbox/template")
 #: Bump when what a template contains changes in a way clones would notice.
-RECIPE = "template-2"
+RECIPE = "template-3"
 _warned: set[str] = set()
 
 

@@ -6,20 +6,19 @@ A jailed QEMU runs
 
 * chrooted in ``<run dir>/jail``, which holds only what it needs, each
   host path at its own absolute path (:mod:`.layout`), read-only except the
-  9p export, the console log and the writable paths it was given;
+  9p export and the writable paths it was given;
 * in new mount, pid, ipc and uts namespaces, as PID 1 of its pid namespace,
   under a small *waiter* process that mirrors its exit status;
 * as a per-sandbox uid/gid with only the capabilities 9p passthrough needs,
   as ambient capabilities, and only /dev/kvm's group (:mod:`.identity`);
-* under its own seccomp filter (``-sandbox``, which also forbids spawning:
-  nothing may use ``exec:`` migration URIs; use ``fd:``);
+* under QEMU's own seccomp filter, which the driver turns on for every
+  VMM, jailed or not (:data:`strongbox.hypervisor.qemu.cmdline.SECCOMP`);
 * in a cgroup capping its memory and tasks (:mod:`.cgroups`);
 * with no descriptor but those it is given, and an empty environment.
 
 Use (the driver does, :mod:`strongbox.hypervisor.qemu.driver`)::
 
     jail = Jail.prepare(run_dir, sandbox_id, memory_mib=..., expose=[...], kvm=...)
-    argv += jail.qemu_args()
     spawn(argv, env=jail.env, preexec_fn=...jail.child_setup...)   # after the caller's setup
     qemu_pid = jail.vmm_pid(spawned.pid)      # the real QEMU, for setns and signals
     ...                                         # once the spawned waiter is reaped:
@@ -48,9 +47,6 @@ from strongbox.hypervisor.jailer.identity import (
 )
 from strongbox.hypervisor.jailer.layout import Bind, plan
 
-#: QEMU's seccomp filter: no obsolete syscalls, no set*id, no fork/exec, no
-#: scheduler or resource-limit changes.
-SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 KVM_DEVICE = "/dev/kvm"
 #: What QEMU itself needs besides the paths on its command line (those that exist).
 RUNTIME_PATHS = (
@@ -96,7 +92,7 @@ class Jail:
         ``expose`` lists the host paths on QEMU's command line as (path,
         writable); they appear in the jail at the same paths. A writable
         path that does not exist yet is created as an empty file owned by
-        the jail's uid (a console log, a memory file QEMU will size).
+        the jail's uid (a memory file QEMU will size).
         """
         policy = policy or JailPolicy()
         kvm_device = KVM_DEVICE if kvm else None
@@ -130,10 +126,6 @@ class Jail:
         confine.enter(self.root, self.binds, self.cgroup, self.identity, self._drop)
 
     @staticmethod
-    def qemu_args() -> list[str]:
-        return ["-sandbox", SANDBOX]
-
-    @staticmethod
     def vmm_pid(spawned_pid: int) -> int:
         """The real QEMU: the only child of the waiter the driver spawned."""
         try:
@@ -158,4 +150,4 @@ def _create_owned(path: str, identity: Identity) -> None:
         os.close(fd)
 
 
-__all__ = ["SANDBOX", "Jail", "JailPolicy", "remove_leftovers"]
+__all__ = ["Jail", "JailPolicy", "remove_leftovers"]

@@ -4,8 +4,8 @@ Only what a sandbox needs: no default devices, no user config, no firmware
 tables. The machine has no PCI and no ACPI; every device is virtio-mmio,
 which QEMU announces on the kernel command line itself. (It keeps its RTC:
 without one the guest kernel spends a full second polling for it at boot.) Guest channels
-(QMP, the agent port) are sockets QEMU inherits as file descriptors, so no
-socket path exists anywhere on the host file system.
+(QMP, the agent port, the console) are sockets QEMU inherits as file
+descriptors, so no socket path exists anywhere on the host file system.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ BASE_KERNEL_PARAMS = (
     "no_timer_check",
     "rcupdate.rcu_expedited=1",  # boot waits on several RCU grace periods
 )
+#: QEMU's own seccomp filter, always on: no obsolete system calls, no set*id, no
+#: fork/exec (so no ``exec:`` migration URI: templates use ``fd:``), no scheduler or
+#: resource-limit changes. The jailer adds its chroot, namespaces, uid and cgroup.
+SECCOMP = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 #: Only under emulation: calibrating the local APIC timer busy-waits 100 ms
 #: of real time; the PIT (emulated cheaply by QEMU) drives the tick instead.
 TCG_KERNEL_PARAMS = ("noapictimer",)
@@ -37,7 +41,7 @@ def kernel_command_line(spec: VMSpec, accel: Accelerator | None = None) -> str:
 
 
 def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agent_fd: int,
-               tcg_tb_size_mib: int = 64) -> list[str]:
+               console_fd: int, tcg_tb_size_mib: int = 64) -> list[str]:
     """The full QEMU command line for ``spec``."""
     if accel.name == "kvm":
         accel_args = ["-accel", "kvm", "-cpu", "host"]
@@ -63,6 +67,7 @@ def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agen
         qemu,
         "-name", f"strongbox-{spec.name},debug-threads=on",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-sandbox", SECCOMP,
         "-S",  # the driver issues `cont` once QMP is up: boot time is measured from there
         "-machine", machine,
         *memory,
@@ -77,7 +82,7 @@ def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agen
         "-object", "rng-random,id=rng0,filename=/dev/urandom",
         "-device", "virtio-rng-device,rng=rng0",
         "-device", "virtio-serial-device,max_ports=2",
-        "-chardev", f"file,id=console,path={spec.console_log}",
+        "-chardev", f"socket,id=console,fd={console_fd}",
         "-device", "virtconsole,chardev=console",
         "-chardev", f"socket,id=agent,fd={agent_fd}",
         "-device", f"virtserialport,chardev=agent,name={spec.agent_port}",

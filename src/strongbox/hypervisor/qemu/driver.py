@@ -7,8 +7,12 @@ Lifetime rules:
   process that launched it dies, even by SIGKILL, the kernel kills QEMU.
 * Its pid is written to the run directory so that a later cleanup can find
   it (see :mod:`strongbox.sandbox.rundir`).
-* QMP and the agent channel are socketpairs: QEMU inherits one end of each,
-  so there are no socket files to leak and no path-length limits.
+* QMP, the agent channel and the console are socketpairs: QEMU inherits one
+  end of each, so there are no socket files to leak and no path-length limits.
+* QEMU writes no file the guest can grow: the console and QEMU's stderr go
+  through :class:`~strongbox.hypervisor.cappedlog.Recorder` threads into
+  ``console.log`` and ``qemu.log``, each capped at ``log_cap`` bytes.
+* QEMU's own seccomp filter is always on (:data:`~.cmdline.SECCOMP`).
 * With a jail (:mod:`strongbox.hypervisor.jailer`) the spawned process is
   the jail's waiter and QEMU its child: ``pid`` is what we wait for and
   kill, ``vmm_pid`` the real QEMU (for setns, the pid file, containerd).
@@ -25,9 +29,11 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 from strongbox.errors import HypervisorError, HypervisorNotFound
 from strongbox.hypervisor.base import Accelerator, ChildSetup, VMSpec
+from strongbox.hypervisor.cappedlog import Recorder
 from strongbox.hypervisor.jailer import Jail, JailPolicy
 from strongbox.hypervisor.qemu import migration
 from strongbox.hypervisor.qemu.cmdline import build_argv
@@ -70,7 +76,7 @@ class QemuVM:
 
     def __init__(self, spec: VMSpec, accel: Accelerator, qemu: str = "qemu-system-x86_64",
                  tcg_tb_size_mib: int = 64, child_setup: ChildSetup | None = None,
-                 jail: JailPolicy | None = None) -> None:
+                 jail: JailPolicy | None = None, log_cap: int = 1 << 20) -> None:
         self.spec = spec
         self.child_setup = child_setup
         self.jail_policy = jail
@@ -87,6 +93,9 @@ class QemuVM:
         self.qmp_ready_at = 0.0
         self.running_at = 0.0
         self.returncode: int | None = None
+        #: Bytes each of console.log and qemu.log may hold.
+        self.log_cap = log_cap
+        self._recorders: list[Recorder] = []
 
     @property
     def pid(self) -> int:
@@ -104,8 +113,12 @@ class QemuVM:
                 raise HypervisorError(f"guest {what} {path}: no such file")
         qmp_host, qmp_guest = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         agent_host, agent_guest = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        console_host, console_guest = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._recorders.append(Recorder(console_host.detach(), self.spec.console_log,
+                                        self.log_cap))
         argv = build_argv(binary, self.spec, self.accel, qmp_fd=qmp_guest.fileno(),
-                          agent_fd=agent_guest.fileno(), tcg_tb_size_mib=self.tcg_tb_size_mib)
+                          agent_fd=agent_guest.fileno(), console_fd=console_guest.fileno(),
+                          tcg_tb_size_mib=self.tcg_tb_size_mib)
         setup, env = self.child_setup, None
         if self.jail_policy is not None:
             try:
@@ -114,38 +127,39 @@ class QemuVM:
                                          expose=self._jail_paths(binary),
                                          kvm=self.accel.name == "kvm", policy=self.jail_policy)
             except HypervisorError:
-                qmp_host.close()
-                qmp_guest.close()
-                agent_host.close()
-                agent_guest.close()
+                for sock in (qmp_host, qmp_guest, agent_host, agent_guest, console_guest):
+                    sock.close()
+                self._stop_recorders()
                 raise
-            argv += self.jail.qemu_args()
             setup = functools.partial(_in_order, self.child_setup, self.jail.child_setup)
             env = self.jail.env
         error_r, error_w = os.pipe2(os.O_CLOEXEC)
+        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        self._recorders.append(Recorder(stderr_r, Path(self.qemu_log), self.log_cap))
         try:
-            with open(self.qemu_log, "wb") as stderr:
-                self.launched_at = time.monotonic()
-                self.process = await asyncio.create_subprocess_exec(
-                    *argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                    pass_fds=(qmp_guest.fileno(), agent_guest.fileno(),
-                              *self._extra_fds()),
-                    preexec_fn=functools.partial(_prepare_child, os.getpid(), setup, error_w),
-                    start_new_session=True, env=env,
-                )
+            self.launched_at = time.monotonic()
+            self.process = await asyncio.create_subprocess_exec(
+                *argv, stdin=subprocess.DEVNULL, stdout=stderr_w, stderr=stderr_w,
+                pass_fds=(qmp_guest.fileno(), agent_guest.fileno(), console_guest.fileno(),
+                          *self._extra_fds()),
+                preexec_fn=functools.partial(_prepare_child, os.getpid(), setup, error_w),
+                start_new_session=True, env=env,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(error_w)
             error_w = -1
             detail = os.read(error_r, 1000).decode(errors="replace")
             qmp_host.close()
             agent_host.close()
+            self._stop_recorders()
             if self.jail is not None:
                 self.jail.cleanup()
             reason = detail or getattr(exc, "strerror", None) or str(exc)
             raise HypervisorError(f"cannot start QEMU: {reason}") from exc
         finally:
-            qmp_guest.close()
-            agent_guest.close()
+            for sock in (qmp_guest, agent_guest, console_guest):
+                sock.close()
+            os.close(stderr_w)
             os.close(error_r)
             if error_w >= 0:
                 os.close(error_w)
@@ -171,8 +185,7 @@ class QemuVM:
     def _jail_paths(self, binary: str) -> list[tuple[str, bool]]:
         """The host paths on QEMU's command line, for the jail: (path, writable)."""
         spec = self.spec
-        paths = [(binary, False), (str(spec.kernel), False), (str(spec.initrd), False),
-                 (str(spec.console_log), True)]
+        paths = [(binary, False), (str(spec.kernel), False), (str(spec.initrd), False)]
         if spec.share_dir is not None:
             paths.append((str(spec.share_dir), True))
         if spec.memory_file is not None:
@@ -205,8 +218,16 @@ class QemuVM:
         self.kill()
         await self.wait()
 
+    def _stop_recorders(self) -> None:
+        for recorder in self._recorders:
+            recorder.stop()
+        self._recorders.clear()
+
     def failure_reason(self) -> str:
         """QEMU's last complaint, for error messages."""
+        if self.returncode is not None:
+            for recorder in self._recorders:
+                recorder.join(1.0)  # QEMU is gone: what it said is on its way to the file
         try:
             with open(self.qemu_log, "rb") as f:
                 lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines()]
@@ -270,3 +291,6 @@ class QemuVM:
         if self.agent_socket is not None:
             self.agent_socket.close()
             self.agent_socket = None
+        for recorder in self._recorders:
+            recorder.join(1.0)  # the last words of a VMM that just exited
+        self._stop_recorders()

@@ -4,8 +4,8 @@ It reads the configuration section once and answers the
 :class:`~strongbox.hypervisor.base.VMM` questions: how big a guest is by
 default, which accelerator guests run on, which kernel and initrd they boot
 and with which command line, what a VM template depends on, and how to make
-a :class:`~strongbox.hypervisor.qemu.driver.QemuVM` (jailed when
-``jailer = true``).
+a :class:`~strongbox.hypervisor.qemu.driver.QemuVM` (jailed unless
+``jailer = false``).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class QemuVMM:
         jail = JailPolicy(uid_base=qemu.jailer_uid_base, pids_max=qemu.jailer_pids_max,
                           memory_overhead_mib=qemu.jailer_memory_overhead) if qemu.jailer else None
         return QemuVM(spec, self.accelerator(), qemu.path, qemu.tcg_tb_size, child_setup,
-                      jail=jail)
+                      jail=jail, log_cap=qemu.console_log_size * 1024)
 
     def identity(self, memory_mib: int, vcpus: int) -> dict[str, Any]:
         kernel, initrd = self.boot_assets()

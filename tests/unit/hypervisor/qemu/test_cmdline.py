@@ -6,7 +6,7 @@ from pathlib import Path
 
 from strongbox.hypervisor.base import VMSpec
 from strongbox.hypervisor.qemu.accel import Accelerator
-from strongbox.hypervisor.qemu.cmdline import build_argv, kernel_command_line
+from strongbox.hypervisor.qemu.cmdline import SECCOMP, build_argv, kernel_command_line
 
 SPEC = VMSpec(name="t1", kernel=Path("/k"), initrd=Path("/i"), memory_mib=300, vcpus=2,
               run_dir=Path("/run/x"), kernel_params=("foo=bar",))
@@ -19,7 +19,8 @@ def _opt(argv: list[str], flag: str) -> list[str]:
 
 
 def test_microvm_essentials() -> None:
-    argv = build_argv("/usr/bin/qemu", SPEC, TCG, qmp_fd=7, agent_fd=8, tcg_tb_size_mib=32)
+    argv = build_argv("/usr/bin/qemu", SPEC, TCG, qmp_fd=7, agent_fd=8, console_fd=9,
+                      tcg_tb_size_mib=32)
     assert argv[0] == "/usr/bin/qemu"
     for flag in ("-nodefaults", "-no-user-config", "-no-reboot"):
         assert flag in argv
@@ -32,11 +33,22 @@ def test_microvm_essentials() -> None:
     assert "virtserialport,chardev=agent,name=strongbox.agent" in devices
     chardevs = _opt(argv, "-chardev")
     assert "socket,id=qmp,fd=7" in chardevs and "socket,id=agent,fd=8" in chardevs
-    assert "file,id=console,path=/run/x/console.log" in chardevs
+    # QEMU writes no host file the guest can grow: the console is a socket we read.
+    assert "socket,id=console,fd=9" in chardevs
+    assert not [c for c in chardevs if c.startswith("file,")]
+
+
+def test_seccomp_filter_is_always_on() -> None:
+    for accel in (TCG, KVM):
+        argv = build_argv("qemu", SPEC, accel, qmp_fd=3, agent_fd=4, console_fd=5)
+        assert _opt(argv, "-sandbox") == [SECCOMP]
+    for option in ("on", "obsolete=deny", "elevateprivileges=deny", "spawn=deny",
+                   "resourcecontrol=deny"):
+        assert option in SECCOMP.split(",")
 
 
 def test_kvm_uses_host_cpu() -> None:
-    argv = build_argv("qemu", SPEC, KVM, qmp_fd=3, agent_fd=4)
+    argv = build_argv("qemu", SPEC, KVM, qmp_fd=3, agent_fd=4, console_fd=5)
     assert _opt(argv, "-accel") == ["kvm"] and _opt(argv, "-cpu") == ["host"]
     assert "noapictimer" not in kernel_command_line(SPEC, KVM)
 
