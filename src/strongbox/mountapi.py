@@ -29,6 +29,7 @@ AT_RECURSIVE = 0x8000
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
@@ -60,21 +61,30 @@ def set_tree_flags(path: str, flags: int) -> None:
     _setattr(AT_FDCWD, path.encode(), AT_SYMLINK_NOFOLLOW, flags, path)
 
 
-def clone_tree(path: str, flags: int = 0) -> int:
-    """A detached recursive copy of the mounts at ``path`` carrying MOUNT_ATTR_* ``flags``."""
-    fd = _check(_libc.syscall(SYS_OPEN_TREE, AT_FDCWD, path.encode(),
-                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE),
-                "open_tree", path)
+def set_tree_flags_at(fd: int, flags: int, shown: str = "") -> None:
+    """:func:`set_tree_flags` on the mount whose root ``fd`` (an ``O_PATH`` descriptor) is."""
+    _setattr(fd, b"", AT_EMPTY_PATH, flags, shown)
+
+
+def clone_tree_at(fd: int, flags: int = 0, shown: str = "") -> int:
+    """A detached recursive copy of the mounts at ``fd`` (an ``O_PATH`` descriptor),
+    carrying MOUNT_ATTR_* ``flags``.
+
+    The path was resolved once, when ``fd`` was opened (:mod:`strongbox.hostpath`):
+    nothing renamed or swapped since can change what gets mounted.
+    """
+    tree = _check(_libc.syscall(SYS_OPEN_TREE, fd, b"", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
+                                | AT_RECURSIVE | AT_EMPTY_PATH), "open_tree", shown)
     if flags:
         try:
-            _setattr(fd, b"", AT_EMPTY_PATH, flags, path)
+            _setattr(tree, b"", AT_EMPTY_PATH, flags, shown)
         except OSError:
-            os.close(fd)
+            os.close(tree)
             raise
-    return int(fd)
+    return int(tree)
 
 
-def attach_tree(fd: int, target: str) -> None:
-    """Attach a detached tree at ``target`` (in the caller's mount namespace)."""
-    _check(_libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, target.encode(),
-                         MOVE_MOUNT_F_EMPTY_PATH), "move_mount", target)
+def attach_tree_at(fd: int, target_fd: int, shown: str = "") -> None:
+    """Attach a detached tree on the mount point ``target_fd`` (an ``O_PATH`` descriptor)."""
+    _check(_libc.syscall(SYS_MOVE_MOUNT, fd, b"", target_fd, b"",
+                         MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), "move_mount", shown)

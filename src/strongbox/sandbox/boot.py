@@ -24,7 +24,13 @@ from strongbox.protocol import verbs
 from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.netns import join_netns
 from strongbox.sandbox.rundir import RunDir
-from strongbox.sandbox.shares import SHARE_TAG, Share, bind_in_new_namespace, prepare_targets
+from strongbox.sandbox.shares import (
+    SHARE_TAG,
+    Share,
+    bind_in_new_namespace,
+    open_share,
+    prepare_targets,
+)
 from strongbox.sandbox.vm import GuestVM
 
 log = logging.getLogger("strongbox.sandbox")
@@ -44,11 +50,11 @@ class Booted:
         return self.run_dir.path / "shared"
 
 
-def _vmm_child_setup(export: Path, shares: list[Share], netns: str | None) -> None:
+def _vmm_child_setup(export: Path, trees: list[tuple[int, str]], netns: str | None) -> None:
     """Runs in the VMM's process before exec: its network and mount namespaces."""
     if netns:
         join_netns(netns)
-    bind_in_new_namespace(export, shares)
+    bind_in_new_namespace(export, trees)
 
 
 async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Path,
@@ -62,17 +68,20 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     run_dir = RunDir.create(root, name)
     vm: GuestVM | None = None
     state_fd = None
+    trees: list[tuple[int, str]] = []  # each share resolved once, before the fork
     try:
         export = run_dir.path / "shared"
         export.mkdir()
         prepare_targets(export, shares)
+        for share in shares:
+            trees.append((open_share(share), share.target))
         devices: dict[str, object] = {"share_dir": export, "share_tag": SHARE_TAG}
         if template is not None:
             state_fd = os.open(template.state_file, os.O_RDONLY | os.O_CLOEXEC)
             devices.update(memory_file=template.memory_file, state_fd=state_fd, incoming=True)
         spec = vmm.vm_spec(name=name, run_dir=run_dir.path, memory_mib=memory_mib, vcpus=vcpus,
                            **devices)
-        vm = GuestVM(vmm.new_vm(spec, functools.partial(_vmm_child_setup, export, shares,
+        vm = GuestVM(vmm.new_vm(spec, functools.partial(_vmm_child_setup, export, trees,
                                                          netns)),
                      request_timeout=config.agent.request_timeout)
         await vm.boot(timeout or config.agent.dial_timeout)
@@ -89,6 +98,8 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     finally:
         if state_fd is not None:
             os.close(state_fd)
+        for tree, _ in trees:
+            os.close(tree)
     log.debug("sandbox %s: %s in %.3fs (%d MiB, %d vCPU, %s)", name,
               "cloned" if template is not None else "booted", time.monotonic() - started,
               memory_mib, vcpus, vmm.accelerator().name)

@@ -11,6 +11,13 @@ Layout inside the export (the agent relies on it)::
 
     <container id>/rootfs        the bundle's root filesystem
     <container id>/mounts/<n>    the source of spec mount number n
+
+Every source is resolved once into a descriptor and mounted from it
+(:mod:`strongbox.hostpath`): the rootfs with no symlink anywhere in its
+path (runc's rule), a bind source following ordinary symlinks but no
+``/proc`` magic links. Mount points are made and found beneath the export
+with no symlink followed: the guest can write there through 9p, and a
+symlink it planted must not send a mount, or a new directory, anywhere else.
 """
 
 from __future__ import annotations
@@ -21,32 +28,42 @@ from typing import Any
 
 from strongbox.container._syscalls import (
     CLONE_NEWNS,
-    MS_BIND,
     MS_REC,
     MS_SLAVE,
     mount,
     unshare,
 )
 from strongbox.errors import SandboxError
+from strongbox.hostpath import is_symlink_error, make_beneath, open_beneath, open_exact, open_source
 from strongbox.mountapi import (
     MOUNT_ATTR_NODEV,
     MOUNT_ATTR_NOSUID,
     MOUNT_ATTR_RDONLY,
-    set_tree_flags,
+    attach_tree_at,
+    clone_tree_at,
 )
+from strongbox.oci.errors import SpecError
 
 SHARE_TAG = "sbshare"
 
 
 class Share:
-    """One host path bound at ``target`` (relative to the export)."""
+    """One host path bound at ``target`` (relative to the export).
 
-    __slots__ = ("readonly", "source", "target")
+    ``field`` is where the spec names the source (``root.path``,
+    ``mounts[3].source``), for errors; ``exact`` refuses any symlink on the
+    source's path (the rootfs), else ordinary symlinks are followed.
+    """
 
-    def __init__(self, source: str, target: str, readonly: bool) -> None:
+    __slots__ = ("exact", "field", "readonly", "source", "target")
+
+    def __init__(self, source: str, target: str, readonly: bool, *, field: str = "",
+                 exact: bool = False) -> None:
         self.source = source
         self.target = target
         self.readonly = readonly
+        self.field = field or target
+        self.exact = exact
 
     def __repr__(self) -> str:
         return f"Share({self.source!r} -> {self.target!r}{', ro' if self.readonly else ''})"
@@ -71,35 +88,67 @@ def bind_shares(container_id: str, spec: dict[str, Any]) -> tuple[list[Share], d
         if not os.path.exists(source):
             raise SandboxError(f"mounts[{index}].source: {source}: no such file or directory")
         target = f"{container_id}/mounts/{index}"
-        shares.append(Share(source, target, readonly="ro" in (entry.get("options") or [])))
+        shares.append(Share(source, target, readonly="ro" in (entry.get("options") or []),
+                            field=f"mounts[{index}].source"))
         mounts[str(index)] = target
     return shares, mounts
 
 
 def prepare_targets(export: Path, shares: list[Share]) -> None:
-    """Create the (empty) mount points in the host's view of the export."""
+    """Create the (empty) mount points in the host's view of the export, beneath it."""
     for share in shares:
-        target = export / share.target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if os.path.isdir(share.source):
-            target.mkdir(exist_ok=True)
-        else:
-            target.touch(exist_ok=True)
+        try:
+            make_beneath(str(export), share.target, directory=os.path.isdir(share.source))
+        except OSError as exc:
+            raise SandboxError(f"{share.field}: cannot make its mount point {share.target} "
+                               f"in the VM's export: {exc.strerror}") from exc
 
 
-def bind_in_new_namespace(export: Path, shares: list[Share]) -> None:
-    """Runs in QEMU's process before exec: private namespace, then the binds.
+def open_share(share: Share) -> int:
+    """The share's source as a detached mount tree with its flags, resolved once.
 
-    The namespace is a slave of the host's, so host mounts made later (a
-    volume mounted by the caller) still show, while ours never propagate
-    back.
+    A rootfs that is or passes a symlink is refused with runc's reason.
+    """
+    try:
+        source = open_exact(share.source) if share.exact else open_source(share.source)
+    except OSError as exc:
+        if share.exact and is_symlink_error(exc):
+            raise SpecError(share.field, "a real directory (runc: invalid rootfs: not an "
+                            "absolute path, or a symlink)", f"{share.source!r}") from None
+        if is_symlink_error(exc):
+            raise SpecError(share.field, "a host path that does not pass through /proc's "
+                            "magic links", f"{share.source!r}") from None
+        raise SandboxError(f"{share.field}: {share.source}: {exc.strerror}") from None
+    try:
+        return clone_tree_at(source, share_flags(share), share.source)
+    except OSError as exc:
+        raise SandboxError(f"{share.field}: cannot share {share.source}: {exc.strerror}") \
+            from None
+    finally:
+        os.close(source)
+
+
+def attach_beneath(export: Path, tree: int, target: str) -> None:
+    """Attach a tree from :func:`open_share` on its mount point, found with no symlink."""
+    point = open_beneath(str(export), target)
+    try:
+        attach_tree_at(tree, point, target)
+    finally:
+        os.close(point)
+
+
+def bind_in_new_namespace(export: Path, trees: list[tuple[int, str]]) -> None:
+    """Runs in QEMU's process before exec: private namespace, then the shares.
+
+    ``trees`` are (tree, target) pairs from :func:`open_share`, cloned in
+    the host's namespace before the fork. The namespace is a slave of the
+    host's, so host mounts made later (a volume mounted by the caller) still
+    show, while ours never propagate back.
     """
     unshare(CLONE_NEWNS)
     mount("none", "/", None, MS_REC | MS_SLAVE)
-    for share in shares:
-        target = str(export / share.target)
-        mount(share.source, target, None, MS_BIND | MS_REC)
-        set_tree_flags(target, share_flags(share))
+    for tree, target in trees:
+        attach_beneath(export, tree, target)
 
 
 #: What every share carries, read-only or not (see :func:`share_flags`).

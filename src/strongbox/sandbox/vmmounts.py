@@ -21,10 +21,18 @@ from typing import Any
 from strongbox.container._syscalls import CLONE_NEWNS, MS_BIND, MS_REC, mount, setns, umount
 from strongbox.container.mountopts import MountOptions
 from strongbox.errors import SandboxError, StrongboxError
-from strongbox.mountapi import attach_tree, clone_tree, set_tree_flags
-from strongbox.sandbox.shares import SHARE_FLAGS, Share, prepare_targets, share_flags
+from strongbox.hostpath import make_beneath, open_beneath
+from strongbox.mountapi import set_tree_flags_at
+from strongbox.sandbox.shares import (
+    SHARE_FLAGS,
+    Share,
+    attach_beneath,
+    open_share,
+    prepare_targets,
+)
 
 MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
 log = logging.getLogger("strongbox.sandbox")
 
 
@@ -66,30 +74,41 @@ def _in_namespace(pid: int, what: str, work: Callable[[], None]) -> None:
 def attach_share(qemu_pid: int, export: Path, share: Share) -> None:
     """Bind a host path into the running VM's export, read-only if asked."""
     prepare_targets(export, [share])
-    tree = clone_tree(share.source, share_flags(share))
-    target = str(export / share.target)
+    tree = open_share(share)
     try:
-        _in_namespace(qemu_pid, f"sharing {share.source}", lambda: attach_tree(tree, target))
+        _in_namespace(qemu_pid, f"sharing {share.source}",
+                      lambda: attach_beneath(export, tree, share.target))
     finally:
         os.close(tree)
 
 
 def mount_rootfs(qemu_pid: int, export: Path, target: str, mounts: list[dict[str, Any]]) -> None:
     """Mount containerd's rootfs mounts (overlay, bind ...) at ``target`` in the export."""
-    path = export / target
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        make_beneath(str(export), target, directory=True)
+    except OSError as exc:
+        raise SandboxError(f"rootfs mount point {target}: {exc.strerror}") from exc
 
-    def work() -> None:
+    def work() -> None:  # the mount point found again in QEMU's namespace, no symlink followed
         for m in mounts:
             options = MountOptions.parse(list(m.get("options") or []))
             fstype = m.get("type") or None
-            if fstype == "bind" or options.is_bind:
-                mount(m["source"], str(path), None, options.flags | MS_BIND | MS_REC,
-                      options.data or None)
-            else:
-                mount(m.get("source") or "none", str(path), fstype, options.flags,
-                      options.data or None)
-        set_tree_flags(str(path), SHARE_FLAGS)
+            point = open_beneath(str(export), target)
+            try:
+                where = f"/proc/self/fd/{point}"
+                if fstype == "bind" or options.is_bind:
+                    mount(m["source"], where, None, options.flags | MS_BIND | MS_REC,
+                          options.data or None)
+                else:
+                    mount(m.get("source") or "none", where, fstype, options.flags,
+                          options.data or None)
+            finally:
+                os.close(point)
+        mounted = open_beneath(str(export), target)
+        try:
+            set_tree_flags_at(mounted, SHARE_FLAGS, target)
+        finally:
+            os.close(mounted)
 
     _in_namespace(qemu_pid, f"mounting the rootfs of {target}", work)
 
@@ -100,7 +119,7 @@ def detach(qemu_pid: int, export: Path, target: str) -> None:
 
     def work() -> None:
         while os.path.ismount(path):
-            umount(path, MNT_DETACH)
+            umount(path, MNT_DETACH | UMOUNT_NOFOLLOW)
 
     _in_namespace(qemu_pid, f"unsharing {target}", work)
 
