@@ -50,15 +50,16 @@ def no_leaks(root: Path) -> Iterator[Path]:
 
 # --- VM templates: every VM test of run, cli, shim and podman runs cold and cloned ----------
 
-#: STRONGBOX_TEST_JAILED=1 runs those suites (cold and cloned) with QEMU jailed.
-JAILED = os.environ.get("STRONGBOX_TEST_JAILED") == "1"
-JAILER_TOML = "[hypervisor.qemu]\njailer = true\n" if JAILED else ""
+#: QEMU is jailed by default; STRONGBOX_TEST_UNJAILED=1 runs those suites (cold and
+#: cloned) with the jailer turned off, the opt-out an operator has.
+UNJAILED = os.environ.get("STRONGBOX_TEST_UNJAILED") == "1"
+JAILER_TOML = "[hypervisor.qemu]\njailer = false\n" if UNJAILED else ""
 
 
 @pytest.fixture(scope="session")
 def cold_config() -> Iterator[Path | None]:
-    """The cold mode's config file: none, or one with the jailer on."""
-    if not JAILED:
+    """The cold mode's config file: none, or one with the jailer off."""
+    if not UNJAILED:
         yield None
         return
     import shutil
@@ -92,7 +93,7 @@ def factory_mode(request: pytest.FixtureRequest) -> Iterator[str]:
 
     The configuration reaches every strongbox process (CLI, monitors, shims
     started by containerd, runtimes started by podman) through
-    $STRONGBOX_CONFIG. With STRONGBOX_TEST_JAILED=1 both modes jail QEMU.
+    $STRONGBOX_CONFIG. Both modes jail QEMU (the default) unless STRONGBOX_TEST_UNJAILED=1.
     """
 
     previous = os.environ.get("STRONGBOX_CONFIG")

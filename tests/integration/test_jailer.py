@@ -42,6 +42,7 @@ from tests.framework.procs import qemu_pids, wait_until
 pytestmark = pytest.mark.vm
 
 JAILED = {"hypervisor": {"qemu": {"jailer": True}}}
+UNJAILED = {"hypervisor": {"qemu": {"jailer": False}}}
 #: CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID.
 ALLOWED_CAPS = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4)
 DEFAULT_UID_BASE = 100000
@@ -187,17 +188,19 @@ def test_jailed_qemu_from_proc(env: Path, tmp_path: Path, config_file: Path) -> 
         assert int(memory_file.read_text()) == MEMORY_LIMIT
         assert int((hierarchies.pids / PARENT / cid / "pids.max").read_text()) == PIDS_MAX
 
-        # descriptors: stdio, its two channels, what it opened in the jail; nothing else
+        # descriptors: stdio, its three channels, what it opened in the jail; nothing else
         fds = _fds(qemu)
         assert fds[0] == "/dev/null"
-        assert fds[1] == fds[2] == str(run_dir / "qemu.log")
+        # stdout and stderr: the pipe to the recorder that caps qemu.log (no host file)
+        assert fds[1] == fds[2] and fds[1].startswith("pipe:")
         sockets = [t for t in fds.values() if t.startswith("socket:")]
-        assert len(sockets) == 2, fds  # QMP and the agent channel
+        assert len(sockets) == 3, fds  # QMP, the agent channel, the console
         for fd, target in fds.items():
             if fd <= 2 or target.startswith(("socket:", "anon_inode:")):
                 continue
             assert target.startswith(str(jail) + "/"), (fd, target)
-        assert not [t for t in fds.values() if t.startswith("pipe:") or "owner.lock" in t], fds
+        assert not [t for fd, t in fds.items() if fd > 2 and t.startswith("pipe:")
+                    or "owner.lock" in t], fds
         # a clean environment
         assert Path(f"/proc/{qemu}/environ").read_bytes() == b""
 
@@ -240,7 +243,7 @@ def test_jail_holds_only_what_qemu_needs(env: Path, tmp_path: Path,
         info = Path(f"/proc/{run.qemu}/mountinfo").read_text()
         points = [line.split()[4] for line in info.splitlines()]
         wanted = {"/", "/proc", "/dev/null", "/dev/urandom", "/usr/share/qemu",
-                  "/usr/lib/x86_64-linux-gnu", str(run_dir / "console.log"), str(export),
+                  "/usr/lib/x86_64-linux-gnu", str(export),
                   f"{export}/{cid}/rootfs", f"{export}/{cid}/mounts/7"}
         assert wanted <= set(points), points
         others = set(points) - wanted
@@ -383,7 +386,7 @@ def test_qmp_cannot_open_a_host_file_outside_the_jail(env: Path, tmp_path: Path,
                                                       jailed: bool) -> None:
     target = tmp_path / "outside"
     target.write_text("host file\n")
-    config = parse_config(JAILED if jailed else {})
+    config = parse_config(JAILED if jailed else UNJAILED)
     name = f"jail-qmp-{os.getpid()}"
     if not jailed:
         asyncio.run(_chardev_to(config, env, name, target))
