@@ -61,11 +61,6 @@ def set_tree_flags(path: str, flags: int) -> None:
     _setattr(AT_FDCWD, path.encode(), AT_SYMLINK_NOFOLLOW, flags, path)
 
 
-def set_tree_flags_at(fd: int, flags: int, shown: str = "") -> None:
-    """:func:`set_tree_flags` on the mount whose root ``fd`` (an ``O_PATH`` descriptor) is."""
-    _setattr(fd, b"", AT_EMPTY_PATH, flags, shown)
-
-
 def clone_tree_at(fd: int, flags: int = 0, shown: str = "") -> int:
     """A detached recursive copy of the mounts at ``fd`` (an ``O_PATH`` descriptor),
     carrying MOUNT_ATTR_* ``flags``.

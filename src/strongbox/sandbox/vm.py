@@ -34,7 +34,8 @@ class GuestVM:
         self.agent: AgentClient | None = None
         self.ready_at = 0.0
         self._watcher: asyncio.Task[None] | None = None
-        self._destroying = False
+        #: Set once we stop the VM ourselves: its exit is then no news.
+        self._stopping = False
 
     @property
     def alive(self) -> bool:
@@ -77,7 +78,7 @@ class GuestVM:
         raise error
 
     def watch(self, on_exit: Callable[[int], None]) -> None:
-        """Call ``on_exit(status)`` as soon as the VMM exits, unless :meth:`destroy` ran.
+        """Call ``on_exit(status)`` as soon as the VMM exits, unless we stopped it.
 
         The one watcher of VM death for both front doors: a VMM killed under
         its owner (SIGKILL, an OOM kill, a guest crash) is collected at once,
@@ -86,7 +87,7 @@ class GuestVM:
         """
         async def watcher() -> None:
             status = await self.vmm.wait()
-            if self._destroying:
+            if self._stopping:
                 return
             on_exit(status)
             if self.agent is not None:
@@ -110,6 +111,7 @@ class GuestVM:
 
     async def shutdown(self, timeout: float = 10.0) -> int:
         """Power the guest off through the agent; force it if that fails."""
+        self._stopping = True
         if self.agent is not None and self.vmm.returncode is None:
             try:
                 await self.agent.call(verbs.SHUTDOWN, timeout=timeout)
@@ -121,7 +123,7 @@ class GuestVM:
 
     async def destroy(self) -> None:
         """Make sure nothing of this VM keeps running; release host handles."""
-        self._destroying = True
+        self._stopping = True
         if self.agent is not None:
             await self.agent.close()
         self.vmm.kill()

@@ -18,11 +18,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from strongbox.container._syscalls import CLONE_NEWNS, MS_BIND, MS_REC, mount, setns, umount
+from strongbox.container._syscalls import (
+    CLONE_NEWNS,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    mount,
+    setns,
+    umount,
+)
 from strongbox.container.mountopts import MountOptions
 from strongbox.errors import SandboxError, StrongboxError
-from strongbox.hostpath import make_beneath, open_beneath
-from strongbox.mountapi import set_tree_flags_at
+from strongbox.hostpath import make_beneath, open_beneath, open_source
+from strongbox.mountapi import (
+    MOUNT_ATTR_NOEXEC,
+    MOUNT_ATTR_RDONLY,
+    clone_tree_at,
+)
 from strongbox.sandbox.shares import (
     SHARE_FLAGS,
     Share,
@@ -93,24 +106,33 @@ def mount_rootfs(qemu_pid: int, export: Path, target: str, mounts: list[dict[str
         for m in mounts:
             options = MountOptions.parse(list(m.get("options") or []))
             fstype = m.get("type") or None
+            if fstype == "bind" or options.is_bind:
+                # A tree with its flags set before it is attached, so the copies that
+                # propagate (into the jail's view of the export) carry them too.
+                source = open_source(m["source"])
+                try:
+                    tree = clone_tree_at(source, SHARE_FLAGS | _attrs(options.flags), target)
+                finally:
+                    os.close(source)
+                try:
+                    attach_beneath(export, tree, target)
+                finally:
+                    os.close(tree)
+                continue
             point = open_beneath(str(export), target)
-            try:
-                where = f"/proc/self/fd/{point}"
-                if fstype == "bind" or options.is_bind:
-                    mount(m["source"], where, None, options.flags | MS_BIND | MS_REC,
-                          options.data or None)
-                else:
-                    mount(m.get("source") or "none", where, fstype, options.flags,
-                          options.data or None)
+            try:  # born nosuid,nodev: mount(2) takes those flags at once
+                mount(m.get("source") or "none", f"/proc/self/fd/{point}", fstype,
+                      options.flags | MS_NOSUID | MS_NODEV, options.data or None)
             finally:
                 os.close(point)
-        mounted = open_beneath(str(export), target)
-        try:
-            set_tree_flags_at(mounted, SHARE_FLAGS, target)
-        finally:
-            os.close(mounted)
 
     _in_namespace(qemu_pid, f"mounting the rootfs of {target}", work)
+
+
+def _attrs(flags: int) -> int:
+    """The MOUNT_ATTR_* equivalents of a bind mount's MS_* option flags."""
+    return ((MOUNT_ATTR_RDONLY if flags & MS_RDONLY else 0)
+            | (MOUNT_ATTR_NOEXEC if flags & MS_NOEXEC else 0))
 
 
 def detach(qemu_pid: int, export: Path, target: str) -> None:
