@@ -55,10 +55,14 @@ def load_bundle(bundle: str) -> tuple[dict[str, Any], str]:
 
     ``root.path`` is resolved against the bundle when relative (config.md "Root"),
     and must name an existing directory: failing here gives a precise message
-    instead of a mount error from inside the guest. The rootfs path is returned
-    absolute (symlinks are kept, as runc keeps them); the spec keeps what the file
-    says. File-level problems are ``ConfigError`` naming the file; field-level ones
-    are ``SpecError``.
+    instead of a mount error from inside the guest. As in runc, the bundle's own
+    path may pass symlinks (runc resolves it by changing into it), but the rootfs
+    may not be, or pass through, one: a rootfs that is a symlink to ``/`` would
+    give the guest the host's root. (The share is opened with no symlink
+    followed too, :mod:`strongbox.hostpath`, so a swap after this check fails.)
+    The rootfs path is returned absolute and real; the spec keeps what the file
+    says. File-level problems are ``ConfigError`` naming the file; field-level
+    ones are ``SpecError``.
     """
     bundle = os.path.abspath(bundle)
     if not os.path.isdir(bundle):
@@ -66,7 +70,11 @@ def load_bundle(bundle: str) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"bundle {bundle}: {reason}")
     spec = validate(_read_json(os.path.join(bundle, "config.json")))
     root_path: str = spec["root"]["path"]
-    rootfs = os.path.normpath(os.path.join(bundle, root_path))
+    rootfs = os.path.normpath(os.path.join(os.path.realpath(bundle), root_path))
+    if os.path.realpath(rootfs) != rootfs:
+        raise SpecError("root.path", "a real directory (runc: invalid rootfs: not an "
+                        "absolute path, or a symlink)", f"{root_path!r} ({rootfs} -> "
+                        f"{os.path.realpath(rootfs)})")
     if not os.path.isdir(rootfs):
         reason = "is not a directory" if os.path.exists(rootfs) else "does not exist"
         raise SpecError("root.path", "an existing directory", f"{root_path!r} ({rootfs} {reason})")
@@ -74,37 +82,15 @@ def load_bundle(bundle: str) -> tuple[dict[str, Any], str]:
 
 
 def _read_json(path: str) -> object:
-    """Decode one JSON file, turning every way it can fail into a one-line ConfigError."""
-    import json  # host-side only: the guest receives specs already decoded
+    """Decode config.json with the one reader of untrusted JSON (:mod:`.jsonfile`).
 
-    try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (a bundle must hold config.json)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    Every way the file can fail (missing, a directory, too big, not UTF-8, not
+    JSON, too deep, a lone surrogate) is a one-line ConfigError naming it.
+    """
+    from .jsonfile import read_json_file  # host-side only: the guest gets decoded specs
 
-    def refuse_constant(name: str) -> object:
-        # Python's json accepts NaN and Infinity; JSON (and Go) do not.
-        raise ConfigError(f"{path}: invalid JSON: {name} is not a JSON value")
-
-    try:
-        return json.loads(text, parse_constant=refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except ValueError as exc:  # a number of more than 4300 digits (CPython's int limit)
-        raise ConfigError(f"{path}: invalid JSON: {str(exc).split(':')[0]}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
+    return read_json_file(path, max_bytes=MAX_CONFIG_BYTES,
+                          missing="a bundle must hold config.json")
 
 
 def validate(spec: object, *, require_process: bool = True) -> dict[str, Any]:
@@ -122,12 +108,15 @@ def validate(spec: object, *, require_process: bool = True) -> dict[str, Any]:
     """
     from ._check import json_copy
     from ._config import check_config
+    from .jsonfile import first_problem
 
-    try:
-        document = json_copy(spec)
-    except RecursionError:
-        raise SpecError("", "a document nested at most a few hundred levels", "deeper") from None
-    return check_config(document, require_process=require_process)
+    # The rules and the encoders downstream recurse, and a lone surrogate or an
+    # infinity cannot be encoded for the guest: refuse them here, for every source
+    # (files went through jsonfile already; containerd's Exec and Update did not).
+    problem = first_problem(spec)
+    if problem is not None:
+        raise SpecError(*problem)
+    return check_config(json_copy(spec), require_process=require_process)
 
 
 def validate_process(process: object) -> dict[str, Any]:

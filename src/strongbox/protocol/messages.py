@@ -205,6 +205,8 @@ def decode_message(frame: Frame) -> Message:
         raise ProtocolError(f"{where}: invalid UTF-8 ({exc.reason})") from None
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         raise ProtocolError(f"{where}: invalid JSON ({exc})") from None
+    except RecursionError:  # "[[[[..." fits in a frame; the decoder recurses per level
+        raise ProtocolError(f"{where}: invalid JSON (nested too deeply)") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"{where}: expected a JSON object, got {_json_type(obj)}")
     return decoder(frame.channel, obj, where)

@@ -16,6 +16,12 @@ out. ``plan_container`` decides
   directory (mounted into the export inside the VMM's mount namespace);
 
 and ``vm_size_for`` sizes the VM from the first container's limits.
+
+It is also the one check of what crosses to the guest (:func:`check_guest_request`):
+a request must fit the protocol's declaration and one frame (``MAX_PAYLOAD``). A
+container whose request cannot be sent is refused while planning, before any VM
+boots, with a line that names the limit; ``check_exec`` does the same for a
+process to run in a container, before it is sent.
 """
 
 from __future__ import annotations
@@ -23,8 +29,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from strongbox.errors import ConfigError
 from strongbox.hypervisor.base import VMShape
 from strongbox.oci.sizing import vm_size
+from strongbox.oci.spec import validate_process
+from strongbox.protocol import verbs
+from strongbox.protocol.frame import MAX_PAYLOAD
+from strongbox.protocol.jsoncodec import dumps
+from strongbox.protocol.messages import InvalidParams
+from strongbox.protocol.verbs import Verb
 from strongbox.sandbox.guestspec import guest_spec
 from strongbox.sandbox.shares import Share, bind_shares
 
@@ -84,9 +97,86 @@ def plan_container(request: ContainerRequest, join: dict[str, str] | None = None
     shares = binds
     if not request.rootfs_mounts:
         readonly = bool(spec["root"].get("readonly")) or request.overlay
-        shares = [Share(request.rootfs, rootfs_target(request.id), readonly), *binds]
-    return ContainerPlan(id=request.id, spec=spec, netns=netns, shares=shares, mounts=mounts,
+        shares = [Share(request.rootfs, rootfs_target(request.id), readonly, field="root.path",
+                        exact=True), *binds]
+    plan = ContainerPlan(id=request.id, spec=spec, netns=netns, shares=shares, mounts=mounts,
                          rootfs_mounts=list(request.rootfs_mounts))
+    check_guest_request(verbs.CREATE_CONTAINER, create_params(request, plan, LARGEST_STDIO),
+                        "config.json")
+    return plan
+
+
+# --- what crosses to the guest ---------------------------------------------------------------
+
+#: The ``stdio`` parameter at its largest (stream ids are u32): what a request is
+#: sized with before its streams exist.
+LARGEST_STDIO: dict[str, Any] = {"terminal": False, "stdin": 0xFFFF_FFFF,
+                                 "stdout": 0xFFFF_FFFF, "stderr": 0xFFFF_FFFF}
+
+#: An exec id at least as long as any front door's (the CLI's are 16 characters,
+#: containerd's at most 76), for sizing an exec before its id is chosen.
+LONGEST_EXEC_ID = "x" * 80
+
+#: A terminal's size at its largest, as ``exec`` adds it to a process once it knows it.
+LARGEST_CONSOLE = {"height": 0xFFFF, "width": 0xFFFF}
+
+
+def create_params(request: ContainerRequest, plan: ContainerPlan,
+                  stdio: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of ``create_container`` for a planned container."""
+    return {"id": request.id, "spec": plan.spec, "stdio": stdio, "mounts": plan.mounts,
+            "rootfs": {"path": plan.rootfs_target, "overlay": request.overlay}}
+
+
+def exec_params(container_id: str, exec_id: str, process: dict[str, Any],
+                stdio: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of ``exec_process`` for a checked process."""
+    return {"id": container_id, "exec_id": exec_id, "process": process, "stdio": stdio}
+
+
+def check_exec(container_id: str, process: object, what: str = "exec process",
+               exec_id: str = LONGEST_EXEC_ID) -> dict[str, Any]:
+    """Validate an exec's process and check that its request can be sent; return it checked.
+
+    ``what`` names the input in messages ("--process FILE"). The size is taken
+    with the largest stdio, console size and (unless given) exec id, so a check
+    made before those are known still holds once they are.
+    """
+    checked = validate_process(process)
+    sized = dict(checked, consoleSize=LARGEST_CONSOLE) if checked.get("terminal") else checked
+    check_guest_request(verbs.EXEC_PROCESS,
+                        exec_params(container_id, exec_id, sized, LARGEST_STDIO), what)
+    return checked
+
+
+def check_guest_request(verb: Verb, params: dict[str, Any], what: str) -> int:
+    """Refuse a request the agent could not receive; return its payload size in bytes.
+
+    The shape is the verb's declaration (the agent checks it again); the size is
+    the payload of the REQUEST frame (``{"method", "params"}`` as ``Request.encode``
+    writes it), which may not exceed the protocol's ``MAX_PAYLOAD``. Anything that
+    cannot be encoded (validation refuses it first) is refused here too, in one
+    short line: a frame that fails at encoding would fail after the VM booted.
+    """
+    try:
+        verb.check(params)
+        size = len(dumps({"method": verb.name, "params": params}).encode())
+    except InvalidParams as exc:
+        raise ConfigError(f"{what}: cannot be sent to the guest: {_short(exc)}") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ConfigError(f"{what}: cannot be sent to the guest: {type(exc).__name__}: "
+                          f"{_short(exc)}") from None
+    if size > MAX_PAYLOAD:
+        raise ConfigError(f"{what}: too large for the guest: the {verb.name} request is {size} "
+                          f"bytes, over the {MAX_PAYLOAD >> 20} MiB ({MAX_PAYLOAD} bytes) limit "
+                          "of one message to the agent")
+    return size
+
+
+def _short(exc: BaseException) -> str:
+    """An exception's text, capped: some (UnicodeEncodeError) quote the whole input."""
+    text = " ".join(str(exc).split()).encode("ascii", "backslashreplace").decode()
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def vm_size_for(spec: dict[str, Any], shape: VMShape) -> tuple[int, int]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
-import sys
 from typing import Any
 
 from strongbox.errors import ConfigError
@@ -101,18 +99,35 @@ def parse_bytes(option: str, text: str) -> int:
     return int(digits) * factor
 
 
+def read_resources_file(path: str) -> dict[str, Any]:
+    """The ``-r`` file ("-": stdin) as checked linux.resources; every problem names the file.
+
+    Read with the one reader of untrusted JSON (size, UTF-8, depth, lone
+    surrogates ...) and checked as config-linux.md says, so the flags merged
+    into it meet well-typed objects, and a field error names this file.
+    """
+    from strongbox.oci.errors import SpecError
+    from strongbox.oci.jsonfile import read_json_file
+    from strongbox.oci.spec import validate_resources
+
+    where = f"--resources {path}"
+    resources = read_json_file(path, "--resources", stdin=True)
+    if not isinstance(resources, dict):
+        raise ConfigError(f"{where}: expected a JSON object (OCI linux.resources), "
+                          f"got {type(resources).__name__}")
+    try:
+        return validate_resources(resources)
+    except SpecError as exc:
+        field = exc.path.removeprefix("linux.resources").removeprefix(".")
+        raise ConfigError(f"{where}: {field + ': ' if field else ''}expected {exc.expected}, "
+                          f"got {exc.got}") from None
+
+
 def resources_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The linux.resources object an update asks for."""
     resources: dict[str, Any] = {}
     if args.resources:
-        source = sys.stdin if args.resources == "-" else open(args.resources)  # noqa: SIM115
-        try:
-            with source:
-                resources = json.load(source)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--resources {args.resources}: {exc}") from exc
-        if not isinstance(resources, dict):
-            raise ConfigError(f"--resources {args.resources}: expected a JSON object")
+        resources = read_resources_file(args.resources)
     memory = resources.setdefault("memory", {})
     for option, key in (("memory", "limit"), ("memory_swap", "swap"),
                         ("memory_reservation", "reservation")):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from typing import Any
 
 from strongbox.errors import ConfigError
+from strongbox.oci.errors import SpecError
 from strongbox.runtime import execclient, paths
 from strongbox.runtime.container import Container
+from strongbox.runtime.ids import validate_id
 from strongbox.runtime.state import StateStore
 from strongbox.status import EXEC
 
@@ -35,22 +36,66 @@ def register(sub: Any) -> None:
     ex.set_defaults(func=cmd_exec)
 
 
-def build_process(args: argparse.Namespace, spec_process: dict[str, Any]) -> dict[str, Any]:
-    """The OCI process to run: --process, or the container's process with the flags applied."""
+def read_process_file(path: str) -> dict[str, Any]:
+    """The ``--process`` file as a checked OCI process; every problem names the file.
+
+    Read with the one reader of untrusted JSON (size, UTF-8, depth, lone
+    surrogates ...) and checked as config.md "Process" says, so the flags applied
+    after it meet well-typed fields, and a field error names this file, not
+    config.json.
+    """
+    from strongbox.oci.jsonfile import read_json_file
+    from strongbox.oci.spec import validate_process
+
+    where = f"--process {path}"
+    process = read_json_file(path, "--process")
+    if not isinstance(process, dict):
+        raise ConfigError(f"{where}: expected a JSON object (an OCI process), "
+                          f"got {type(process).__name__}")
+    try:
+        return validate_process(process)
+    except SpecError as exc:
+        raise _named(where, exc) from None
+
+
+def _named(where: str, exc: SpecError) -> ConfigError:
+    """A process field's error as the input's: "--process FILE: args: ...", not config.json's."""
+    field = exc.path.removeprefix("process").removeprefix(".")
+    return ConfigError(f"{where}: {field + ': ' if field else ''}expected {exc.expected}, "
+                       f"got {exc.got}")
+
+
+def _check(container_id: str, process: dict[str, Any], what: str) -> None:
+    """The process with the flags applied, validated and sized for the guest, before sending.
+
+    ``what`` names the input in a size error; a field error here comes from the
+    flags (a --process file was checked on its own first), so it names ``exec``.
+    """
+    from strongbox.sandbox.plan import check_exec  # here: every other command skips its imports
+
+    try:
+        check_exec(container_id, process, what)
+    except SpecError as exc:
+        raise _named("exec", exc) from None
+
+
+def build_process(args: argparse.Namespace, spec_process: dict[str, Any] | None
+                  ) -> dict[str, Any]:
+    """The OCI process to run: --process, or the container's process with the flags applied.
+
+    ``spec_process`` (the container's, from its validated config.json) is only
+    read without --process.
+    """
     if args.process:
-        try:
-            with open(args.process) as f:
-                process = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--process {args.process}: {exc}") from exc
-        if not isinstance(process, dict):
-            raise ConfigError(f"--process {args.process}: expected a JSON object")
+        process = read_process_file(args.process)
     else:
         command = [a for a in args.command]
         if command[:1] == ["--"]:
             command = command[1:]
         if not command:
             raise ConfigError("exec: a command or --process is required")
+        if spec_process is None:
+            raise ConfigError("exec: the container's config.json has no process")
         process = copy.deepcopy(spec_process)
         process["args"] = command
         process["terminal"] = bool(args.tty)
@@ -88,15 +133,24 @@ def build_process(args: argparse.Namespace, spec_process: dict[str, Any]) -> dic
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    validate_id(args.id)
     if args.preserve_fds:
         raise ConfigError("--preserve-fds: file descriptors cannot be passed into a VM")
+    # A --process file is read and checked before the container is touched: a bad
+    # file is the same error whatever the container's state.
+    process = build_process(args, None) if args.process else None
+    what = f"--process {args.process}" if args.process else "exec"
+    if process is not None:
+        _check(args.id, process, what)
     store = StateStore(paths.root_dir(args.root))
     container = Container.load(store, args.id)
     container.require_monitor(EXEC)
-    from strongbox.oci.spec import load_bundle
+    if process is None:
+        from strongbox.oci.spec import load_bundle
 
-    spec, _ = load_bundle(container.record.bundle)
-    process = build_process(args, spec["process"])
+        spec, _ = load_bundle(container.record.bundle)
+        process = build_process(args, spec.get("process"))
+        _check(args.id, process, what)
     if process.get("terminal") and args.detach and not args.console_socket:
         raise ConfigError("--console-socket: required for a detached exec with --tty")
     return execclient.exec_process(store, args.id, process, detach=args.detach,
