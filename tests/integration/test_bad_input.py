@@ -189,9 +189,6 @@ def test_bad_ids_are_refused_by_the_verbs_on_a_container(bad: BadInput, command:
                 fragments=("container id", "expected ASCII letters"))
 
 
-@pytest.mark.xfail(strict=True, reason="kill/pause/resume/update (runtime/commands/"
-                   "control_cmds.py) and state/ps/events (inspect_cmds.py) do not validate "
-                   "ids yet; the fix is StateStore.dir() or main.py, outside this change")
 @pytest.mark.parametrize("command", [["kill"], ["pause"], ["resume"], ["state"], ["ps"],
                                      ["update", "--pids-limit", "5"], ["events", "--stats"]])
 def test_bad_ids_are_refused_by_every_verb(bad: BadInput, command: list[str]) -> None:

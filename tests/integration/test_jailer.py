@@ -199,7 +199,7 @@ def test_jailed_qemu_from_proc(env: Path, tmp_path: Path, config_file: Path) -> 
             if fd <= 2 or target.startswith(("socket:", "anon_inode:")):
                 continue
             assert target.startswith(str(jail) + "/"), (fd, target)
-        assert not [t for fd, t in fds.items() if fd > 2 and t.startswith("pipe:")
+        assert not [t for fd, t in fds.items() if (fd > 2 and t.startswith("pipe:"))
                     or "owner.lock" in t], fds
         # a clean environment
         assert Path(f"/proc/{qemu}/environ").read_bytes() == b""

@@ -445,9 +445,6 @@ def test_ttrpc_connection_answers_or_closes(frames_: list[bytes]) -> None:
 # --- defects found outside this change (strict xfails: they pass once fixed) --------------------
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="shim/convert.py _json_object: json.loads of a deeply nested Any "
-                          "raises RecursionError, not ValueError (should use oci.jsonfile)")
 def test_containerd_any_nested_deeply_is_a_value_error() -> None:
     from google.protobuf.any_pb2 import Any as AnyProto
 
@@ -456,9 +453,6 @@ def test_containerd_any_nested_deeply_is_a_value_error() -> None:
         convert.process_spec_from_any(spec)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="sandbox/replies.py ProcessInfo.from_agent divides an agent's "
-                          "integer by clock_ticks: a huge one overflows float")
 def test_agent_process_list_with_huge_integers_is_a_sandbox_error() -> None:
     entry = {"pid": 1, "ppid": 0, "uid": 0, "gid": 0, "state": "S", "comm": "sh", "args": [],
              "ns_pid": 1, "tty_nr": 0, "start_time_ticks": 10**400, "cpu_ticks": 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from strongbox.errors import ConfigError
-from strongbox.runtime.ids import MAX_ID_LENGTH, validate_id
+from strongbox.ids import MAX_ID_LENGTH, validate_id
 
 
 @pytest.mark.parametrize("good", ["a", "A-b_c.d+e", "0", "...", "a..b", "x" * MAX_ID_LENGTH,

@@ -1,8 +1,9 @@
 """Lifecycle creates containers: in a background monitor (create, run -d) or the foreground.
 
-Both paths claim the id in the state store first (an atomic mkdir), build
-a :class:`~strongbox.runtime.monitor.Monitor`, and make sure that a failure
-at any step leaves no record, no VM and no run directory behind.
+Both paths claim the id in the state store first (the record is built aside
+and renamed into place: all of it or nothing, even on a full root), build a
+:class:`~strongbox.runtime.monitor.Monitor`, and make sure that a failure at
+any step leaves no record, no VM and no run directory behind.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Any
 
 from strongbox.config import Config
 from strongbox.errors import ConfigError, ContainerStartError, StrongboxError
+from strongbox.ids import validate_id
 from strongbox.oci.spec import load_bundle
 from strongbox.runtime import daemon, tty
 from strongbox.runtime import state as st
 from strongbox.runtime.console import make_controlling, send_console
-from strongbox.runtime.ids import validate_id
 from strongbox.runtime.monitor import Monitor, Stdio
 from strongbox.sandbox.rundir import collect_stale
 from strongbox.sandbox.sandbox import ExitStatus

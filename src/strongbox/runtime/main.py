@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from strongbox import __version__, log
 from strongbox.errors import StrongboxError
+from strongbox.ids import validate_id
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -76,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("strongbox").info(
             "--systemd-cgroup changes nothing: each container's cgroup is inside its VM")
     try:
+        if isinstance(getattr(args, "id", None), str):  # every verb on a container, up front
+            validate_id(args.id)
         return int(args.func(args) or 0)
     except StrongboxError as exc:
         if args.debug:

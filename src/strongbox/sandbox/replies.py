@@ -81,9 +81,16 @@ def malformed(what: str, data: Any) -> SandboxError:
     return SandboxError(f"agent returned a malformed {what}: {str(data)[:200]}")
 
 
+#: No number the agent reports (pids, ids, ticks, bytes) is outside 64 bits: a larger
+#: one is malformed, not something to do arithmetic with.
+_INT_RANGE = range(-(2**63), 2**64)
+
+
 def _int(data: dict[str, Any], key: str, what: str, *, optional: bool = False) -> Any:
     value = data.get(key)
-    if (value is None and optional) or (isinstance(value, int) and not isinstance(value, bool)):
+    if value is None and optional:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value in _INT_RANGE:
         return value
     raise malformed(what, data)
 

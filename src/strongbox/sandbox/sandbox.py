@@ -8,21 +8,19 @@ the VM (:mod:`.boot`) and creates the container; :meth:`Sandbox.add_container`
 adds a pod member to the running VM. The other verbs are the agent's, with
 the same names (:mod:`strongbox.protocol.verbs`):
 
-* containers: ``create_container`` (inside launch/add), ``start_container``,
-  ``container_status``, ``pause_container``, ``resume_container``,
-  ``update_container``, ``stats_container``, ``remove_container``;
-* processes (the init has exec id ""): ``exec_process``, ``wait_process``,
-  ``signal_process``, ``resize_pty``, ``list_processes``.
+* containers: ``create_container`` (in launch/add), ``start_container``, ``container_status``,
+  ``pause_container``, ``resume_container``, ``update_container``, ``stats_container``,
+  ``remove_container``; processes (the init has exec id ""): ``exec_process``,
+  ``wait_process``, ``signal_process``, ``resize_pty``, ``list_processes``.
 
 The sandbox keeps each container's status (:mod:`strongbox.status`) and
 checks every verb against it before a request leaves the host, so both front
 doors get the same rules and the same :class:`ContainerStateError`; the agent
 checks again against the guest's truth, and its ``invalid_state`` answer
-becomes the same error. Process specs (exec) and resource updates are
-validated here (:mod:`strongbox.oci.spec`) for both front doors. The agent's
-replies are validated into the models of :mod:`.replies`; another refusal
-raises :class:`SandboxRequestError` (``code`` says why); a process that could
-not be started raises :class:`ContainerStartError` with runc's exit code.
+becomes the same error. Exec processes (shape and size, :func:`.plan.check_exec`)
+and resource updates are validated here for both front doors. Agent replies are
+validated into the models of :mod:`.replies`; another refusal raises
+:class:`SandboxRequestError`; an exec that failed, :class:`ContainerStartError`.
 """
 
 from __future__ import annotations
@@ -38,13 +36,21 @@ from strongbox import status as sm
 from strongbox.config import Config
 from strongbox.errors import AgentError, AgentRequestError, SandboxError
 from strongbox.hypervisor import open_vmm
-from strongbox.oci.spec import validate_process, validate_resources
+from strongbox.oci.spec import validate_resources
 from strongbox.protocol import E_CONTAINER, E_STATE, verbs
 from strongbox.protocol.verbs import Verb
 from strongbox.sandbox import vmmounts
 from strongbox.sandbox.agent_client import FOREVER
 from strongbox.sandbox.boot import Booted, boot
-from strongbox.sandbox.plan import ContainerPlan, ContainerRequest, plan_container, vm_size_for
+from strongbox.sandbox.plan import (
+    ContainerPlan,
+    ContainerRequest,
+    check_exec,
+    create_params,
+    exec_params,
+    plan_container,
+    vm_size_for,
+)
 from strongbox.sandbox.pump import ProcessIO
 from strongbox.sandbox.replies import ContainerState as ContainerState
 from strongbox.sandbox.replies import ExitStatus as ExitStatus
@@ -150,10 +156,8 @@ class Sandbox:
             io, stdio = self._open_stdio(bool(plan.spec["process"].get("terminal")),
                                          request.stdin)
             try:
-                data = await self._call(verbs.CREATE_CONTAINER, cid, {
-                    "id": cid, "spec": plan.spec, "stdio": stdio, "mounts": plan.mounts,
-                    "rootfs": {"path": plan.rootfs_target, "overlay": request.overlay},
-                })
+                data = await self._call(verbs.CREATE_CONTAINER, cid,
+                                        create_params(request, plan, stdio))
             except BaseException:
                 self._close_stdio(io)
                 raise
@@ -293,12 +297,8 @@ class Sandbox:
                                                  {"id": container_id}))
 
     async def oom_kills(self, container_id: str) -> int:
-        """How many processes the guest's OOM killer took from the container so far.
-
-        Unlike ``stats_container`` this works once the container has stopped
-        (and until it is removed): a front door asks after the init's exit
-        whether an OOM kill was the cause.
-        """
+        """How many processes the guest's OOM killer took from the container so far; unlike
+        ``stats_container`` also once it stopped (was an OOM kill the init's end?)."""
         if container_id not in self.containers:
             raise SandboxRequestError(f"container {container_id!r} does not exist", "not_found")
         stats = stats_from_agent(await self._call(verbs.STATS_CONTAINER, container_id,
@@ -332,13 +332,13 @@ class Sandbox:
         ContainerStateError; an unknown container or a taken ``exec_id``
         raise SandboxRequestError; a malformed process a ConfigError.
         """
-        checked = validate_process(process)
+        checked = check_exec(container_id, process, exec_id=exec_id)  # shape and size
         self._require(container_id, sm.EXEC)
         io, stdio = self._open_stdio(bool(checked.get("terminal")), stdin)
         try:
-            await self._call(verbs.EXEC_PROCESS, container_id, {
-                "id": container_id, "exec_id": exec_id, "process": checked, "stdio": stdio},
-                operation=sm.EXEC)
+            await self._call(verbs.EXEC_PROCESS, container_id,
+                             exec_params(container_id, exec_id, checked, stdio),
+                             operation=sm.EXEC)
         except SandboxRequestError as exc:
             self._close_stdio(io)
             if exc.code != E_CONTAINER:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from strongbox.atomicfile import atomic_write
+from strongbox.ids import validate_id
 
 SOCKET_DIR = Path("/run/containerd/s")
 CRI_CONTAINER_TYPE = "io.kubernetes.cri.container-type"
@@ -34,8 +35,13 @@ def grouping(container_id: str, annotations: dict[str, Any]) -> str:
 
 
 def sandbox_name(namespace: str, key: str) -> str:
-    """The VM (run directory) name of a pod: unique per containerd namespace."""
-    return f"{namespace}-{key}"[:80]
+    """The VM (run directory) name of a pod: unique per containerd namespace.
+
+    The key may come from a bundle's annotations: the name is held to the
+    container-id rule (a ConfigError otherwise), so it can never walk out of
+    ``<root>/vms`` or into another option on QEMU's command line.
+    """
+    return validate_id(f"{namespace}-{key}"[:80])
 
 
 def is_pod_member(annotations: dict[str, Any]) -> bool:

@@ -35,7 +35,6 @@ service maps it to ttrpc InvalidArgument.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -45,6 +44,8 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from strongbox import status as sm
+from strongbox.errors import ConfigError
+from strongbox.oci.jsonfile import decode_json
 from strongbox.shim.proto import events_pb2, events_ttrpc_pb2, mount_pb2, shim_pb2, task_pb2
 
 #: typeurl path of an OCI Process (ExecProcessRequest.spec); value is JSON.
@@ -219,10 +220,10 @@ def _json_object(value: AnyProto, type_url: str, what: str) -> dict[str, Any]:
     """Decode an Any that typeurl marshalled as JSON, insisting on ``type_url``."""
     if value.type_url != type_url:
         raise ValueError(f"{what}: expected type URL {type_url!r}, got {value.type_url!r}")
-    try:
-        decoded = json.loads(value.value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{what}: value is not JSON: {exc}") from exc
+    try:  # the one reader of untrusted JSON: size, depth, surrogates
+        decoded = decode_json(value.value, what)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
     if not isinstance(decoded, dict):
         raise ValueError(f"{what}: expected a JSON object, got {type(decoded).__name__}")
     return decoded

@@ -194,8 +194,8 @@ def test_absent_exec_spec_is_refused() -> None:
     (_json_any("type.googleapis.com/opencontainers/runtime-spec/1/Process", {}),
      "expected type URL"),
     (_json_any(convert.LINUX_RESOURCES_TYPE_URL, {}), "expected type URL"),
-    (AnyProto(type_url=convert.PROCESS_TYPE_URL, value=b"{not json"), "value is not JSON"),
-    (AnyProto(type_url=convert.PROCESS_TYPE_URL, value=b"\xff\xfe\xfd"), "value is not JSON"),
+    (AnyProto(type_url=convert.PROCESS_TYPE_URL, value=b"{not json"), "invalid JSON at line 1"),
+    (AnyProto(type_url=convert.PROCESS_TYPE_URL, value=b"\xff\xfe\xfd"), "not UTF-8 text"),
     (_json_any(convert.PROCESS_TYPE_URL, ["sh"]), "expected a JSON object, got list"),
 ])
 def test_malformed_exec_spec_is_refused(packed: AnyProto, message: str) -> None:

@@ -7,10 +7,10 @@ import copy
 from typing import Any
 
 from strongbox.errors import ConfigError
+from strongbox.ids import validate_id
 from strongbox.oci.errors import SpecError
 from strongbox.runtime import execclient, paths
 from strongbox.runtime.container import Container
-from strongbox.runtime.ids import validate_id
 from strongbox.runtime.state import StateStore
 from strongbox.status import EXEC
 
