@@ -5,28 +5,50 @@ asset index are all read by other processes while they may be rewritten; a
 crash (or a full disk) in the middle of a write must leave the previous
 version in place. The new content goes to a temporary file in the same
 directory, is flushed to disk, and is renamed over the old name: rename(2)
-within one file system is atomic.
+within one file system is atomic. Whatever fails (ENOSPC at the write, the
+fsync or the close; the directory removed under us), the temporary file is
+removed and the OSError is raised for the caller to name in its own terms.
 
 Host side only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` (file mode ``mode``), atomically."""
+    """Replace ``path`` with ``data`` (file mode ``mode``), atomically; OSError on failure."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            os.fchmod(fd, mode)
+            _write_all(fd, data)
+            os.fsync(fd)  # a full disk is reported here at the latest, not after the rename
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
+    _sync_directory(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the rename itself durable; best effort (the new content is already whole)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -10,6 +10,10 @@ other.
 
 Socket paths under a deep ``--root`` can exceed the 108 bytes a unix address
 may hold, so both ends go through ``/proc/self/fd/<dir fd>/monitor.sock``.
+
+On the client's side every OSError (the socket missing, refused, reset, a
+broken pipe because a forced delete took the monitor away mid-request) is a
+:class:`MonitorUnreachable`: one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import json
 import os
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -87,6 +92,13 @@ class Connection:
 
     def close(self) -> None:
         self.sock.close()
+
+    def peer_pid(self) -> int:
+        """The pid of the process at the other end (the kernel's word: SO_PEERCRED)."""
+        creds = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                     struct.calcsize("3i"))
+        pid: int = struct.unpack("3i", creds)[0]
+        return pid
 
 
 Handler = Callable[[Connection, dict[str, Any], list[int]], "dict[str, Any] | None"]
@@ -160,9 +172,11 @@ def connect(path: Path, timeout: float) -> Connection:
     try:
         with _short_path(path) as address:
             sock.connect(address)
-    except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as exc:
+    except OSError as exc:  # gone, refused, timed out, or the directory itself is gone
         sock.close()
-        raise MonitorUnreachable(f"the container's monitor does not answer ({exc})") from exc
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise MonitorUnreachable(f"the container's monitor does not answer ({reason})") \
+            from exc
     return Connection(sock)
 
 
@@ -179,8 +193,9 @@ def call(path: Path, request: dict[str, Any], *, fds: tuple[int, ...] = (),
                                      f"within {timeout:g}s") from exc
         for fd in extra:
             os.close(fd)
-    except OSError as exc:
-        raise MonitorUnreachable(f"lost the container's monitor: {exc}") from exc
+    except OSError as exc:  # a reset or broken pipe: the monitor went away mid-request
+        raise MonitorUnreachable(f"lost the container's monitor ({exc.strerror or exc})") \
+            from exc
     finally:
         conn.close()
     if response is None:

@@ -14,6 +14,7 @@ code, or the same signal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 
 from strongbox import log
 from strongbox.atomicfile import atomic_write
-from strongbox.errors import StrongboxError
+from strongbox.errors import StateDirError, StrongboxError
 from strongbox.sandbox.sandbox import ExitStatus
 
 #: main(notify, container stdio fds) -> how the container ended.
@@ -49,12 +50,28 @@ def spawn(main: MonitorMain, *, pid_file: str | None) -> int:
         raise StrongboxError(message.removeprefix("error: ") or "the monitor died while "
                              "creating the container")
     if pid_file:
-        write_pid_file(Path(pid_file), pid)
+        try:
+            write_pid_file(Path(pid_file), pid)
+        except StateDirError:
+            _abandon(pid)  # a monitor nobody can find must not outlive the failed command
+            raise
     return pid
 
 
+def _abandon(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
 def write_pid_file(path: Path, pid: int) -> None:
-    atomic_write(path.absolute(), f"{pid}".encode())
+    """Write ``pid`` atomically; one line naming the file if that cannot be done."""
+    try:
+        atomic_write(path.absolute(), f"{pid}".encode())
+    except OSError as exc:
+        raise StateDirError(f"--pid-file {path}: cannot write ({exc.strerror or exc})") \
+            from exc
 
 
 def _become_monitor(main: MonitorMain, ready_fd: int) -> None:

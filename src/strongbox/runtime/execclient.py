@@ -5,6 +5,10 @@ pass (SCM_RIGHTS) and tells us its exit status on the same connection. We
 forward the signals we receive, and terminal resizes, the other way. With
 ``--detach`` a child process does all this in the background (a descendant
 of the caller, so a subreaper can wait for it) and exits like the process.
+
+The monitor may go away at any moment (a racing ``delete --force``): every
+OSError on the connection, at any step, is :class:`MonitorGone`, one line
+naming the container.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import secrets
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from strongbox.errors import ContainerStartError, StrongboxError
@@ -45,7 +50,50 @@ def exec_process(store: st.StateStore, container_id: str, process: dict[str, Any
     return 0
 
 
-def _session(socket_path: Any, process: dict[str, Any], *, terminal: bool,
+class MonitorGone(StrongboxError):
+    """The container's monitor went away during an exec (usually: a forced delete)."""
+
+
+class _Link:
+    """The exec's connection to the monitor; losing it, at any step, is :class:`MonitorGone`."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.container_id = socket_path.parent.name
+        try:
+            self.conn = control.connect(socket_path, timeout=120.0)
+        except control.MonitorUnreachable as exc:
+            raise MonitorGone(f"container {self.container_id}: {exc} (deleted?)") from exc
+
+    def gone(self) -> MonitorGone:
+        return MonitorGone(f"container {self.container_id}: its monitor went away (deleted?)")
+
+    def send(self, message: dict[str, Any], fds: tuple[int, ...] = ()) -> None:
+        try:
+            self.conn.send(message, fds)
+        except OSError as exc:
+            raise self.gone() from exc
+
+    def send_quietly(self, message: dict[str, Any]) -> None:
+        """For signal handlers: a monitor gone is noticed by the next :meth:`recv`."""
+        with contextlib.suppress(OSError):
+            self.conn.send(message)
+
+    def recv(self) -> dict[str, Any]:
+        try:
+            message, extra = self.conn.recv()
+        except OSError as exc:
+            raise self.gone() from exc
+        for fd in extra:
+            os.close(fd)
+        if message is None:
+            raise self.gone()
+        return message
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _session(socket_path: Path, process: dict[str, Any], *, terminal: bool,
              console_socket: str | None, notify: Any) -> ExitStatus:
     with contextlib.ExitStack() as stack:
         if terminal and console_socket:
@@ -62,15 +110,11 @@ def _session(socket_path: Any, process: dict[str, Any], *, terminal: bool,
                 if size:
                     process["consoleSize"] = {"height": size[0], "width": size[1]}
                 stack.enter_context(tty.raw_mode(0))
-        conn = control.connect(socket_path, timeout=120.0)
+        conn = _Link(socket_path)
         stack.callback(conn.close)
         exec_id = secrets.token_hex(8)
         conn.send({"op": "exec", "process": process, "exec_id": exec_id}, fds)
-        reply, extra = conn.recv()
-        for fd in extra:
-            os.close(fd)
-        if reply is None:
-            raise StrongboxError("the container's monitor closed the connection")
+        reply = conn.recv()
         if not reply.get("ok"):
             code = reply.get("exit_code")
             raise ContainerStartError(str(reply.get("error")),
@@ -79,13 +123,11 @@ def _session(socket_path: Any, process: dict[str, Any], *, terminal: bool,
             notify("ok")
 
         def forward(signum: int, _frame: Any) -> None:
-            with contextlib.suppress(OSError):
-                conn.send({"op": "signal", "signal": signum})
+            conn.send_quietly({"op": "signal", "signal": signum})
 
         def resize(_signum: int, _frame: Any) -> None:
             if size := tty.window_size(resize_fd):
-                with contextlib.suppress(OSError):
-                    conn.send({"op": "resize", "rows": size[0], "cols": size[1]})
+                conn.send_quietly({"op": "resize", "rows": size[0], "cols": size[1]})
 
         for signum in FORWARDED:
             previous = signal.signal(signum, forward)
@@ -94,11 +136,7 @@ def _session(socket_path: Any, process: dict[str, Any], *, terminal: bool,
             previous = signal.signal(signal.SIGWINCH, resize)
             stack.callback(signal.signal, signal.SIGWINCH, previous)
         while True:
-            message, extra = conn.recv()
-            for fd in extra:
-                os.close(fd)
-            if message is None:
-                raise StrongboxError("lost the container's monitor while the process ran")
+            message = conn.recv()
             if "exit" in message:
                 result = message["exit"]
                 if result.get("error"):

@@ -9,6 +9,21 @@ other CLI commands on the container's control socket (``start``, ``kill``,
 :class:`~strongbox.sandbox.sandbox.Sandbox`, and records every transition in
 the state file.
 
+Recording a transition (``start``, ``pause``, ``resume``) is written *ahead*:
+the status the verb leads to is recorded first, and only then is the verb
+sent to the sandbox. If it cannot be recorded (the root is full, or gone),
+nothing is done and the verb fails with one line: the container stays as
+its record says. If the verb then fails, the record is put back to the
+sandbox's status. Should even that write fail, the record may claim the
+target status for a container that did not reach it; readers do not trust
+it while the monitor lives (``state`` asks the monitor), and once the
+monitor is gone the container reads as stopped, which is then the truth.
+
+A forced delete (``destroy``) kills the container's processes and abandons
+their output (:meth:`StdioPump.abandon`): the caller's readers may have
+stopped reading, and a forced delete waits on nobody. The VM is then
+destroyed without the courtesy of a guest shutdown.
+
 The same class runs in the foreground for ``strongbox run``.
 """
 
@@ -19,12 +34,13 @@ import logging
 import os
 import secrets
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from strongbox import status as sm
 from strongbox.config import Config
-from strongbox.errors import ContainerStartError, StrongboxError
+from strongbox.errors import ContainerStartError, StateDirError, StrongboxError
 from strongbox.runtime import state as st
 from strongbox.runtime.control import Connection, ControlServer, run_on_loop
 from strongbox.sandbox.plan import ContainerRequest
@@ -68,6 +84,9 @@ class Monitor:
         self._exited = asyncio.Event()
         self._waiter: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        #: Every live stdio pump (the init's, each exec's): a forced delete abandons them.
+        self._pumps: set[StdioPump] = set()
+        self._destroying = False
 
     @property
     def id(self) -> str:
@@ -85,6 +104,42 @@ class Monitor:
         self.record.status = self.status
         self.store.save(self.record)
 
+    def _save_quietly(self) -> None:
+        """Record the current status if possible: the verb's outcome stands either way."""
+        try:
+            self._save()
+        except StateDirError as exc:
+            log.warning("%s", exc)
+
+    async def _transition(self, verb: str, action: Callable[[], Awaitable[None]]) -> None:
+        """Record where ``verb`` leads, then act; on failure record the truth again."""
+        current = self.status
+        self.record.status = sm.require(current, verb, self.id)
+        try:
+            self.store.save(self.record)
+        except StateDirError as exc:
+            self.record.status = current
+            raise StateDirError(f"{exc}; the container was left {current}") from exc
+        try:
+            await action()
+        finally:
+            if self.status != self.record.status:  # failed, or moved on (an init that exited)
+                self._save_quietly()
+
+    def _pump(self, pump: StdioPump) -> StdioPump:
+        """Start ``pump`` and keep it where a forced delete finds it."""
+        if self._destroying:
+            pump.abandon()
+        self._pumps.add(pump)
+        pump.start()
+        return pump
+
+    async def _finish(self, pump: StdioPump) -> None:
+        try:
+            await pump.finish()
+        finally:
+            self._pumps.discard(pump)
+
     # --- lifecycle -----------------------------------------------------------------------
     async def create(self) -> None:
         """Boot the sandbox and build the container up to its start barrier."""
@@ -94,10 +149,9 @@ class Monitor:
         self.store.save(self.record)
         io = await self.sandbox.launch(ContainerRequest(
             id=self.id, spec=self.spec, rootfs=self.record.rootfs, overlay=self.record.overlay))
-        self.pump = StdioPump(io, stdin=Source(self.stdio.stdin),
-                              stdout=Sink(self.stdio.stdout, shared=True),
-                              stderr=Sink(self.stdio.stderr, shared=True))
-        self.pump.start()
+        self.pump = self._pump(StdioPump(io, stdin=Source(self.stdio.stdin),
+                                         stdout=Sink(self.stdio.stdout, shared=True),
+                                         stderr=Sink(self.stdio.stderr, shared=True)))
         self._waiter = asyncio.create_task(self._wait_init())
         self.server = ControlServer(self.store.socket_path(self.id), self._handle)
         self._save()
@@ -109,14 +163,11 @@ class Monitor:
             log.warning("lost the container's VM: %s", exc)
             self.exit = ExitStatus(128 + signal.SIGKILL, signal.SIGKILL)
         if self.pump is not None:
-            await self.pump.finish()
+            await self._finish(self.pump)
         self._exited.set()
 
     async def start(self) -> None:
-        try:
-            await self.sandbox.start_container(self.id)
-        finally:
-            self._save()
+        await self._transition(sm.START, lambda: self.sandbox.start_container(self.id))
 
     async def wait(self) -> ExitStatus:
         await self._exited.wait()
@@ -129,7 +180,8 @@ class Monitor:
             self.server.close()
             self.server = None
         try:
-            await self.sandbox.stop()
+            if not self._destroying:  # a forced delete kills: no guest shutdown to wait for
+                await self.sandbox.stop()
         finally:
             await self.sandbox.destroy()
         if self.exit is not None:
@@ -137,8 +189,8 @@ class Monitor:
         self.record.status = sm.STOPPED
         try:
             self.store.save(self.record)
-        except OSError:
-            pass  # `delete` removed the record while we were stopping
+        except StateDirError:
+            pass  # `delete` removed the record while we were stopping, or the root is full
 
     def forward_signals(self, terminal_resize: bool) -> None:
         """Signals sent to the monitor go to the container's process."""
@@ -191,7 +243,11 @@ class Monitor:
                                           all_processes=bool(request.get("all")))
 
     async def op_destroy(self, request: dict[str, Any]) -> None:
-        """Forced delete: kill everything; the normal exit path tears down."""
+        """Forced delete: kill everything, abandon all output; the normal exit path tears
+        down, without waiting on any reader."""
+        self._destroying = True
+        for pump in list(self._pumps):
+            pump.abandon()
         if self._exited.is_set():
             return
         try:
@@ -204,16 +260,10 @@ class Monitor:
             self._exited.set()
 
     async def op_pause(self, request: dict[str, Any]) -> None:
-        try:
-            await self.sandbox.pause_container(self.id)
-        finally:
-            self._save()
+        await self._transition(sm.PAUSE, lambda: self.sandbox.pause_container(self.id))
 
     async def op_resume(self, request: dict[str, Any]) -> None:
-        try:
-            await self.sandbox.resume_container(self.id)
-        finally:
-            self._save()
+        await self._transition(sm.RESUME, lambda: self.sandbox.resume_container(self.id))
 
     async def op_update(self, request: dict[str, Any]) -> None:
         await self.sandbox.update_container(self.id, request.get("resources"))
@@ -242,7 +292,10 @@ class Monitor:
             conn.send({"ok": False, "error": str(exc), "kind": type(exc).__name__,
                        "exit_code": code})
             return
-        conn.send({"ok": True, "exec_id": exec_id})
+        try:
+            conn.send({"ok": True, "exec_id": exec_id})
+        except OSError:
+            pass  # the exec command went away already: the process runs on, as below
         done = asyncio.run_coroutine_threadsafe(self._exec_wait(exec_id, session), loop)
         done.add_done_callback(lambda f: _send_exit(conn, f))
         while not done.done():
@@ -261,9 +314,8 @@ class Monitor:
     async def _exec_start(self, exec_id: str, process: Any, fds: list[int]
                           ) -> tuple[StdioPump, list[int]]:
         io = await self.sandbox.exec_process(self.id, exec_id, process, stdin=True)
-        pump = StdioPump(io, stdin=Source(fds[0]), stdout=Sink(fds[1], shared=True),
-                         stderr=Sink(fds[2], shared=True))
-        pump.start()
+        pump = self._pump(StdioPump(io, stdin=Source(fds[0]), stdout=Sink(fds[1], shared=True),
+                                    stderr=Sink(fds[2], shared=True)))
         return pump, fds
 
     async def _exec_wait(self, exec_id: str, session: tuple[StdioPump, list[int]]
@@ -271,9 +323,10 @@ class Monitor:
         pump, fds = session
         try:
             status = await self.sandbox.wait_process(self.id, exec_id)
-            await pump.finish()
+            await self._finish(pump)
             return status
         finally:
+            self._pumps.discard(pump)
             for fd in set(fds):
                 try:
                     os.close(fd)

@@ -4,28 +4,41 @@ Layout under ``--root`` (default /run/strongbox), one directory per
 container, a documented contract (version 1)::
 
     containers/<id>/state.json    the record below; replaced atomically
-                                  (temp file + rename) on every change, so
-                                  readers never see half a file
+                                  (temp file + fsync + rename) on every
+                                  change, so readers never see half a file
+                                  and a failed write (a full disk) leaves
+                                  the previous record
     containers/<id>/lock          flock()ed by a CLI command for the whole of
                                   a mutating operation (create, start, delete,
                                   pause, resume, update, exec set-up), which
                                   serializes concurrent commands on one container
     containers/<id>/monitor.sock  the monitor's control socket, while it lives
+    containers/.~new-<random>/    a record being created: built whole, then
+                                  renamed to ``<id>`` (``~`` is never in an id)
 
-Who writes: the creating command writes ``creating``; from then on the
-monitor (the host process that owns the VM) writes every transition;
+Who writes: the creating command builds the directory with its first record
+(``creating``) aside and renames it into place, so an id either has a whole
+record or no directory at all, and a failed create leaves nothing; from
+then on the monitor (the host process that owns the VM) writes every
+transition, always through :meth:`StateStore.save`, the one writer;
 ``delete`` removes the directory. Readers (``state``, ``list``) take no lock
 and never block on the VM: a record whose monitor is gone is reported as
-stopped.
+stopped. Every failure to read or write is a :class:`StateDirError` or a
+:class:`StrongboxError` naming the root or the container and the reason,
+one line; a record that cannot be parsed (corrupt, wrongly typed) is one
+too, and ``delete --force`` clears such an id all the same
+(:func:`strongbox.runtime.container.force_delete`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -38,6 +51,11 @@ from strongbox.errors import ContainerExists, ContainerNotFound, StateDirError, 
 from strongbox.status import CREATING, STOPPED, ContainerStatus
 
 STATE_VERSION = 1
+STATE_FILE = "state.json"
+#: A record being built aside; ``~`` is not allowed in ids, so never a container.
+BUILDING_PREFIX = ".~new-"
+#: A building directory this old was left by a create that died.
+ABANDONED_AFTER = 60.0
 OCI_VERSION = "1.0.2"
 
 
@@ -110,15 +128,45 @@ class ContainerState:
 
     @classmethod
     def from_json(cls, data: Any) -> ContainerState:
+        """The record in ``data``; ValueError or TypeError naming the first wrong field."""
         if not isinstance(data, dict):
             raise TypeError(f"expected a JSON object, got {type(data).__name__}")
         if data.get("version") != STATE_VERSION:
             raise StrongboxError(f"container {data.get('id')}: state version "
                                  f"{data.get('version')} is not {STATE_VERSION}")
-        known = {f for f in cls.__dataclass_fields__}
-        fields = {k: v for k, v in data.items() if k in known}
+        fields = {k: v for k, v in data.items() if k in _FIELD_TYPES}
+        missing = sorted(k for k in _REQUIRED if k not in fields)
+        if missing:
+            raise TypeError(f"missing {', '.join(missing)}")
+        for name, value in fields.items():
+            _check_type(name, value)
         fields["status"] = ContainerStatus(str(fields.get("status", CREATING)))
         return cls(**fields)
+
+
+_NONE = type(None)
+#: The JSON type of every field: a record is checked whole before anything uses it
+#: (a wrongly typed pid must be an error, not a crash deep in a comparison).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "bundle": (str,), "rootfs": (str,), "status": (str,), "created": (str,),
+    "monitor_pid": (int,), "monitor_start": (int, _NONE), "annotations": (dict,),
+    "exit_code": (int, _NONE), "exit_signal": (int, _NONE), "terminal": (bool,),
+    "overlay": (bool,), "owner": (str,), "version": (int,),
+}
+_REQUIRED = ("id", "bundle", "rootfs")
+_JSON_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "an object",
+               _NONE: "null"}
+
+
+def _check_type(name: str, value: Any) -> None:
+    expected = _FIELD_TYPES[name]
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, expected) or (is_bool and bool not in expected):
+        wanted = " or ".join(_JSON_NAMES[t] for t in expected)
+        raise TypeError(f"{name}: expected {wanted}, got {json.dumps(value)[:40]}")
+    if isinstance(value, dict) and not all(isinstance(k, str) and isinstance(v, str)
+                                           for k, v in value.items()):
+        raise TypeError(f"{name}: expected an object of strings")
 
 
 class StateStore:
@@ -134,46 +182,115 @@ class StateStore:
     def socket_path(self, container_id: str) -> Path:
         return self.dir(container_id) / "monitor.sock"
 
+    def exists(self, container_id: str) -> bool:
+        """Whether anything at all occupies the id (even a record that cannot be read)."""
+        return os.path.lexists(self.dir(container_id))
+
+    # --- writing -------------------------------------------------------------------------
     def create(self, state: ContainerState) -> None:
-        """Claim the id (atomically: mkdir) and write the first record."""
+        """Claim the id with its first record, atomically: all of it or nothing.
+
+        The directory is built aside (record included) and renamed into place;
+        rename(2) refuses to replace a non-empty directory, so of concurrent
+        creates exactly one wins, and a failure at any step leaves no trace.
+        """
+        self._make_base()
+        self._sweep_abandoned()
+        building = self.base / f"{BUILDING_PREFIX}{secrets.token_hex(8)}"
+        try:
+            building.mkdir(mode=0o711)
+            _write_record(building / STATE_FILE, state)
+            os.rename(building, self.dir(state.id))
+        except OSError as exc:
+            shutil.rmtree(building, ignore_errors=True)
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR) \
+                    and self.exists(state.id):
+                raise ContainerExists(state.id) from None
+            raise StateDirError(f"root {self.root}: cannot create container {state.id} "
+                                f"({_reason(exc)})") from exc
+
+    def save(self, state: ContainerState) -> None:
+        """Replace the record (the one writer of state.json): the old or the new, never half."""
+        try:
+            _write_record(self.dir(state.id) / STATE_FILE, state)
+        except OSError as exc:
+            raise StateDirError(f"root {self.root}: cannot record the state of container "
+                                f"{state.id} ({_reason(exc)})") from exc
+
+    def _make_base(self) -> None:
+        self._check_base()
         try:
             self.base.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StateDirError(f"root {self.root}: cannot create ({exc.strerror})") from exc
+            raise StateDirError(f"root {self.root}: cannot create ({_reason(exc)})") from exc
+
+    def _sweep_abandoned(self) -> None:
+        """Remove what creates that died while building their record left (best effort)."""
+        cutoff = time.time() - ABANDONED_AFTER
         try:
-            self.dir(state.id).mkdir(mode=0o711)
-        except FileExistsError:
-            raise ContainerExists(state.id) from None
-        except OSError as exc:
-            raise StateDirError(f"root {self.root}: cannot write ({exc.strerror})") from exc
-        self.save(state)
+            entries = [p for p in self.base.iterdir() if p.name.startswith(BUILDING_PREFIX)]
+        except OSError:
+            return
+        for path in entries:
+            with contextlib.suppress(OSError):
+                if path.lstat().st_mtime < cutoff:
+                    shutil.rmtree(path, ignore_errors=True)
 
-    def save(self, state: ContainerState) -> None:
-        data = json.dumps(state.to_json(), indent=2).encode() + b"\n"
-        atomic_write(self.dir(state.id) / "state.json", data)
-
+    # --- reading -------------------------------------------------------------------------
     def load(self, container_id: str) -> ContainerState:
-        path = self.dir(container_id) / "state.json"
-        for _ in range(3):
-            try:
-                return ContainerState.from_json(json.loads(path.read_text()))
-            except FileNotFoundError:
-                if not self.dir(container_id).is_dir():
-                    raise ContainerNotFound(container_id) from None
-                time.sleep(0.01)  # created this instant: the record follows the mkdir
-            except (ValueError, TypeError) as exc:
-                raise StrongboxError(f"container {container_id}: unreadable state ({exc})") \
-                    from exc
-        raise ContainerNotFound(container_id)
+        """The record of ``container_id``; a one-line error if it is absent or unusable."""
+        path = self.dir(container_id) / STATE_FILE
+        try:
+            text = path.read_bytes()
+        except FileNotFoundError:
+            if not self.exists(container_id):
+                self._check_base()
+                raise ContainerNotFound(container_id) from None
+            raise StrongboxError(f"container {container_id}: its state record is missing "
+                                 f"({_FORCE_HINT})") from None
+        except OSError as exc:
+            self._check_base()
+            raise StrongboxError(f"container {container_id}: cannot read its state "
+                                 f"({_reason(exc)})") from exc
+        try:
+            record = ContainerState.from_json(json.loads(text))
+        except (ValueError, TypeError) as exc:
+            raise StrongboxError(f"container {container_id}: unreadable state ({exc}; "
+                                 f"{_FORCE_HINT})") from exc
+        if record.id != container_id:
+            raise StrongboxError(f"container {container_id}: unreadable state (it records "
+                                 f"id {record.id!r}; {_FORCE_HINT})")
+        return record
+
+    def _check_base(self) -> None:
+        """A root that is not a directory is the error, not the container."""
+        for path in (self.base, self.root):
+            if os.path.lexists(path) and not path.is_dir():
+                raise StateDirError(f"root {self.root}: {path} is not a directory")
 
     def ids(self) -> list[str]:
         try:
-            return sorted(p.name for p in self.base.iterdir() if p.is_dir())
+            return sorted(p.name for p in self.base.iterdir()
+                          if not p.name.startswith(BUILDING_PREFIX) and p.is_dir())
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            self._check_base()
+            raise StateDirError(f"root {self.root}: cannot list containers "
+                                f"({_reason(exc)})") from exc
 
+    # --- removing ------------------------------------------------------------------------
     def remove(self, container_id: str) -> None:
-        shutil.rmtree(self.dir(container_id), ignore_errors=True)
+        """Remove whatever occupies the id: a directory (whole or not), or a stray file.
+
+        Never raises (it runs on failure paths); :meth:`exists` tells whether it worked.
+        """
+        path = self.dir(container_id)
+        if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return
+        shutil.rmtree(path, ignore_errors=True)
 
     @contextlib.contextmanager
     def lock(self, container_id: str, timeout: float = 60.0) -> Iterator[None]:
@@ -196,3 +313,14 @@ class StateStore:
             yield
         finally:
             os.close(fd)
+
+
+_FORCE_HINT = "`strongbox delete --force` removes it"
+
+
+def _write_record(path: Path, state: ContainerState) -> None:
+    atomic_write(path, json.dumps(state.to_json(), indent=2).encode() + b"\n")
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)

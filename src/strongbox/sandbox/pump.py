@@ -19,7 +19,9 @@ the container down as a pipe would under runc, and input waits for the
 guest to take it (``drain``). A reader that went away (EPIPE) is not an
 error: output is then drained and dropped so that the process is never
 blocked forever. After the process exits, :meth:`StdioPump.finish` gives the
-outputs ``OUTPUT_GRACE`` seconds to reach end of stream.
+outputs ``OUTPUT_GRACE`` seconds to reach end of stream, unless the pump is
+abandoned (:meth:`StdioPump.abandon`): a forced delete wants nothing more
+delivered, so it must never wait on a reader that stopped reading.
 """
 
 from __future__ import annotations
@@ -322,6 +324,7 @@ class StdioPump:
         self._outputs: list[asyncio.Task[None]] = []
         self._input: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
+        self._abandoned = asyncio.Event()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -364,15 +367,27 @@ class StdioPump:
                 self.io.stdin.close_write()
         self._closing.set()
 
+    def abandon(self) -> None:
+        """Nobody will wait for the output any more (a forced delete): stop at once.
+
+        A :meth:`finish` under way, or any later one, then flushes nothing and
+        releases everything without waiting, whatever the sinks' readers do.
+        """
+        self._abandoned.set()
+        self.close_stdin()
+
     async def finish(self, grace: float = OUTPUT_GRACE) -> None:
-        """After the process exited: flush what is left (at most ``grace`` s), release all."""
+        """After the process exited: flush what is left (at most ``grace`` s; nothing once
+        abandoned), release all."""
         self.close_stdin()
         pending = [t for t in self._outputs if not t.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=grace)
+        if pending and not self._abandoned.is_set():
+            await _until(asyncio.wait(pending, timeout=grace), self._abandoned)
         for task in self._outputs:
             task.cancel()
         if self._input is not None:
+            if self._abandoned.is_set():
+                self._input.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._input, 1.0)
         for sink in self.sinks:

@@ -8,13 +8,33 @@ taken" means "the owner is gone", with no pid-reuse races, and any later
 strongbox command can remove what a killed owner left: the QEMU process (if
 it somehow survived its parent-death signal), the directory, and the cgroup
 of a jailed QEMU (:func:`strongbox.hypervisor.jailer.remove_leftovers`).
+
+Race-free by construction, whatever runs at the same time:
+
+* creating: the directory is built as ``vms/.~new-<random>`` (``~`` is in no
+  VM name); its lock file is made under a temporary name, locked, and only
+  then renamed to ``owner.lock``, so a building directory's ``owner.lock``
+  is always held while its creator lives. The whole directory is then
+  renamed to ``<name>``: rename(2) refuses to replace a non-empty directory,
+  so two creators of one name cannot both win, and ``<name>`` appears
+  already locked.
+* collecting: a directory is removed only by whoever *holds* its lock,
+  checked to be the ``owner.lock`` still in it; a directory keeps that file
+  until the rest of it is gone, so no new owner can rename itself into the
+  name being removed. A building directory counts as live unless its lock
+  is free, or it has no lock yet and is older than :data:`ABANDONED_AFTER`.
+  A named directory without ``owner.lock`` is a removal under way (or a
+  relic): it is finished off.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import logging
 import os
+import secrets
 import shutil
 import signal
 import time
@@ -25,6 +45,12 @@ from strongbox.hypervisor import remove_leftovers
 
 log = logging.getLogger("strongbox.sandbox")
 LOCK = "owner.lock"
+#: A run directory under construction; ``~`` never appears in a VM's name.
+BUILDING_PREFIX = ".~new-"
+#: The lock file before it is locked: never taken for a free ``owner.lock``.
+_NEW_LOCK = ".owner.lock.new"
+#: A building directory with no lock after this long was left by a creator that died.
+ABANDONED_AFTER = 60.0
 
 
 def _vms(root: Path) -> Path:
@@ -47,36 +73,117 @@ class RunDir:
             raise StateDirError(f"run directory {root}: cannot create ({exc.strerror})") from exc
         collect_stale(root)
         path = base / name
+        building = base / f"{BUILDING_PREFIX}{secrets.token_hex(8)}"
+        fd = -1
         try:
-            path.mkdir(mode=0o700)
-            fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            raise StateDirError(f"{name} already exists (run directory {path})") from None
+            fd = _build_locked(building)
+            os.rename(building, path)
         except OSError as exc:
-            shutil.rmtree(path, ignore_errors=True)
+            _dismantle(building)
+            if fd >= 0:
+                os.close(fd)
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise StateDirError(f"{name} already exists (run directory {path})") from None
             raise StateDirError(f"run directory {root}: cannot write ({exc.strerror})") from exc
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return cls(path, fd)
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the directory; the lock is held (and the name ours) until it is gone."""
         if self._lock_fd >= 0:
+            _dismantle(self.path)
             os.close(self._lock_fd)
             self._lock_fd = -1
 
 
-def _owner_alive(path: Path) -> bool:
+def _build_locked(building: Path) -> int:
+    """Make ``building`` with a held ``owner.lock`` in it; the lock's fd."""
+    building.mkdir(mode=0o700)
+    fd = os.open(building / _NEW_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file only we know of: never busy
+        os.rename(building / _NEW_LOCK, building / LOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _dismantle(path: Path) -> None:
+    """Remove ``path``, ``owner.lock`` last, and the directory only if it is still empty.
+
+    Keeping the lock file to the end keeps the directory non-empty, so a new
+    owner cannot rename itself into the name until nothing of the old is left;
+    if one did at the very end, the final rmdir fails and its directory stays.
+    """
+    try:
+        entries = list(path.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name == LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+    with contextlib.suppress(OSError):
+        (path / LOCK).unlink()
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def _lock_if_dead(path: Path) -> int | None:
+    """The fd of ``path``'s owner.lock, now held by us, if its owner is gone; else None.
+
+    Holding it is what makes removing the directory safe: no one else can
+    decide it is dead, and the inode check proves it is still that directory's.
+    """
     try:
         fd = os.open(path / LOCK, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False  # creation was interrupted before the lock existed
+    except OSError:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
+        if os.fstat(fd).st_ino == os.stat(path / LOCK).st_ino:
+            return fd
+    except OSError:  # BlockingIOError: alive; FileNotFoundError: being removed by another
+        pass
+    os.close(fd)
+    return None
+
+
+def _claim(path: Path) -> int | None:
+    """Hold ``path``'s lock if nobody lives behind it (then it is ours to remove); else None.
+
+    A directory with no lock file gets one, made exclusively and locked by us:
+    a building directory only once it is old enough to be abandoned, a named
+    one at once (it is a relic, or a removal under way that we finish).
+    """
+    fd = _lock_if_dead(path)
+    if fd is not None or os.path.lexists(path / LOCK):
+        return fd
+    if path.name.startswith(BUILDING_PREFIX) and not _older_than(path, ABANDONED_AFTER):
+        return None
+    try:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return _lock_if_dead(path)  # a lock appeared meanwhile: judge that one
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
         os.close(fd)
+        return None
+    return fd
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.lstat().st_mtime > seconds
+    except OSError:
+        return False
 
 
 def _kill_leftover_qemu(path: Path) -> bool:
@@ -95,11 +202,38 @@ def _kill_leftover_qemu(path: Path) -> bool:
     return False
 
 
-def _remove(path: Path) -> None:
-    """A dead owner's VM: its QEMU, its directory, its jail's cgroup."""
-    killed = _kill_leftover_qemu(path)
-    shutil.rmtree(path, ignore_errors=True)
-    remove_leftovers(path.name, wait=2.0 if killed else 0.5)
+def _reap(path: Path) -> bool:
+    """Remove a dead owner's VM (its QEMU, directory, jail cgroup); False if it lives."""
+    fd = _claim(path)
+    if fd is None:
+        return not path.is_dir()
+    try:
+        killed = _kill_leftover_qemu(path)
+        _dismantle(path)
+    finally:
+        os.close(fd)
+    if not path.name.startswith(BUILDING_PREFIX):  # a jail exists only once named
+        remove_leftovers(path.name, wait=2.0 if killed else 0.5)
+    return True
+
+
+def owner_pid(root: Path, name: str) -> int | None:
+    """The pid holding ``name``'s owner.lock (from /proc/locks), if anyone holds it.
+
+    For a forced delete whose container lost every other trace of its monitor.
+    """
+    try:
+        info = os.stat(_vms(root) / name / LOCK)
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    key = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in locks.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key:
+            with contextlib.suppress(ValueError):
+                return int(fields[4])
+    return None
 
 
 def collect(root: Path, name: str, wait: float = 5.0) -> bool:
@@ -110,12 +244,10 @@ def collect(root: Path, name: str, wait: float = 5.0) -> bool:
     """
     path = _vms(root) / name
     deadline = time.monotonic() + wait
-    while path.is_dir() and _owner_alive(path):
+    while path.is_dir() and not _reap(path):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
-    if path.is_dir():
-        _remove(path)
     return True
 
 
@@ -127,9 +259,8 @@ def collect_stale(root: Path) -> list[str]:
     except OSError:
         return removed
     for path in entries:
-        if not path.is_dir() or _owner_alive(path):
+        if not path.is_dir() or path.is_symlink() or not _reap(path):
             continue
-        _remove(path)
         log.debug("removed stale VM directory %s", path)
         removed.append(path.name)
     return removed

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from strongbox.errors import ContainerStateError
+from strongbox.errors import ContainerNotFound, ContainerStateError, StrongboxError
 from strongbox.runtime import container as container_module
-from strongbox.runtime.container import Container
+from strongbox.runtime.container import Container, force_delete
 from strongbox.runtime.control import Connection, ControlError, ControlServer
 from strongbox.runtime.state import ContainerState, StateStore, process_start_ticks
 from strongbox.status import CREATED, PAUSED, RUNNING, STOPPED, ContainerStatus
@@ -207,7 +208,7 @@ def test_forced_delete_asks_the_monitor_to_destroy(
 
     monitor = monitors({"destroy": destroy})
     container.delete(force=True)
-    assert monitor.requests == [{"op": "status"}, {"op": "destroy"}]
+    assert monitor.requests == [{"op": "destroy"}]  # no status first: destroy is always allowed
     assert store.ids() == []
 
 
@@ -220,7 +221,7 @@ def test_forced_delete_kills_a_monitor_that_does_not_finish(
     started = time.monotonic()
     Container.load(store, CID).delete(force=True)
     assert time.monotonic() - started < 5
-    assert monitor.requests == [{"op": "status"}, {"op": "destroy"}]
+    assert monitor.requests == [{"op": "destroy"}]
     assert stand_in.wait(5) == -signal.SIGKILL
     assert store.ids() == []
 
@@ -279,3 +280,105 @@ def test_status_with_a_dead_monitor_is_stopped_without_connecting(
     assert container.status() is STOPPED
     assert container.oci_state()["pid"] == 0
     assert monitor.connections == 0
+
+
+# --- delete --force of whatever is on disk (issue 11) ------------------------------------
+
+BROKEN_RECORDS = {
+    "empty-directory": None,
+    "no-state-json": {"lock": ""},
+    "corrupt": {"state.json": "{not json"},
+    "empty-file": {"state.json": ""},
+    "json-list": {"state.json": "[]"},
+    "pid-string": {"state.json": '{"version": 1, "id": "c1", "bundle": "/b", "rootfs": "/r", '
+                                 '"monitor_pid": "x"}'},
+    "other-id": {"state.json": '{"version": 1, "id": "zz", "bundle": "/b", "rootfs": "/r"}'},
+    "state-is-a-directory": {"state.json/": ""},
+}
+
+
+def _broken(store: StateStore, files: dict[str, str] | None) -> None:
+    store.dir(CID).mkdir(parents=True)
+    for name, text in (files or {}).items():
+        if name.endswith("/"):
+            (store.dir(CID) / name).mkdir()
+        else:
+            (store.dir(CID) / name).write_text(text)
+
+
+@pytest.mark.parametrize("files", list(BROKEN_RECORDS.values()), ids=list(BROKEN_RECORDS))
+def test_forced_delete_clears_an_id_whatever_its_record(store: StateStore,
+                                                        files: dict[str, str] | None) -> None:
+    _broken(store, files)
+    if files is not None and "state.json" in files:
+        with pytest.raises(StrongboxError):  # everything else refuses it, in one line
+            Container.load(store, CID)
+    force_delete(store, CID)
+    assert not store.exists(CID)
+    store.create(_record(CREATED, 0, None))  # and the id is free again
+
+
+def test_forced_delete_of_a_stray_file_in_the_id(store: StateStore) -> None:
+    store.base.mkdir(parents=True)
+    store.dir(CID).write_text("junk")
+    force_delete(store, CID)
+    assert not store.exists(CID)
+
+
+def test_forced_delete_of_nothing_is_not_found(store: StateStore) -> None:
+    with pytest.raises(ContainerNotFound):
+        force_delete(store, CID)
+
+
+#: A process standing in for a monitor whose record is lost: it listens on the control
+#: socket, answers destroy, and exits (``obey``) or stays until killed.
+LISTENER = """
+import json, socket, sys, time
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+sock.bind(sys.argv[1]); sock.listen(4)
+print("ready", flush=True)
+while True:
+    conn, _ = sock.accept()
+    if json.loads(conn.recv(65536)).get("op") == "destroy":
+        conn.send(b'{"ok": true}')
+        if sys.argv[2] == "obey":
+            sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("obey", [True, False], ids=["exits", "must-be-killed"])
+def test_forced_delete_stops_a_live_monitor_found_by_its_socket(
+        store: StateStore, monkeypatch: pytest.MonkeyPatch, obey: bool) -> None:
+    monkeypatch.setattr(container_module, "DESTROY_TIMEOUT", 0.5)
+    _broken(store, {"state.json": "[]"})  # no pid to be read from the record
+    proc = subprocess.Popen([sys.executable, "-c", LISTENER, str(store.socket_path(CID)),
+                             "obey" if obey else "stay"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        force_delete(store, CID)
+        assert proc.wait(5) == (0 if obey else -signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert not store.exists(CID)
+
+
+def test_delete_of_a_created_container_stops_its_monitor(
+        store: StateStore, monitors: Callable[..., FakeMonitor],
+        stand_in: subprocess.Popen[bytes]) -> None:
+    """Not forced, but a created container's monitor holds a VM: it is destroyed too."""
+    store.create(_record(CREATED, stand_in.pid, process_start_ticks(stand_in.pid)))
+
+    def destroy(message: dict[str, Any]) -> dict[str, Any]:
+        stand_in.kill()
+        stand_in.wait()
+        return {"ok": True}
+
+    monitor = monitors({"status": {"ok": True, "status": "created", "pid": stand_in.pid},
+                        "destroy": destroy})
+    Container.load(store, CID).delete()
+    assert monitor.requests == [{"op": "status"}, {"op": "destroy"}]
+    assert store.ids() == []

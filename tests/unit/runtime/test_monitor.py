@@ -646,3 +646,96 @@ def test_exec_stdin_is_left_alone_after_the_exec_exits(harness: Harness,
         run(h, scenario)
     finally:
         os.close(keep_r)
+
+
+# --- a root that cannot be written (issue 11: a full root at start) ----------------------
+
+def _disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every later write of a record fails as on a full file system."""
+    import errno
+
+    from strongbox.runtime import state as state_module
+
+    def full(path: Path, data: bytes, mode: int = 0o600) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(state_module, "atomic_write", full)
+
+
+@pytest.mark.parametrize(("before", "op", "left"), [
+    ([], "start", CREATED), (["start"], "pause", RUNNING), (["start", "pause"], "resume", PAUSED),
+], ids=["start", "pause", "resume"])
+def test_a_transition_that_cannot_be_recorded_is_not_made(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch, before: list[str], op: str,
+        left: Any) -> None:
+    """Written ahead: with the root full, the verb fails cleanly and is never sent."""
+    h = harness
+
+    async def scenario() -> None:
+        await h.monitor.create()
+        for step in before:
+            await h.call({"op": step})
+        verbs, record = h.fake.verbs(), h.state_bytes()
+        _disk_full(monkeypatch)
+        answer = await h.ask({"op": op})
+        assert answer["ok"] is False and answer["kind"] == "StateDirError"
+        assert answer["error"] == (f"root {h.store.root}: cannot record the state of container "
+                                   f"{CID} (No space left on device); the container was left "
+                                   f"{left}")
+        assert h.fake.verbs() == verbs  # the sandbox was not asked
+        assert h.fake.status(CID) is left and h.state_bytes() == record
+        assert (await h.call({"op": "status"}))["status"] == left
+        monkeypatch.undo()
+        assert await h.call({"op": op}) == {"ok": True}  # space again: it works
+
+    run(h, scenario)
+
+
+def test_the_record_is_written_before_the_start_and_rolled_back_if_it_fails(
+        harness: Harness) -> None:
+    from strongbox.errors import ContainerStartError
+
+    h = harness
+    seen: list[Any] = []
+    original = h.fake.start_container
+
+    async def start_container(cid: str) -> None:
+        seen.append(h.state().status)  # what a reader sees while the VM starts it
+        await original(cid)
+
+    h.fake.start_container = start_container  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        await h.monitor.create()
+        h.fake.fail_start = ContainerStartError("exec: no such file", 127)
+        with pytest.raises(control.ControlError, match="no such file"):
+            await h.call({"op": "start"})
+        assert seen == [RUNNING]
+        assert h.state().status is STOPPED  # the truth, not the status written ahead
+
+    run(h, scenario)
+
+
+def test_destroy_does_not_wait_for_output_nobody_reads(harness: Harness) -> None:
+    """A forced delete with the caller's stdout full: over at once, not after OUTPUT_GRACE."""
+    from strongbox.sandbox.pump import OUTPUT_GRACE
+
+    h = harness
+
+    async def scenario() -> None:
+        await h.started()
+        stdout = h.fake.process(CID).io.stdout
+        assert isinstance(stdout, FakeStream)
+        for _ in range(32):  # 2 MiB into a 64 KiB pipe nobody reads
+            stdout.feed(b"x" * 65536)
+        await asyncio.sleep(0.2)  # the pump is blocked writing to the full pipe
+        started = time.monotonic()
+        assert await h.call({"op": "destroy"}) == {"ok": True}
+        assert await asyncio.wait_for(h.monitor.wait(), IO_TIMEOUT) \
+            == ExitStatus(137, signal.SIGKILL)
+        await h.monitor.teardown()
+        elapsed = time.monotonic() - started
+        assert elapsed < min(1.0, OUTPUT_GRACE / 2), elapsed
+        assert not h.fake.stopped and h.fake.destroyed  # killed: no guest shutdown awaited
+
+    run(h, scenario)

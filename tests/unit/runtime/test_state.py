@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from strongbox.errors import ContainerExists, ContainerNotFound, StrongboxError
+from strongbox.errors import ContainerExists, ContainerNotFound, StateDirError, StrongboxError
 from strongbox.runtime.state import (
     OCI_VERSION,
     STATE_VERSION,
@@ -325,3 +325,152 @@ def test_oci_state_of_a_record_whose_monitor_died() -> None:
     record = _record(status=RUNNING, monitor_pid=pid, monitor_start=ticks)
     state = record.oci_state()
     assert state["status"] == "stopped" and state["pid"] == 0
+
+
+# --- a full root, broken records (issue 11) ----------------------------------------------
+
+def _full_after(monkeypatch: pytest.MonkeyPatch, writes: int = 0) -> None:
+    """The file system fills up: every write of a record after ``writes`` more fails."""
+    import errno
+
+    from strongbox import atomicfile
+
+    real = os.write
+    left = [writes]
+
+    def write(fd: int, data: object) -> int:
+        if left[0] <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        left[0] -= 1
+        return real(fd, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(atomicfile.os, "write", write)
+
+
+def test_create_on_a_full_root_leaves_nothing_and_the_id_stays_usable(
+        store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    _full_after(monkeypatch)
+    with pytest.raises(StateDirError) as info:
+        store.create(_record())
+    assert str(info.value) == (f"root {store.root}: cannot create container c1 "
+                               "(No space left on device)")
+    assert os.listdir(store.base) == []  # no half-claimed id, no temporary directory
+    with pytest.raises(ContainerNotFound):
+        store.load("c1")
+    monkeypatch.undo()
+    store.create(_record())  # space again: the id was never taken
+    assert store.load("c1").id == "c1"
+
+
+def test_a_save_that_fails_keeps_the_previous_record(
+        store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = _record()
+    store.create(record)
+    before = (store.dir("c1") / "state.json").read_bytes()
+    record.status = RUNNING
+    _full_after(monkeypatch)
+    with pytest.raises(StateDirError) as info:
+        store.save(record)
+    assert str(info.value) == (f"root {store.root}: cannot record the state of container c1 "
+                               "(No space left on device)")
+    assert (store.dir("c1") / "state.json").read_bytes() == before
+    assert os.listdir(store.dir("c1")) == ["state.json"]
+
+
+def test_concurrent_creates_leave_no_building_directory(store: StateStore) -> None:
+    test_concurrent_creates_claim_the_id_once(store)
+    assert os.listdir(store.base) == ["c1"]
+
+
+def test_an_abandoned_building_directory_is_swept_and_never_listed(store: StateStore) -> None:
+    from strongbox.runtime.state import ABANDONED_AFTER, BUILDING_PREFIX
+
+    store.create(_record("a"))
+    old, young = store.base / f"{BUILDING_PREFIX}old", store.base / f"{BUILDING_PREFIX}young"
+    for path in (old, young):
+        path.mkdir()
+        (path / "state.json").write_text("{}")
+    past = time.time() - ABANDONED_AFTER - 5
+    os.utime(old, (past, past))
+    assert store.ids() == ["a"]
+    store.create(_record("b"))
+    assert sorted(os.listdir(store.base)) == sorted(["a", "b", young.name])
+
+
+def test_a_directory_without_its_record_is_an_error_pointing_at_delete_force(
+        store: StateStore) -> None:
+    store.dir("c1").mkdir(parents=True)
+    (store.dir("c1") / "lock").write_text("")
+    with pytest.raises(StrongboxError) as info:
+        store.load("c1")
+    assert str(info.value) == ("container c1: its state record is missing "
+                               "(`strongbox delete --force` removes it)")
+    with pytest.raises(ContainerExists):
+        store.create(_record())
+    store.remove("c1")
+    store.create(_record())
+
+
+def test_an_empty_directory_left_by_an_old_create_does_not_take_the_id(
+        store: StateStore) -> None:
+    store.dir("c1").mkdir(parents=True)  # what a create killed after its mkdir used to leave
+    store.create(_record())  # renamed over it: the empty directory held nothing
+    assert store.load("c1").id == "c1"
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("monitor_pid", "x", 'monitor_pid: expected an integer, got "x"'),
+    ("monitor_pid", True, "monitor_pid: expected an integer, got true"),
+    ("monitor_start", [1], "monitor_start: expected an integer or null, got [1]"),
+    ("terminal", 1, "terminal: expected true or false, got 1"),
+    ("annotations", {"a": 1}, "annotations: expected an object of strings"),
+    ("annotations", [], "annotations: expected an object, got []"),
+    ("id", 7, "id: expected a string, got 7"),
+    ("exit_code", 1.5, "exit_code: expected an integer or null, got 1.5"),
+], ids=["pid-string", "pid-bool", "start-list", "terminal-int", "annotation-int",
+        "annotations-list", "id-int", "exit-float"])
+def test_a_wrongly_typed_record_is_a_one_line_error(store: StateStore, field: str,
+                                                    value: object, message: str) -> None:
+    data = _record().to_json()
+    data[field] = value
+    _write_raw(store, "c1", json.dumps(data))
+    with pytest.raises(StrongboxError) as info:
+        store.load("c1")
+    text = str(info.value)
+    assert text.startswith("container c1: unreadable state (") and message in text, text
+    assert "\n" not in text
+
+
+def test_every_field_has_a_declared_type() -> None:
+    from strongbox.runtime.state import _FIELD_TYPES
+
+    assert set(_FIELD_TYPES) == set(ContainerState.__dataclass_fields__)
+
+
+def test_a_record_under_another_id_is_refused(store: StateStore) -> None:
+    _write_raw(store, "c1", json.dumps(_record("other").to_json()))
+    with pytest.raises(StrongboxError, match="it records id 'other'"):
+        store.load("c1")
+
+
+def test_a_root_that_is_a_file_is_named(tmp_path: Path) -> None:
+    from strongbox.errors import StateDirError
+
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "containers").write_text("")
+    store = StateStore(tmp_path / "root")
+    for attempt in (store.ids, lambda: store.load("c1"), lambda: store.create(_record())):
+        with pytest.raises(StateDirError, match=r"containers is not a directory"):
+            attempt()
+
+
+def test_remove_clears_whatever_occupies_the_id(store: StateStore) -> None:
+    store.base.mkdir(parents=True)
+    (store.base / "c1").write_text("not a directory")
+    assert store.exists("c1")
+    store.remove("c1")
+    assert not store.exists("c1")
+    (store.base / "c1").symlink_to("/nonexistent")
+    assert store.exists("c1")
+    store.remove("c1")
+    assert not store.exists("c1")

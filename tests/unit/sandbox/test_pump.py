@@ -634,3 +634,45 @@ def test_a_whole_process_shared_and_own() -> None:
     finally:
         close(in_r, in_w, out_r, out_w, err_r, err_w)
 
+
+
+@pytest.mark.parametrize("when", ["before", "during"])
+def test_an_abandoned_pump_finishes_at_once_with_a_sink_nobody_reads(when: str) -> None:
+    """A forced delete: not even the grace is waited for (issue 11: delete -f took seconds)."""
+    r, w = pipe()
+    finished: list[float] = []
+
+    async def scenario() -> None:
+        out, inp = FakeStream(), FakeStream()
+        stdin_r, stdin_w = os.pipe()
+        pump = StdioPump(ProcessIO(stdin=inp, stdout=out, stderr=None, terminal=False),
+                         stdin=Source(stdin_r), stdout=Sink(w, shared=True))
+        pump.start()
+        for part in chunks(4):  # the pipe fills: the pump's write blocks in its thread
+            out.feed(part)
+        await settle()
+        start = time.monotonic()
+        if when == "before":
+            pump.abandon()
+            await pump.finish(grace=OUTPUT_GRACE)
+        else:
+            finishing = asyncio.ensure_future(pump.finish(grace=OUTPUT_GRACE))
+            await asyncio.sleep(0.1)
+            pump.abandon()
+            await finishing
+        finished.append(time.monotonic() - start)
+        assert inp.closed.is_set()  # the process's stdin was ended too
+        os.close(stdin_w)
+        os.close(stdin_r)
+
+    thread = threading.Thread(target=run, args=(scenario(),), daemon=True)
+    thread.start()
+    thread.join(OUTPUT_GRACE - 1)
+    bounded = not thread.is_alive()
+    reader = Reader(r)  # unblock the abandoned write so that nothing is left behind
+    thread.join(10)
+    os.close(w)
+    reader.join()
+    os.close(r)
+    assert bounded, "finish of an abandoned pump waited for its output"
+    assert finished and finished[0] < 0.5, finished

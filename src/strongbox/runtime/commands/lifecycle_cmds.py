@@ -7,8 +7,9 @@ import sys
 from typing import Any
 
 from strongbox.config import load_config
+from strongbox.ids import validate_id
 from strongbox.runtime import lifecycle, paths
-from strongbox.runtime.container import Container
+from strongbox.runtime.container import Container, force_delete
 from strongbox.runtime.state import StateStore
 
 
@@ -55,6 +56,7 @@ def _bundle_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, ...]:
+    validate_id(args.id)  # before any work, as runc (lifecycle.load checks it again)
     config = load_config(args.config)
     overlay = bool(args.overlay or config.runtime.overlay)
     record, spec = lifecycle.load(args.id, args.bundle, overlay)
@@ -76,6 +78,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    validate_id(args.id)
     Container.load(StateStore(paths.root_dir(args.root)), args.id).start()
     return 0
 
@@ -101,5 +104,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    Container.load(StateStore(paths.root_dir(args.root)), args.id).delete(force=args.force)
+    validate_id(args.id)
+    store = StateStore(paths.root_dir(args.root))
+    if args.force:  # must clear the id even when its record cannot be read
+        force_delete(store, args.id)
+    else:
+        Container.load(store, args.id).delete()
     return 0
