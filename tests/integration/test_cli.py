@@ -222,6 +222,12 @@ def test_exec(rt: Runtime) -> None:
     process.write_text(json.dumps({"args": ["sh", "-c", "echo from-process-file"], "cwd": "/",
                                    "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]}))
     assert rt("exec", "--process", process, "ex").check().stdout == "from-process-file\n"
+    # Large but legal: 600 KB of arguments (more than a control packet's default buffer;
+    # one argument may not exceed the kernel's 128 KiB).
+    process.write_text(json.dumps({"args": ["sh", "-c", 'echo $#', "sh", *["x" * 100_000] * 6],
+                                   "cwd": "/", "user": {"uid": 0, "gid": 0},
+                                   "env": ["PATH=/bin"]}))
+    assert rt("exec", "--process", process, "ex").check().stdout == "6\n"
 
 
 def test_exec_detached_with_pid_file(rt: Runtime) -> None:

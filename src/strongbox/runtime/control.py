@@ -31,8 +31,12 @@ from typing import Any
 
 from strongbox.errors import StrongboxError
 
-MAX_MESSAGE = 1 << 20
+#: Room for the largest request the guest accepts (an exec's process: one agent
+#: message, protocol MAX_PAYLOAD = 1 MiB) with its JSON wrapping.
+MAX_MESSAGE = 2 << 20
 MAX_FDS = 8
+#: SO_SNDBUFFORCE (Linux): a send buffer above net.core.wmem_max, for root.
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 
 
 class ControlError(StrongboxError):
@@ -56,11 +60,23 @@ def _short_path(path: Path) -> Iterator[str]:
         os.close(fd)
 
 
+def _room_for_one_message(sock: socket.socket) -> None:
+    """A SOCK_SEQPACKET message must fit the sender's buffer whole, and the default
+    (about 208 KiB) is smaller than a large exec: make room for MAX_MESSAGE."""
+    for option in (_SO_SNDBUFFORCE, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, MAX_MESSAGE + 65536)
+            return
+        except OSError:
+            continue
+
+
 class Connection:
     """One control connection: JSON packets with optional fds."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        _room_for_one_message(sock)
 
     def send(self, message: dict[str, Any], fds: list[int] | tuple[int, ...] = ()) -> None:
         data = json.dumps(message).encode()
