@@ -26,9 +26,22 @@ def pids_with_cmdline(fragment: str) -> list[int]:
 
 
 def qemu_pids(marker: str) -> list[int]:
-    """QEMU processes whose command line mentions ``marker`` (e.g. a test's root dir)."""
-    return [pid for pid in pids_with_cmdline(marker)
-            if b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]]
+    """QEMU processes of ``marker`` (e.g. a test's root dir): its command line names it
+    (a 9p export, a template's memory file), or the process is jailed beneath it."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if b"qemu-system" not in argv.split(b"\0")[0] or ") Z " in stat:
+                continue
+            if marker.encode() in argv or os.readlink(f"/proc/{entry}/root").startswith(marker):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
