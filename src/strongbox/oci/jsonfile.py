@@ -34,6 +34,7 @@ from strongbox.errors import ConfigError
 
 TYPE_CHECKING = False  # `typing` is too slow to import in the guest; checkers treat this as True
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     Link = tuple[Any, object] | None  # (parent link, key or index): a path built on failure
@@ -79,6 +80,36 @@ def read_json_file(path: str, label: str = "", *, max_bytes: int = MAX_JSON_BYTE
         reason = (exc.strerror or type(exc).__name__).lower()
         raise _error(where, f"cannot read: {reason}") from exc
     return decode_json(data, where, max_bytes=max_bytes)
+
+
+def read_section_file(path: str, flag: str, section: str, what: str,
+                      check: Callable[[object], dict[str, Any]], *,
+                      stdin: bool = False) -> dict[str, Any]:
+    """A file holding one section of a spec (``exec --process``: "process", ``update -r``:
+    "linux.resources"), read with :func:`read_json_file` and checked by ``check``.
+
+    Every problem names the file by its flag (``--process FILE: args: expected
+    ...``), not config.json: ``what`` says what the object is ("an OCI process").
+    """
+    from .errors import SpecError
+
+    where = f"{flag} {path}"
+    value = read_json_file(path, flag, stdin=stdin)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a JSON object ({what}), "
+                          f"got {type(value).__name__}")
+    try:
+        return check(value)
+    except SpecError as exc:
+        raise section_error(where, section, exc) from None
+
+
+def section_error(where: str, section: str, exc: ConfigError) -> ConfigError:
+    """A spec field's error as ``where``'s: "--process FILE: args: ...", not config.json's."""
+    path = getattr(exc, "path", "")
+    field = path.removeprefix(section).removeprefix(".")
+    expected, got = getattr(exc, "expected", ""), getattr(exc, "got", "")
+    return ConfigError(f"{where}: {field + ': ' if field else ''}expected {expected}, got {got}")
 
 
 def decode_json(data: bytes, where: str, *, max_bytes: int = MAX_JSON_BYTES) -> object:

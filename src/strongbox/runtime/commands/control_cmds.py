@@ -106,21 +106,11 @@ def read_resources_file(path: str) -> dict[str, Any]:
     surrogates ...) and checked as config-linux.md says, so the flags merged
     into it meet well-typed objects, and a field error names this file.
     """
-    from strongbox.oci.errors import SpecError
-    from strongbox.oci.jsonfile import read_json_file
+    from strongbox.oci.jsonfile import read_section_file
     from strongbox.oci.spec import validate_resources
 
-    where = f"--resources {path}"
-    resources = read_json_file(path, "--resources", stdin=True)
-    if not isinstance(resources, dict):
-        raise ConfigError(f"{where}: expected a JSON object (OCI linux.resources), "
-                          f"got {type(resources).__name__}")
-    try:
-        return validate_resources(resources)
-    except SpecError as exc:
-        field = exc.path.removeprefix("linux.resources").removeprefix(".")
-        raise ConfigError(f"{where}: {field + ': ' if field else ''}expected {exc.expected}, "
-                          f"got {exc.got}") from None
+    return read_section_file(path, "--resources", "linux.resources", "OCI linux.resources",
+                             validate_resources, stdin=True)
 
 
 def resources_from_args(args: argparse.Namespace) -> dict[str, Any]:

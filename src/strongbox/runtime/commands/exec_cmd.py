@@ -41,29 +41,12 @@ def read_process_file(path: str) -> dict[str, Any]:
 
     Read with the one reader of untrusted JSON (size, UTF-8, depth, lone
     surrogates ...) and checked as config.md "Process" says, so the flags applied
-    after it meet well-typed fields, and a field error names this file, not
-    config.json.
+    after it meet well-typed fields.
     """
-    from strongbox.oci.jsonfile import read_json_file
+    from strongbox.oci.jsonfile import read_section_file
     from strongbox.oci.spec import validate_process
 
-    where = f"--process {path}"
-    process = read_json_file(path, "--process")
-    if not isinstance(process, dict):
-        raise ConfigError(f"{where}: expected a JSON object (an OCI process), "
-                          f"got {type(process).__name__}")
-    try:
-        return validate_process(process)
-    except SpecError as exc:
-        raise _named(where, exc) from None
-
-
-def _named(where: str, exc: SpecError) -> ConfigError:
-    """A process field's error as the input's: "--process FILE: args: ...", not config.json's."""
-    field = exc.path.removeprefix("process").removeprefix(".")
-    return ConfigError(f"{where}: {field + ': ' if field else ''}expected {exc.expected}, "
-                       f"got {exc.got}")
-
+    return read_section_file(path, "--process", "process", "an OCI process", validate_process)
 
 def _check(container_id: str, process: dict[str, Any], what: str) -> None:
     """The process with the flags applied, validated and sized for the guest, before sending.
@@ -71,12 +54,13 @@ def _check(container_id: str, process: dict[str, Any], what: str) -> None:
     ``what`` names the input in a size error; a field error here comes from the
     flags (a --process file was checked on its own first), so it names ``exec``.
     """
+    from strongbox.oci.jsonfile import section_error
     from strongbox.sandbox.plan import check_exec  # here: every other command skips its imports
 
     try:
         check_exec(container_id, process, what)
     except SpecError as exc:
-        raise _named("exec", exc) from None
+        raise section_error("exec", "process", exc) from None
 
 
 def build_process(args: argparse.Namespace, spec_process: dict[str, Any] | None
