@@ -52,6 +52,16 @@ def run(*args: str | Path, timeout: float = 300, env: dict[str, str] | None = No
     return Result(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
+def run_to_files(argv: list[str], out: Path, err: Path, timeout: float = 120) -> Result:
+    """Run ``argv`` with files for stdout and stderr: a container started by create or
+    ``run -d`` keeps the command's stdio (it is the monitor's to relay), so with pipes
+    the caller would wait for an end of file that only comes with the container."""
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                              timeout=timeout)
+    return Result(argv, proc.returncode, "", err.read_text())
+
+
 def assert_one_line_error(result: Result, *fragments: str) -> str:
     """A user error: non-zero exit, exactly one error line, no traceback."""
     assert result.returncode != 0, f"expected failure, got success:\n{result.stdout}"

@@ -48,13 +48,7 @@ class Runtime:
         pid_file = self.tmp / f"{cid}.pid"
         argv = cli.strongbox_argv("--root", self.root, command, "--bundle",
                                   bundle or self.bundle(), "--pid-file", pid_file, *extra, cid)
-        # The container keeps create's stdio (it is the monitor's to relay): files, not
-        # pipes, or we would wait for an end of file that only comes with the container.
-        out, err = self.tmp / f"{cid}.out", self.tmp / f"{cid}.err"
-        with out.open("wb") as stdout, err.open("wb") as stderr:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=stdout,
-                                  stderr=stderr, timeout=120)
-        return cli.Result(argv, proc.returncode, "", err.read_text())
+        return cli.run_to_files(argv, self.tmp / f"{cid}.out", self.tmp / f"{cid}.err")
 
     def output(self, cid: str) -> str:
         return (self.tmp / f"{cid}.out").read_text()

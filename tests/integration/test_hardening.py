@@ -39,11 +39,7 @@ class Box:
         self.ids.append(cid)
         argv = cli.strongbox_argv("--config", self.config, "--root", self.root, "run", "-d",
                                   "--bundle", bundle, cid)
-        err = self.tmp / f"{cid}.err"
-        with (self.tmp / f"{cid}.out").open("wb") as stdout, err.open("wb") as stderr:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=stdout,
-                                  stderr=stderr, timeout=120)
-        return cli.Result(argv, proc.returncode, "", err.read_text())
+        return cli.run_to_files(argv, self.tmp / f"{cid}.out", self.tmp / f"{cid}.err")
 
     def cleanup(self) -> None:
         for cid in self.ids:
