@@ -128,10 +128,11 @@ def test_exec_interactive(podman: Podman) -> None:
     podman("run", "-d", "--name", "exi", "--network=none", IMAGE, "sleep", "600", check=True)
     try:
         argv = podman.argv("exec", "-it", "exi", "sh")
-        child = pexpect.spawn(argv[0], argv[1:], timeout=120, env=podman.env)
-        try:
-            child.sendline("echo exec-$((3*3)); exit 2")
-            child.expect("exec-9")
+        child = pexpect.spawn(argv[0], argv[1:], timeout=120, env=podman.env,
+                              dimensions=(31, 97))
+        try:  # the terminal's size holds from the first command, before any resize
+            child.sendline("stty size; echo exec-$((3*3)); exit 2")
+            child.expect(r"31 97\s+exec-9")
             child.expect(pexpect.EOF)
         finally:
             child.close()

@@ -64,6 +64,14 @@ class _Link:
         except control.MonitorUnreachable as exc:
             raise MonitorGone(f"container {self.container_id}: {exc} (deleted?)") from exc
 
+    def wait_forever(self) -> None:
+        """From here on the session lasts as long as the process: no read times out.
+
+        The connect timeout guards reaching the monitor and its answer to the
+        exec; a process may then run for days, quietly.
+        """
+        self.conn.sock.settimeout(None)
+
     def gone(self) -> MonitorGone:
         return MonitorGone(f"container {self.container_id}: its monitor went away (deleted?)")
 
@@ -119,6 +127,7 @@ def _session(socket_path: Path, process: dict[str, Any], *, terminal: bool,
             code = reply.get("exit_code")
             raise ContainerStartError(str(reply.get("error")),
                                       code if isinstance(code, int) else 1)
+        conn.wait_forever()
         if notify is not None:
             notify("ok")
 
@@ -135,6 +144,9 @@ def _session(socket_path: Path, process: dict[str, Any], *, terminal: bool,
         if terminal:
             previous = signal.signal(signal.SIGWINCH, resize)
             stack.callback(signal.signal, signal.SIGWINCH, previous)
+            # The caller (conmon) may have sized the pty before this handler existed:
+            # its SIGWINCH is lost, so pass on the size it has now, from the first byte.
+            resize(signal.SIGWINCH, None)
         while True:
             message = conn.recv()
             if "exit" in message:
