@@ -150,6 +150,16 @@ def test_default_network(podman: Podman) -> None:
     assert result.stdout.split() == ["lo"]
 
 
+def test_loopback_is_up_and_answers(podman: Podman) -> None:
+    """podman gives a network namespace path (the guest cannot join it): the container
+    lives in the VM's own namespace, whose lo is up, so localhost works."""
+    script = ("cat /sys/class/net/lo/flags; (nc -l -p 7777 > /tmp/got &); sleep 0.5; "
+              "echo over-localhost | nc -w 2 127.0.0.1 7777; sleep 0.3; cat /tmp/got")
+    result = podman("run", "--rm", IMAGE, "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0x9", "over-localhost"]  # IFF_UP | IFF_LOOPBACK
+
+
 def test_rlimit_that_cannot_be_set_is_named(podman: Podman) -> None:
     result = podman("run", "--rm", "--network=none", "--ulimit", "nofile=2000000:2000000",
                     IMAGE, "true")

@@ -127,6 +127,18 @@ def test_hostname(bundles: Bundles) -> None:
     assert bundles.run(bundle).check().stdout == "boxy\n"
 
 
+@pytest.mark.parametrize("network", ["new", "none"])
+def test_loopback_is_up(bundles: Bundles, network: str) -> None:
+    """A new network namespace (runc's default spec) and none at all (``--network host``:
+    the VM's own namespace, as a VM cannot share the host's stack) both have lo up."""
+    kinds = ("pid", "ipc", "uts", "mount") + (("network",) if network == "new" else ())
+    script = ("cat /sys/class/net/lo/flags; (nc -l -p 7777 > /tmp/got &); sleep 0.5; "
+              "echo over-localhost | nc -w 2 127.0.0.1 7777; sleep 0.3; cat /tmp/got")
+    bundle = bundles.make(["sh", "-c", script], root__readonly=False,
+                          linux__namespaces=[{"type": t} for t in kinds])
+    assert bundles.run(bundle).check().stdout.split() == ["0x9", "over-localhost"]
+
+
 def test_pid_one(bundles: Bundles) -> None:
     out = bundles.run(bundles.make(["sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'"])).check()
     pid, count = out.stdout.split()

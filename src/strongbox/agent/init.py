@@ -15,7 +15,15 @@ from strongbox.agent.handlers import all_handlers
 from strongbox.agent.mounts import mount_early
 from strongbox.agent.port import find_port, open_port
 from strongbox.agent.server import Server, console_log
-from strongbox.container._syscalls import MS_BIND, MS_MOVE, MS_REC, RB_AUTOBOOT, mount, reboot
+from strongbox.container._syscalls import (
+    MS_BIND,
+    MS_MOVE,
+    MS_REC,
+    RB_AUTOBOOT,
+    loopback_up,
+    mount,
+    reboot,
+)
 
 GUEST_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -53,6 +61,9 @@ def main() -> None:
         os.umask(0o022)
         enter_bound_root()
         mount_early()
+        # The VM's own network namespace: a container without a new one (a joined host
+        # path, as podman and CRI give, or none at all) lives here, and localhost works.
+        loopback_up()
         state.timeline["agent_started_s"] = started
         fd = open_port(find_port())
         state.timeline["port_open_s"] = time.clock_gettime(time.CLOCK_BOOTTIME)
