@@ -96,13 +96,11 @@ def _check_mounts(top: Node) -> None:
 
 
 def _check_hooks(top: Node) -> None:
-    """config.md "POSIX-platform Hooks": accepted and checked, not run.
+    """config.md "POSIX-platform Hooks": path, args, env and timeout checked here.
 
-    runc runs hooks on the host, in the runtime's namespaces. strongbox does not run
-    them yet: a hook expects to see the container's namespaces from the host, which
-    a VM does not have, and running arbitrary host binaries from a config.json is a
-    policy question the project lead has still to decide. Checking them now keeps a
-    bad hook from surfacing only once they are supported.
+    Where each kind runs in a VM, and the failure rules, are in
+    :mod:`strongbox.sandbox.hooks` (host side): this only makes a bad hook a
+    one-line error at create, before a VM boots.
     """
     hooks = top.object("hooks")
     if hooks is None:

@@ -3,7 +3,8 @@
 Shape per the runtime-spec's features.md (features-linux.md for ``linux``).
 Only what strongbox really applies inside the guest is listed: user and time
 namespaces, AppArmor, SELinux and Intel RDT are absent; seccomp notify is
-not supported; hooks are validated but not run.
+not supported; hooks run on the host except startContainer (not yet: it
+belongs in the guest's container namespaces).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def features() -> dict[str, Any]:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.1.0",
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "poststart", "poststop"],
         "mountOptions": list(MOUNT_OPTIONS),
         "linux": {
             "namespaces": list(NAMESPACES),

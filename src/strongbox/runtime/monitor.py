@@ -148,7 +148,8 @@ class Monitor:
         self.record.monitor_start = st.process_start_ticks(os.getpid())
         self.store.save(self.record)
         io = await self.sandbox.launch(ContainerRequest(
-            id=self.id, spec=self.spec, rootfs=self.record.rootfs, overlay=self.record.overlay))
+            id=self.id, spec=self.spec, rootfs=self.record.rootfs, overlay=self.record.overlay,
+            bundle=self.record.bundle))
         self.pump = self._pump(StdioPump(io, stdin=Source(self.stdio.stdin),
                                          stdout=Sink(self.stdio.stdout, shared=True),
                                          stderr=Sink(self.stdio.stderr, shared=True)))

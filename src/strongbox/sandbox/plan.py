@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from strongbox.errors import ConfigError
+from strongbox.errors import ConfigError, SandboxError
 from strongbox.hypervisor.base import VMShape
 from strongbox.oci.sizing import vm_size
 from strongbox.oci.spec import validate_process
@@ -61,6 +61,8 @@ class ContainerRequest:
     #: A pod member: it joins the ipc, uts and pid namespaces of the sandbox's
     #: first container (the pod's infrastructure container) in the guest.
     pod_member: bool = False
+    #: The bundle directory (the ``bundle`` of the state OCI hooks are given).
+    bundle: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,13 @@ def _short(exc: BaseException) -> str:
     """An exception's text, capped: some (UnicodeEncodeError) quote the whole input."""
     text = " ".join(str(exc).split()).encode("ascii", "backslashreplace").decode()
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+def pod_namespaces(first_guest_pid: int) -> dict[str, str]:
+    """The guest namespaces a pod member joins: its sandbox container's ipc, uts and pid."""
+    if not first_guest_pid:
+        raise SandboxError("a pod container was created before its sandbox container")
+    return {kind: f"/proc/{first_guest_pid}/ns/{kind}" for kind in ("ipc", "uts", "pid")}
 
 
 def vm_size_for(spec: dict[str, Any], shape: VMShape) -> tuple[int, int]:

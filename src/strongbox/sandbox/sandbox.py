@@ -21,6 +21,7 @@ becomes the same error. Exec processes (shape and size, :func:`.plan.check_exec`
 and resource updates are validated here for both front doors. Agent replies are
 validated into the models of :mod:`.replies`; another refusal raises
 :class:`SandboxRequestError`; an exec that failed, :class:`ContainerStartError`.
+Each container's OCI hooks run here too, for both front doors (:mod:`.hooks`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ from strongbox.protocol.verbs import Verb
 from strongbox.sandbox import vmmounts
 from strongbox.sandbox.agent_client import FOREVER
 from strongbox.sandbox.boot import Booted, boot
+from strongbox.sandbox.hooks import ContainerHooks, HookFailed
+from strongbox.sandbox.hosted import Hosted
 from strongbox.sandbox.plan import (
     ContainerPlan,
     ContainerRequest,
@@ -49,6 +51,7 @@ from strongbox.sandbox.plan import (
     create_params,
     exec_params,
     plan_container,
+    pod_namespaces,
     vm_size_for,
 )
 from strongbox.sandbox.pump import ProcessIO
@@ -68,16 +71,6 @@ from strongbox.sandbox.vm import GuestVM
 log = logging.getLogger("strongbox.sandbox")
 #: Seconds a broken agent channel waits for the VMM's exit before it counts as a fault.
 VM_EXIT_GRACE = 2.0
-
-
-@dataclass
-class Hosted:
-    """What the host knows of one container in the sandbox."""
-
-    id: str
-    status: sm.ContainerStatus = sm.CREATING
-    #: Its init's pid in the guest (pod members join its namespaces).
-    guest_pid: int = 0
 
 
 class Sandbox:
@@ -134,14 +127,9 @@ class Sandbox:
         first container; its network is the sandbox's.
         """
         self._vm()
-        join = self._pod_namespaces() if request.pod_member else None
-        return await self._create(request, plan_container(request, join), exported=False)
-
-    def _pod_namespaces(self) -> dict[str, str]:
         first = next(iter(self.containers.values()), None)
-        if first is None or not first.guest_pid:
-            raise SandboxError("a pod container was created before its sandbox container")
-        return {kind: f"/proc/{first.guest_pid}/ns/{kind}" for kind in ("ipc", "uts", "pid")}
+        join = pod_namespaces(first.guest_pid if first else 0) if request.pod_member else None
+        return await self._create(request, plan_container(request, join), exported=False)
 
     async def _create(self, request: ContainerRequest, plan: ContainerPlan, *, exported: bool
                       ) -> ProcessIO:
@@ -149,7 +137,8 @@ class Sandbox:
         if cid in self.containers:
             raise SandboxRequestError(f"container {cid!r} already exists", "exists")
         started = time.monotonic()
-        hosted = self.containers[cid] = Hosted(cid)
+        hosted = self.containers[cid] = Hosted(
+            cid, hooks=ContainerHooks.of(cid, request.spec, request.bundle))
         try:
             if not exported:
                 self._export(plan)
@@ -173,6 +162,12 @@ class Sandbox:
         log.debug("sandbox %s: container %s created in %.3fs (%d shares%s)", self.id, cid,
                   time.monotonic() - started, len(plan.shares),
                   ", containerd's rootfs mounts" if plan.rootfs_mounts else "")
+        try:
+            await hosted.hooks.creating(self.vmm_pid)
+        except HookFailed:  # the creation failed: tear it down (poststop runs there)
+            self._close_stdio(io)
+            await self.remove_container(cid, force=True)
+            raise
         return io
 
     def _export(self, plan: ContainerPlan) -> None:
@@ -251,6 +246,7 @@ class Sandbox:
             hosted.status = sm.STOPPED
             raise start_error(exc) from exc
         hosted.status = sm.require(hosted.status, sm.START, container_id)
+        await hosted.hooks.started(self.vmm_pid)
 
     async def container_status(self, container_id: str) -> ContainerState:
         """What the guest says of the container (status, init's guest pid, exit code)."""
@@ -313,13 +309,14 @@ class Sandbox:
         is answered first (137 for killed processes). The id can be created
         again afterwards.
         """
-        self._require(container_id, sm.DESTROY if force else sm.DELETE)
+        hosted = self._require(container_id, sm.DESTROY if force else sm.DELETE)
         try:
             if self._vm_alive():  # a dead VM's containers went with it
                 await self._call(verbs.REMOVE_CONTAINER, container_id, {"id": container_id})
         finally:
             self.containers.pop(container_id, None)
             self._unexport(container_id)
+        await hosted.hooks.stopped(self.vmm_pid if self._vm_alive() else 0)
 
     # --- process verbs ----------------------------------------------------------------------
     async def exec_process(self, container_id: str, exec_id: str, process: object, *,
@@ -416,3 +413,6 @@ class Sandbox:
             await booted.vm.destroy()
         finally:
             booted.run_dir.remove()
+        for hosted in self.containers.values():  # deleted with the VM: their poststop hooks
+            hooks, hosted.hooks = hosted.hooks, ContainerHooks("", "")
+            await hooks.stopped(0)

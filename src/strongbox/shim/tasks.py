@@ -146,7 +146,7 @@ class TaskManager:
             annotations = spec.get("annotations") or {}
             request = ContainerRequest(id=container_id, spec=spec, rootfs=rootfs_dir,
                                        rootfs_mounts=tuple(rootfs), stdin=bool(stdio[0]),
-                                       pod_member=is_pod_member(annotations))
+                                       pod_member=is_pod_member(annotations), bundle=bundle)
             if self.sandbox is None:
                 sandbox = self.sandbox_factory(
                     self.config, sandbox_id=sandbox_name(self.namespace,

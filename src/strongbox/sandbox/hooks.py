@@ -1,0 +1,135 @@
+"""Hooks run a container's OCI hooks (config.md "POSIX-platform Hooks") where a VM allows.
+
+Where each kind runs, and why:
+
+* ``prestart`` (deprecated), ``createRuntime``, ``createContainer``: on the
+  host, in the runtime's namespaces, once the VM is up and the container has
+  been created in it (stopped at its start barrier), before ``create``
+  returns. The state's ``pid`` is the VMM, a host process: its
+  ``/proc/<pid>/ns/net`` is the network namespace the sandbox runs in, which is
+  what Docker's ``libnetwork-setkey`` and site hooks configure. A hook cannot
+  see inside the guest: the container's own namespaces are the VM's.
+* ``startContainer``: not run yet. The runtime spec runs it in the container's
+  namespaces, which are inside the guest; running a host binary instead would
+  be a different program. A spec with one gets a warning.
+* ``poststart``: on the host, after the container's process was let go.
+* ``poststop``: on the host, once the container is deleted, also when its
+  creation failed in a hook (the lifecycle's step 12).
+
+Failure rules (runtime.md "Lifecycle"): a failing prestart, createRuntime or
+createContainer hook fails the creation, naming the hook and its status, the
+container is torn down and the poststop hooks run; a failing poststart or
+poststop hook is a warning. Each hook gets the container's state (runtime.md
+"State") on stdin, exactly its ``env``, its ``args`` (``args[0]`` as argv[0]),
+and is killed when its ``timeout`` passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from strongbox.errors import ContainerStartError
+
+log = logging.getLogger("strongbox.sandbox")
+
+#: The kinds that fail the creation, in the order runc runs them.
+CREATING = ("prestart", "createRuntime", "createContainer")
+_STDERR_SHOWN = 200
+
+
+class HookFailed(ContainerStartError):
+    """A prestart, createRuntime or createContainer hook failed: the creation failed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 1)
+
+
+@dataclass
+class ContainerHooks:
+    """The hooks of one container and what their state says of it."""
+
+    container_id: str
+    bundle: str
+    hooks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, container_id: str, spec: dict[str, Any], bundle: str) -> ContainerHooks:
+        hooks = spec.get("hooks") or {}
+        if hooks.get("startContainer"):
+            log.warning("container %s: startContainer hooks are not run (they belong in the "
+                        "guest's container namespaces)", container_id)
+        return cls(container_id, bundle, hooks, dict(spec.get("annotations") or {}))
+
+    def state(self, status: str, pid: int) -> dict[str, Any]:
+        return {"ociVersion": "1.0.2", "id": self.container_id, "status": status,
+                "pid": pid, "bundle": self.bundle, "annotations": self.annotations}
+
+    async def creating(self, pid: int) -> None:
+        """The creation hooks, in order; the first failure raises :class:`HookFailed`."""
+        for kind in CREATING:
+            error = await self._run(kind, self.state("creating", pid))
+            if error is not None:
+                raise HookFailed(error)
+
+    async def started(self, pid: int) -> None:
+        await self._run("poststart", self.state("running", pid), warn=True)
+
+    async def stopped(self, pid: int) -> None:
+        await self._run("poststop", self.state("stopped", pid), warn=True)
+
+    async def _run(self, kind: str, state: dict[str, Any], *, warn: bool = False) -> str | None:
+        """Run every hook of ``kind``; the first failure's message (logged when ``warn``)."""
+        stdin = json.dumps(state).encode()
+        for index, hook in enumerate(self.hooks.get(kind) or []):
+            error = await run_hook(hook, stdin, f"{kind} hook {index}")
+            if error is None:
+                continue
+            if not warn:
+                return error
+            log.warning("container %s: %s", self.container_id, error)
+        return None
+
+
+async def run_hook(hook: dict[str, Any], stdin: bytes, name: str) -> str | None:
+    """Run one hook to its end; None on success, else why it failed (one line)."""
+    path = str(hook["path"])
+    args = [str(a) for a in hook.get("args") or [path]]
+    env = dict(str(e).split("=", 1) for e in hook.get("env") or [] if "=" in str(e))
+    timeout = hook.get("timeout")
+    what = f"{name} ({path})"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            args[0], *args[1:], executable=path, env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True)
+    except OSError as exc:
+        return f"{what}: cannot run: {exc.strerror or exc}"
+    try:
+        _, stderr = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except TimeoutError:
+        _kill_group(proc.pid)
+        await proc.wait()
+        return f"{what}: timed out after {timeout} s"
+    except BaseException:
+        _kill_group(proc.pid)
+        await proc.wait()
+        raise
+    code = proc.returncode or 0
+    if code == 0:
+        return None
+    said = " ".join(stderr.decode(errors="replace").split())[-_STDERR_SHOWN:]
+    status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+    return f"{what} failed: {status}" + (f": {said}" if said else "")
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, 9)
+    except (ProcessLookupError, PermissionError):
+        pass

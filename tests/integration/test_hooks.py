@@ -1,0 +1,132 @@
+"""OCI hooks run where the runtime spec and a VM allow, with its failure rules (issue 12).
+
+Each hook here is a small Python program that records the state it read on
+stdin, its argv, its environment and what the state's pid is on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.framework import cli
+from tests.framework.bundle import make_bundle
+from tests.framework.procs import qemu_pids, wait_until
+
+pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("factory_mode")]
+
+RECORDER = """
+import json, os, sys
+kind, out = sys.argv[1], sys.argv[2]
+state = json.load(sys.stdin)
+pid = state["pid"]
+try:
+    exe = os.readlink(f"/proc/{pid}/exe") if pid else ""
+except OSError:
+    exe = "gone"
+with open(os.path.join(out, kind + ".json"), "w") as f:
+    json.dump({"state": state, "argv": sys.argv, "env": dict(os.environ), "exe": exe}, f)
+sys.exit(int(os.environ.get("HOOK_EXIT", "0")))
+"""
+KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+         "poststop")
+
+
+def _hook(kind: str, out: Path, *, code: int = 0, **extra: Any) -> dict[str, Any]:
+    return {"path": sys.executable, "args": ["recorder", "-c", RECORDER, kind, str(out)],
+            "env": ["FROM_SPEC=yes", f"HOOK_EXIT={code}"], **extra}
+
+
+def _seen(out: Path, kind: str) -> dict[str, Any] | None:
+    path = out / f"{kind}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+class Hooked:
+    def __init__(self, root: Path, tmp: Path) -> None:
+        self.root, self.tmp = root, tmp
+        self.out = tmp / "hooks"
+        self.out.mkdir()
+
+    def bundle(self, args: list[str], hooks: dict[str, list[dict[str, Any]]]) -> Path:
+        return make_bundle(self.tmp / "b", args, hooks=hooks)
+
+    def __call__(self, *args: str | Path) -> cli.Result:
+        return cli.run("--root", self.root, *args)
+
+    def create(self, cid: str, bundle: Path) -> cli.Result:
+        argv = cli.strongbox_argv("--root", self.root, "create", "--bundle", bundle, cid)
+        return cli.run_to_files(argv, self.tmp / f"{cid}.out", self.tmp / f"{cid}.err")
+
+
+@pytest.fixture
+def hooked(no_leaks: Path, tmp_path: Path, guest_assets: dict[str, Path]) -> Iterator[Hooked]:
+    h = Hooked(no_leaks, tmp_path)
+    yield h
+    for entry in (no_leaks / "containers").glob("*"):
+        h("delete", "--force", entry.name)
+
+
+def test_each_kind_runs_in_its_place_with_the_state_on_stdin(hooked: Hooked) -> None:
+    hooks = {kind: [_hook(kind, hooked.out)] for kind in KINDS}
+    hooked.create("hk", hooked.bundle(["sleep", "600"], hooks)).check()
+    (qemu,) = qemu_pids(str(hooked.root))
+    for kind in ("prestart", "createRuntime", "createContainer"):
+        seen = _seen(hooked.out, kind)
+        assert seen is not None, kind
+        assert seen["state"]["status"] == "creating"
+        assert seen["state"]["id"] == "hk" and seen["state"]["bundle"] == str(hooked.tmp / "b")
+        # the state's pid is the VMM on the host: its namespaces are the sandbox's
+        assert seen["state"]["pid"] == qemu and "qemu-system" in seen["exe"]
+        assert seen["argv"][0] == "-c" or seen["argv"][-2:] == [kind, str(hooked.out)]
+        assert seen["env"].get("FROM_SPEC") == "yes" and "PATH" not in seen["env"]
+    assert _seen(hooked.out, "poststart") is None
+    hooked("start", "hk").check()
+    assert wait_until(lambda: _seen(hooked.out, "poststart") is not None, 10)
+    assert _seen(hooked.out, "poststart")["state"]["status"] == "running"  # type: ignore[index]
+    assert _seen(hooked.out, "poststop") is None
+    hooked("delete", "--force", "hk").check()
+    poststop = _seen(hooked.out, "poststop")
+    assert poststop is not None and poststop["state"]["status"] == "stopped"
+    assert _seen(hooked.out, "startContainer") is None  # documented: not run yet
+
+
+@pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
+def test_a_failing_creation_hook_fails_create_and_leaves_nothing(hooked: Hooked,
+                                                                  kind: str) -> None:
+    hooks = {kind: [_hook(kind, hooked.out, code=3)],
+             "poststop": [_hook("poststop", hooked.out)]}
+    result = hooked.create("hf", hooked.bundle(["true"], hooks))
+    cli.assert_one_line_error(result, f"{kind} hook 0", "exit status 3")
+    assert not (hooked.root / "containers" / "hf").exists()
+    assert _seen(hooked.out, "poststop") is not None  # the lifecycle goes on to poststop
+
+
+def test_a_hook_past_its_timeout_is_killed_and_fails_run(hooked: Hooked) -> None:
+    slow = {"path": "/bin/sleep", "args": ["sleep", "60"], "timeout": 1}
+    result = hooked("run", "--bundle", hooked.bundle(["true"], {"createRuntime": [slow]}),
+                    "ht")
+    cli.assert_one_line_error(result, "createRuntime hook 0 (/bin/sleep)", "timed out after 1 s")
+    assert not (hooked.root / "containers" / "ht").exists()
+
+
+def test_a_failing_poststart_or_poststop_hook_is_only_a_warning(hooked: Hooked) -> None:
+    hooks = {"poststart": [_hook("poststart", hooked.out, code=4)],
+             "poststop": [_hook("poststop", hooked.out, code=5)]}
+    result = hooked("run", "--bundle", hooked.bundle(["sh", "-c", "exit 7"], hooks), "hw")
+    assert result.returncode == 7, result.stderr
+    assert "poststart hook 0" in result.stderr and "exit status 4" in result.stderr
+    assert _seen(hooked.out, "poststart") is not None
+    assert _seen(hooked.out, "poststop") is not None
+
+
+def test_poststop_runs_after_a_failed_start(hooked: Hooked) -> None:
+    hooks = {"poststop": [_hook("poststop", hooked.out)]}
+    result = hooked("run", "--bundle", hooked.bundle(["no-such-binary"], hooks), "hs")
+    assert result.returncode == 127
+    assert wait_until(lambda: _seen(hooked.out, "poststop") is not None, 10)
