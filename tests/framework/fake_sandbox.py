@@ -16,6 +16,7 @@ and end a process with :meth:`FakeSandbox.exit` (signals end it too, as
 from __future__ import annotations
 
 import asyncio
+import os
 import signal as signals
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -101,7 +102,8 @@ class FakeSandbox:
         self.launched = False
         self.destroyed = False
         self.stopped = False
-        self.vmm_pid = 4242
+        #: This process: its network namespace is what a monitor joins (a no-op here).
+        self.vmm_pid = os.getpid()
         #: Make the next start_container fail like a missing binary.
         self.fail_start: ContainerStartError | None = None
         self.ignore_signals = False

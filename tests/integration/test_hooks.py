@@ -7,6 +7,8 @@ stdin, its argv, its environment and what the state's pid is on the host.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,3 +132,29 @@ def test_poststop_runs_after_a_failed_start(hooked: Hooked) -> None:
     result = hooked("run", "--bundle", hooked.bundle(["no-such-binary"], hooks), "hs")
     assert result.returncode == 127
     assert wait_until(lambda: _seen(hooked.out, "poststop") is not None, 10)
+
+
+def test_a_prestart_hook_entering_the_pids_netns_reaches_the_sandbox(hooked: Hooked) -> None:
+    """Docker's libnetwork-setkey case: the hook enters /proc/<pid>/ns/net of the state it
+    is given and creates an interface there; that is the namespace QEMU runs in (not the
+    host's), and the pid `state` reports is in it too."""
+    code = ("import json, subprocess, sys; pid = json.load(sys.stdin)['pid']; "
+            "subprocess.run(['nsenter', '-t', str(pid), '-n', 'ip', 'link', 'add', 'sbhook0', "
+            "'type', 'veth', 'peer', 'name', 'sbhook1'], check=True)")
+    hook = {"path": sys.executable, "args": ["py", "-c", code],
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}
+    try:
+        hooked.create("nh", hooked.bundle(["sleep", "600"], {"prestart": [hook]})).check()
+        (qemu,) = qemu_pids(str(hooked.root))
+        sandbox_ns = os.stat(f"/proc/{qemu}/ns/net").st_ino
+        assert sandbox_ns != os.stat("/proc/self/ns/net").st_ino  # a namespace of its own
+        state_pid = hooked("state", "nh").check().json()["pid"]
+        assert os.stat(f"/proc/{state_pid}/ns/net").st_ino == sandbox_ns
+        inside = subprocess.run(["nsenter", "-t", str(qemu), "-n", "ip", "link", "show",
+                                 "sbhook0"], capture_output=True)
+        assert inside.returncode == 0, inside.stderr
+        on_host = subprocess.run(["ip", "link", "show", "sbhook0"], capture_output=True)
+        assert on_host.returncode != 0
+    finally:
+        for name in ("sbhook0", "sbhook1"):  # never on the host
+            subprocess.run(["ip", "link", "del", name], capture_output=True)

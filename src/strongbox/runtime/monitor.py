@@ -43,6 +43,7 @@ from strongbox.config import Config
 from strongbox.errors import ContainerStartError, StateDirError, StrongboxError
 from strongbox.runtime import state as st
 from strongbox.runtime.control import Connection, ControlServer, run_on_loop
+from strongbox.sandbox.netns import join_netns, netns_of
 from strongbox.sandbox.plan import ContainerRequest
 from strongbox.sandbox.pump import Sink, Source, StdioPump
 from strongbox.sandbox.sandbox import ExitStatus, Sandbox
@@ -150,6 +151,9 @@ class Monitor:
         io = await self.sandbox.launch(ContainerRequest(
             id=self.id, spec=self.spec, rootfs=self.record.rootfs, overlay=self.record.overlay,
             bundle=self.record.bundle))
+        # The pid this container reports (state, --pid-file) is this process: it lives in
+        # the sandbox's network namespace, so a client entering /proc/PID/ns/net gets there.
+        join_netns(netns_of(self.sandbox.vmm_pid))
         self.pump = self._pump(StdioPump(io, stdin=Source(self.stdio.stdin),
                                          stdout=Sink(self.stdio.stdout, shared=True),
                                          stderr=Sink(self.stdio.stderr, shared=True)))

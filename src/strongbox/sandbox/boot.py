@@ -22,7 +22,7 @@ from strongbox.config import Config
 from strongbox.hypervisor.base import VMM
 from strongbox.protocol import verbs
 from strongbox.sandbox.factory import Factory
-from strongbox.sandbox.netns import join_netns
+from strongbox.sandbox.netns import enter_sandbox_netns
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.shares import (
     SHARE_TAG,
@@ -52,8 +52,7 @@ class Booted:
 
 def _vmm_child_setup(export: Path, trees: list[tuple[int, str]], netns: str | None) -> None:
     """Runs in the VMM's process before exec: its network and mount namespaces."""
-    if netns:
-        join_netns(netns)
+    enter_sandbox_netns(netns)
     bind_in_new_namespace(export, trees)
 
 

@@ -11,9 +11,12 @@ would cross VMs, which is exactly what strongbox prevents: refused clearly.
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 from strongbox.errors import SandboxError
+
+log = logging.getLogger("strongbox.sandbox")
 
 
 def guest_spec(spec: dict[str, Any], join: dict[str, str] | None = None
@@ -42,5 +45,9 @@ def guest_spec(spec: dict[str, Any], join: dict[str, str] | None = None
                 "is not supported: every strongbox container has its own VM"
             )
     linux["namespaces"] = kept
+    if not any(ns.get("type") == "network" for ns in linux.get("namespaces") or []) \
+            and netns is None:
+        log.warning("the spec has no network namespace (the host's network): a VM cannot "
+                    "share the host's network stack; the sandbox gets a namespace of its own")
     linux.pop("cgroupsPath", None)  # the container's cgroup lives inside its VM
     return out, netns

@@ -49,7 +49,7 @@ T = TypeVar("T")
 NAMESPACE = "default"
 NO_STDIO = ("", "", "")
 #: What FakeSandbox reports as the VMM's pid: the pid of every task and exec.
-FAKE_PID = 4242
+FAKE_PID = os.getpid()
 SLEEP = {"args": ["sleep", "1000"], "cwd": "/", "env": ["PATH=/bin"]}
 
 
