@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,6 +159,21 @@ def test_loopback_is_up_and_answers(podman: Podman) -> None:
     result = podman("run", "--rm", IMAGE, "sh", "-c", script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0x9", "over-localhost"]  # IFF_UP | IFF_LOOPBACK
+
+
+def test_rlimits_come_out_exactly_as_with_runc(podman: Podman) -> None:
+    script = "ulimit -Sn; ulimit -Hn; ulimit -Su; ulimit -Hu"
+    argv = ["run", "--rm", "--network=none", "--ulimit", "nofile=3000:4000", "--ulimit",
+            "nproc=500:600", IMAGE, "sh", "-c", script]
+    ours = podman(*argv)
+    assert ours.returncode == 0, ours.stderr
+    runc = shutil.which("runc")
+    if runc is not None:
+        theirs = subprocess.run(podman.argv(*argv, runtime=runc), capture_output=True,
+                                text=True, env=podman.env, timeout=120)
+        assert theirs.returncode == 0, theirs.stderr
+        assert ours.stdout.split() == theirs.stdout.split()
+    assert ours.stdout.split() == ["3000", "4000", "500", "600"]
 
 
 def test_rlimit_that_cannot_be_set_is_named(podman: Podman) -> None:
