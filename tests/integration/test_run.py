@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -144,6 +145,26 @@ def test_pid_one(bundles: Bundles) -> None:
     pid, count = out.stdout.split()
     assert pid == "1"
     assert int(count) <= 3  # sh, ls, grep: nothing of the guest or the host
+
+
+def test_readonly_device_paths_behave_as_with_runc(bundles: Bundles, tmp_path: Path) -> None:
+    """A readonlyPaths entry naming a device node stays usable (read-only is the mount's,
+    not the device's), and its mount flags are runc's: ro plus what it had."""
+    from tests.framework.bundle import DEFAULT_SPEC
+
+    script = ("echo hi > /dev/null && echo wrote; head -c 3 /dev/zero | od -An -tx1; "
+              "grep -E ' /dev/(null|zero) ' /proc/self/mountinfo | cut -d' ' -f5,6")
+    bundle = bundles.make(["sh", "-c", script], linux__readonlyPaths=[
+        *DEFAULT_SPEC["linux"]["readonlyPaths"], "/dev/null", "/dev/zero"])
+    ours = bundles.run(bundle).check().stdout.split("\n")
+    assert ours[:2] == ["wrote", " 00 00 00"]
+    runc = shutil.which("runc")
+    if runc is not None:
+        theirs = subprocess.run([runc, "--root", str(tmp_path / "runc"), "run", "--bundle",
+                                 str(bundle), f"ro-{os.getpid()}"], capture_output=True,
+                                text=True, timeout=60)
+        assert theirs.returncode == 0, theirs.stderr
+        assert ours == theirs.stdout.split("\n")
 
 
 def test_readonly_root_refuses_writes(bundles: Bundles) -> None:

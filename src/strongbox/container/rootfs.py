@@ -28,8 +28,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from strongbox.container.plan import ContainerPlan
 
-#: What readonlyPaths become (on top of the flags they already have).
-READONLY_FLAGS = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+#: What readonlyPaths become, on top of the flags they already have: read-only only, as
+#: runc does. (Adding nodev made a read-only device node, e.g. /dev/null, unusable.)
+READONLY_FLAGS = sc.MS_RDONLY
 
 
 def prepare(plan: ContainerPlan, rootfs: str, mount_sources: dict[int, str],
@@ -156,7 +157,7 @@ def mask_path(path: str) -> None:
 
 
 def readonly_path(path: str) -> None:
-    """Bind ``path`` onto itself and make that bind read-only, nosuid, nodev, noexec."""
+    """Bind ``path`` onto itself and make that bind read-only, keeping its other flags."""
     try:
         sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
         mounts.bind_remount(path, READONLY_FLAGS)
