@@ -167,10 +167,11 @@ def test_jailed_qemu_from_proc(env: Path, tmp_path: Path, config_file: Path) -> 
         assert status["Seccomp"] == "2"
         # PID 1 of its own pid namespace
         assert status["NSpid"].split() == [str(qemu), "1"]
-        # new pid, ipc, uts and mount namespaces; the network one is the caller's
-        for ns in ("pid", "ipc", "uts", "mnt"):
+        # new pid, ipc, uts and mount namespaces, and (the spec names no path) a network
+        # namespace of the sandbox's own, which the monitor shares
+        for ns in ("pid", "ipc", "uts", "mnt", "net"):
             assert os.readlink(f"/proc/{qemu}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
-        assert os.readlink(f"/proc/{qemu}/ns/net") == os.readlink("/proc/self/ns/net")
+        assert os.readlink(f"/proc/{qemu}/ns/net") == os.readlink(f"/proc/{run.proc.pid}/ns/net")
 
         # in strongbox/<id> of the memory and pids hierarchies, with the limits
         hierarchies = detect()
