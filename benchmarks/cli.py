@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +53,24 @@ def lifecycle(runtime: list[str], bundle: Path, cid: str) -> float:
     return time.monotonic() - started
 
 
+def alternating_medians(runs: int, measure: Callable[[int], dict[str, float]]
+                        ) -> dict[str, float]:
+    """Medians of ``runs`` rows of ``measure(i)`` (one timing per runtime, taken in turn),
+    after one warm-up row; each row is printed as it comes."""
+    results: dict[str, list[float]] = {}
+    for i in range(runs + 1):
+        row = measure(i)
+        if i == 0:
+            continue  # warm-up
+        for key, value in row.items():
+            results.setdefault(key, []).append(value)
+        print(f"run {i}: " + "  ".join(f"{k} {v:.3f}s" for k, v in row.items()),
+              file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(json.dumps(med, indent=2))
+    return med
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
@@ -60,9 +79,6 @@ def main() -> int:
     runc = shutil.which("runc")
     if runc is None:
         sys.exit("runc is not installed")
-    results: dict[str, list[float]] = {k: [] for k in
-                                       ("podman_runc", "podman_strongbox", "oci_runc",
-                                        "oci_strongbox")}
     with tempfile.TemporaryDirectory(prefix="sbx-bench-cli-") as tmp:
         base = Path(tmp)
         (base / "podman").mkdir()
@@ -71,8 +87,9 @@ def main() -> int:
         bundle = make_bundle(base / "bundle", ["true"])
         runc_cmd = [runc, "--root", str(base / "runc-root")]
         sb_cmd = [*STRONGBOX, "--root", str(base / "sb-root")]
-        for i in range(args.runs + 1):
-            row = {
+
+        def measure(i: int) -> dict[str, float]:
+            return {
                 "podman_runc": timed(podman.argv("run", "--rm", "--network=none", IMAGE, "true",
                                                  runtime=runc), env=podman.env),
                 "podman_strongbox": timed(podman.argv("run", "--rm", "--network=none", IMAGE,
@@ -80,14 +97,8 @@ def main() -> int:
                 "oci_runc": lifecycle(runc_cmd, bundle, f"r{i}"),
                 "oci_strongbox": lifecycle(sb_cmd, bundle, f"s{i}"),
             }
-            if i == 0:
-                continue  # warm-up
-            for key, value in row.items():
-                results[key].append(value)
-            print(f"run {i}: " + "  ".join(f"{k} {v:.3f}s" for k, v in row.items()),
-                  file=sys.stderr)
-    med = {k: statistics.median(v) for k, v in results.items()}
-    print(json.dumps(med, indent=2))
+
+        med = alternating_medians(args.runs, measure)
     if not args.no_write:
         stamp = time.strftime("%Y-%m-%d %H:%M")
         ratio_pm = med["podman_strongbox"] / med["podman_runc"]

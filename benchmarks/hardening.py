@@ -12,9 +12,7 @@ Usage: .venv/bin/python benchmarks/hardening.py [--runs N] [--no-write]
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.boot import RESULTS, machine  # noqa: E402
-from benchmarks.cli import STRONGBOX, lifecycle  # noqa: E402
+from benchmarks.cli import STRONGBOX, alternating_medians, lifecycle  # noqa: E402
 from tests.framework.bundle import make_bundle  # noqa: E402
 
 
@@ -52,18 +50,9 @@ def main() -> int:
         if runsc is not None:
             runtimes["runsc (gVisor)"] = [runsc, "--network=none", "--root",
                                           str(base / "runsc-root")]
-        results: dict[str, list[float]] = {k: [] for k in runtimes}
-        for i in range(args.runs + 1):
-            row = {name: lifecycle(argv, bundle, f"h{i}-{n}")
-                   for n, (name, argv) in enumerate(runtimes.items())}
-            if i == 0:
-                continue  # warm-up
-            for key, value in row.items():
-                results[key].append(value)
-            print(f"run {i}: " + "  ".join(f"{k} {v:.3f}s" for k, v in row.items()),
-                  file=sys.stderr)
-    med = {k: statistics.median(v) for k, v in results.items()}
-    print(json.dumps(med, indent=2))
+        med = alternating_medians(args.runs, lambda i: {
+            name: lifecycle(argv, bundle, f"h{i}-{n}")
+            for n, (name, argv) in enumerate(runtimes.items())})
     if not args.no_write:
         stamp = time.strftime("%Y-%m-%d %H:%M")
         lines = [

@@ -20,12 +20,16 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` (file mode ``mode``), atomically; OSError on failure."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o600,
+                 owner: tuple[int, int] | None = None) -> None:
+    """Replace ``path`` with ``data`` (file mode ``mode``, and ``owner`` (uid, gid) when
+    given), atomically; OSError on failure."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         try:
             os.fchmod(fd, mode)
+            if owner is not None:
+                os.fchown(fd, *owner)
             _write_all(fd, data)
             os.fsync(fd)  # a full disk is reported here at the latest, not after the rename
         finally:
@@ -35,7 +39,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _sync_directory(path.parent)
+    sync_directory(path.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -44,7 +48,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _sync_directory(directory: Path) -> None:
+def sync_directory(directory: Path) -> None:
     """Make the rename itself durable; best effort (the new content is already whole)."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

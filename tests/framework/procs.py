@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def pids_with_cmdline(fragment: str) -> list[int]:
-    """Live processes whose command line contains ``fragment``."""
-    found = []
-    needle = fragment.encode()
+def _live_processes() -> Iterator[tuple[int, bytes]]:
+    """(pid, command line) of every process that is not a zombie."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -20,28 +19,29 @@ def pids_with_cmdline(fragment: str) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        if needle in cmdline and ") Z " not in stat:
-            found.append(int(entry))
-    return found
+        if ") Z " not in stat:
+            yield int(entry), cmdline
+
+
+def pids_with_cmdline(fragment: str) -> list[int]:
+    """Live processes whose command line contains ``fragment``."""
+    needle = fragment.encode()
+    return [pid for pid, cmdline in _live_processes() if needle in cmdline]
+
+
+def _root(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/root")
+    except OSError:
+        return ""
 
 
 def qemu_pids(marker: str) -> list[int]:
     """QEMU processes of ``marker`` (e.g. a test's root dir): its command line names it
     (a 9p export, a template's memory file), or the process is jailed beneath it."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            if b"qemu-system" not in argv.split(b"\0")[0] or ") Z " in stat:
-                continue
-            if marker.encode() in argv or os.readlink(f"/proc/{entry}/root").startswith(marker):
-                found.append(int(entry))
-        except OSError:
-            continue
-    return found
+    return [pid for pid, cmdline in _live_processes()
+            if b"qemu-system" in cmdline.split(b"\0")[0]
+            and (marker.encode() in cmdline or _root(pid).startswith(marker))]
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]

@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
-import tempfile
 from pathlib import Path
+
+from strongbox.atomicfile import atomic_write, sync_directory
 
 NEW_FILE_MODE = 0o644
 """Mode of a configuration file strongbox creates: engines and admins read it."""
@@ -41,25 +42,9 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         old = os.stat(target)
     except FileNotFoundError:
-        old = None
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                               suffix=".strongbox-tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, old.st_mode & 0o7777 if old else NEW_FILE_MODE)
-        if old is not None:
-            tmp_stat = os.stat(tmp)
-            if (tmp_stat.st_uid, tmp_stat.st_gid) != (old.st_uid, old.st_gid):
-                os.chown(tmp, old.st_uid, old.st_gid)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _sync_dir(target.parent)
+        atomic_write(target, data, NEW_FILE_MODE)
+    else:
+        atomic_write(target, data, old.st_mode & 0o7777, (old.st_uid, old.st_gid))
 
 
 def remove(path: Path) -> None:
@@ -67,21 +52,7 @@ def remove(path: Path) -> None:
     target = Path(os.path.realpath(path))
     with contextlib.suppress(FileNotFoundError):
         os.unlink(target)
-    _sync_dir(target.parent)
-
-
-def _sync_dir(directory: Path) -> None:
-    """Make the rename durable: without it a crash can bring back the old file."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    sync_directory(target.parent)
 
 
 def unified_diff(path: Path, before: bytes | None, after: bytes | None) -> str:
