@@ -12,6 +12,9 @@ Both front doors use it, with the descriptors their protocol hands them:
   regular file is always ready and written directly). The stdin FIFO is
   opened for reading only, lazily in a thread (the open blocks until a writer
   appears, which may be never), so that the writer closing it is an EOF.
+  Closing input (containerd's CloseIO) ends it only after what is already in
+  the FIFO: ``ctr`` sends CloseIO once its own stdin ended, before it closes
+  its end of the FIFO, with up to a pipe buffer of data still unread there.
 
 Flow control comes from the streams' credit: an output chunk is read from
 the guest only after the previous one was written, so a slow reader slows
@@ -171,18 +174,21 @@ class Source:
     """Where stdin comes from: a shared fd (a reader thread), our own fd, or a path opened later."""
 
     def __init__(self, fd: int | None = None, *, shared: bool = True,
-                 opener: Opener | None = None) -> None:
+                 opener: Opener | None = None, opener_now: Opener | None = None) -> None:
         if (fd is None) == (opener is None):
             raise ValueError("a stdin source is an fd or an opener")
         self.fd = fd
         self.shared = shared and opener is None
         self.opener = opener
+        #: Opens the same thing without blocking, for what is left once input is closed.
+        self.opener_now = opener_now
         #: Write end of the pipe that wakes a shared fd's reader thread to stop.
         self._wake = -1
 
     def chunks(self, loop: asyncio.AbstractEventLoop, closing: asyncio.Event
                ) -> Callable[[], Awaitable[bytes | None]]:
-        """A function giving the next chunk, b"" at EOF, None once ``closing`` is set."""
+        """A function giving the next chunk, b"" at EOF; once ``closing`` is set, None
+        (a shared fd) or b"" when what was already written has been read (our own)."""
         if self.shared:
             assert self.fd is not None
             wake, self._wake = os.pipe2(os.O_CLOEXEC)
@@ -275,14 +281,21 @@ def _polled_reader(loop: asyncio.AbstractEventLoop, source: Source, closing: asy
         if source.fd is None:
             done, fd = await _until(open_fd(), closing)
             if not done:
-                return None
+                if source.opener_now is None:
+                    return None
+                try:
+                    fd = source.opener_now()
+                except OSError:
+                    return None
             source.fd = fd
             os.set_blocking(fd, False)
         fd = source.fd
-        while not closing.is_set():
+        while True:
             try:
                 return os.read(fd, CHUNK)
             except BlockingIOError:
+                if closing.is_set():
+                    return b""  # closed: all written before the close has been taken
                 readable = loop.create_future()
                 loop.add_reader(fd, _resolve, readable)
                 try:
@@ -291,7 +304,6 @@ def _polled_reader(loop: asyncio.AbstractEventLoop, source: Source, closing: asy
                     loop.remove_reader(fd)
             except OSError:
                 return b""
-        return None
 
     return next_chunk
 

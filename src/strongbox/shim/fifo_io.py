@@ -39,7 +39,8 @@ def _open_output(uri: str) -> int:
 
 
 def _stdin_opener(path: str) -> Source:
-    return Source(opener=lambda: os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+    return Source(opener=lambda: os.open(path, os.O_RDONLY | os.O_CLOEXEC),
+                  opener_now=lambda: os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
 
 
 def fifo_pump(io: ProcessIO, stdin: str, stdout: str, stderr: str) -> StdioPump:

@@ -572,6 +572,83 @@ def test_close_stdin_before_any_writer_ends_input(tmp_path: Path) -> None:
     run(scenario())
 
 
+class SlowStream(FakeStream):
+    """A guest that takes input slowly: the FIFO still holds data when input is closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+
+    async def drain(self) -> None:
+        await self.go.wait()
+
+
+def test_close_stdin_keeps_what_the_fifo_still_holds(tmp_path: Path) -> None:
+    """ctr's order: write everything, CloseIO, only then close its end of the FIFO.
+
+    Whatever was written before the CloseIO must reach the process, in full.
+    """
+    fifo = tmp_path / "stdin"
+    os.mkfifo(fifo)
+    data = os.urandom(3 * CHUNK)  # more than one read takes, less than the FIFO holds
+
+    async def scenario() -> None:
+        stdin = SlowStream()
+        source = Source(opener=lambda: os.open(fifo, os.O_RDONLY | os.O_CLOEXEC),
+                        opener_now=lambda: os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        pump = StdioPump(input_only(stdin), stdin=source)
+        pump.start()
+        w = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
+        try:
+            fcntl.fcntl(w, F_SETPIPE_SZ, 4 * CHUNK)  # the writes below all complete
+            for i in range(0, len(data), 4096):
+                os.write(w, data[i:i + 4096])
+            await settle(lambda: len(stdin.written) > 0)
+            pump.close_stdin()  # the writer is still open, the FIFO not yet read
+            stdin.go.set()
+            await asyncio.wait_for(stdin.closed.wait(), 5)
+        finally:
+            os.close(w)
+        assert bytes(stdin.written) == data
+        await pump.finish(grace=1)
+
+    run(scenario())
+    assert not fds_on(fifo)
+
+
+def test_close_stdin_while_the_open_is_pending_still_reads_the_fifo(tmp_path: Path) -> None:
+    """CloseIO may come before the blocking open of the FIFO has returned."""
+    fifo = tmp_path / "stdin"
+    os.mkfifo(fifo)
+    release = threading.Event()
+
+    def stuck_opener() -> int:
+        release.wait(5)
+        return os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+
+    async def scenario() -> None:
+        stdin = FakeStream()
+        source = Source(opener=stuck_opener,
+                        opener_now=lambda: os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        pump = StdioPump(input_only(stdin), stdin=source)
+        w = os.open(fifo, os.O_RDWR)  # a writer that holds the FIFO open
+        try:
+            os.write(w, b"left in the fifo")
+            pump.start()
+            await settle(lambda: _thread_named("stdin-open"))
+            pump.close_stdin()
+            await asyncio.wait_for(stdin.closed.wait(), 5)
+            assert bytes(stdin.written) == b"left in the fifo"
+            release.set()
+            await settle(lambda: not _thread_named("stdin-open"))
+            await pump.finish(grace=1)
+        finally:
+            os.close(w)
+
+    run(scenario())
+    assert not fds_on(fifo)
+
+
 def _thread_named(name: str) -> bool:
     return any(t.name == name for t in threading.enumerate())
 
