@@ -7,7 +7,7 @@ The file is TOML (``/etc/strongbox/config.toml`` unless ``--config`` or
     [hypervisor.qemu]   path, kernel, initrd, machine_type, default_vcpus,
                         default_memory, kernel_params, accelerator, jailer, ...
     [agent]             timeouts, debug console
-    [runtime]           overlay, log level, state directory
+    [runtime]           overlay, log level, state directory, host cgroup overheads
     [factory]           VM templates
 
 Every key is optional. Unknown keys and wrong types are errors that name the
@@ -121,9 +121,21 @@ class RuntimeConfig:
     log_level: str = "warning"
     #: Where built guest assets and other persistent state live.
     state_dir: str = ""
+    #: Whether QEMU's emulator threads (all but its vCPUs) count against the CPU of the
+    #: cgroup ``linux.cgroupsPath`` names; False: they run in an overhead cgroup of their own
+    #: (cgroup v1; v2 cannot split a process's threads across domains). sandbox/hostcgroup.py
+    sandbox_cgroup_with_emulator: bool = False
+    #: MiB the host cgroup allows beyond guest RAM: QEMU, its TCG cache and the owner.
+    sandbox_cgroup_memory_overhead: int = 448
+    #: Host tasks the host cgroup allows beyond the container's pids limit (QEMU's
+    #: threads and the owner's).
+    sandbox_cgroup_pids_overhead: int = 192
 
     def validate(self) -> None:
         _choice("runtime.log_level", self.log_level, LOG_LEVELS)
+        _at_least("runtime.sandbox_cgroup_memory_overhead",
+                  self.sandbox_cgroup_memory_overhead, 64)
+        _at_least("runtime.sandbox_cgroup_pids_overhead", self.sandbox_cgroup_pids_overhead, 32)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,9 @@ class VMSpec:
     state_fd: int | None = None
     #: Start paused and load device state from ``state_fd`` (a clone of a template).
     incoming: bool = False
+    #: The VMM stays in the host cgroup it inherits from its owner (the spec's
+    #: ``linux.cgroupsPath``): a jail makes no cgroup of its own.
+    host_cgroup: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

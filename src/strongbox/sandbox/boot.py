@@ -22,6 +22,7 @@ from strongbox.config import Config
 from strongbox.hypervisor.base import VMM
 from strongbox.protocol import verbs
 from strongbox.sandbox.factory import Factory
+from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.netns import enter_sandbox_netns
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.shares import (
@@ -44,6 +45,15 @@ class Booted:
     run_dir: RunDir
     #: True when cloned from a template rather than booted.
     cloned: bool
+    #: The host cgroup the owner and QEMU are in (the spec's ``linux.cgroupsPath``).
+    cgroup: HostCgroup | None = None
+
+    def release(self) -> None:
+        """After the VM is gone: the owner leaves the host cgroup, which is removed, and
+        the run directory."""
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        self.run_dir.remove()
 
     @property
     def export(self) -> Path:
@@ -58,8 +68,12 @@ def _vmm_child_setup(export: Path, trees: list[tuple[int, str]], netns: str | No
 
 async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Path,
                memory_mib: int, vcpus: int, shares: list[Share], netns: str | None,
-               timeout: float | None = None) -> Booted:
-    """Start the VM with ``shares`` exported and wait for its agent; nothing is left on failure."""
+               cgroup: HostCgroup | None = None, timeout: float | None = None) -> Booted:
+    """Start the VM with ``shares`` exported and wait for its agent; nothing is left on failure.
+
+    With a host ``cgroup`` the owner (this process) joins it first, recorded in the run
+    directory beforehand, and QEMU inherits it.
+    """
     started = time.monotonic()
     template = None
     if config.factory.enable_template:
@@ -69,6 +83,10 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     state_fd = None
     trees: list[tuple[int, str]] = []  # each share resolved once, before the fork
     try:
+        if cgroup is not None:
+            cgroup.record(run_dir.path)
+            cgroup.create()
+            cgroup.enter()
         export = run_dir.path / "shared"
         export.mkdir()
         prepare_targets(export, shares)
@@ -79,11 +97,13 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
             state_fd = os.open(template.state_file, os.O_RDONLY | os.O_CLOEXEC)
             devices.update(memory_file=template.memory_file, state_fd=state_fd, incoming=True)
         spec = vmm.vm_spec(name=name, run_dir=run_dir.path, memory_mib=memory_mib, vcpus=vcpus,
-                           **devices)
+                           host_cgroup=cgroup is not None, **devices)
         vm = GuestVM(vmm.new_vm(spec, functools.partial(_vmm_child_setup, export, trees,
                                                          netns)),
                      request_timeout=config.agent.request_timeout)
         await vm.boot(timeout or config.agent.dial_timeout)
+        if cgroup is not None:
+            cgroup.settle(vm.vmm.vmm_pid)
         if template is not None:
             await vm.call(verbs.CLONE_IDENTITY, {
                 "hostname": name[:64], "time_ns": time.time_ns(),
@@ -92,6 +112,8 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     except BaseException:
         if vm is not None:
             await vm.destroy()
+        if cgroup is not None:
+            cgroup.remove()
         run_dir.remove()
         raise
     finally:
@@ -102,4 +124,4 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     log.debug("sandbox %s: %s in %.3fs (%d MiB, %d vCPU, %s)", name,
               "cloned" if template is not None else "booted", time.monotonic() - started,
               memory_mib, vcpus, vmm.accelerator().name)
-    return Booted(vm, run_dir, template is not None)
+    return Booted(vm, run_dir, template is not None, cgroup)

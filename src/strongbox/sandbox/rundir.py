@@ -7,7 +7,8 @@ drops it when that process dies, however it dies. So "the lock can be
 taken" means "the owner is gone", with no pid-reuse races, and any later
 strongbox command can remove what a killed owner left: the QEMU process (if
 it somehow survived its parent-death signal), the directory, and the cgroup
-of a jailed QEMU (:func:`strongbox.hypervisor.jailer.remove_leftovers`).
+of a jailed QEMU (:func:`strongbox.hypervisor.jailer.remove_leftovers`) and the
+host cgroup its spec named (:func:`.hostcgroup.recorded`).
 
 Race-free by construction, whatever runs at the same time:
 
@@ -42,6 +43,7 @@ from pathlib import Path
 
 from strongbox.errors import StateDirError
 from strongbox.hypervisor import remove_leftovers
+from strongbox.sandbox import hostcgroup
 
 log = logging.getLogger("strongbox.sandbox")
 LOCK = "owner.lock"
@@ -203,17 +205,21 @@ def _kill_leftover_qemu(path: Path) -> bool:
 
 
 def _reap(path: Path) -> bool:
-    """Remove a dead owner's VM (its QEMU, directory, jail cgroup); False if it lives."""
+    """Remove a dead owner's VM (its QEMU, directory, jail and host cgroups); False if it
+    lives."""
     fd = _claim(path)
     if fd is None:
         return not path.is_dir()
     try:
         killed = _kill_leftover_qemu(path)
+        cgroup = hostcgroup.recorded(path)
         _dismantle(path)
     finally:
         os.close(fd)
     if not path.name.startswith(BUILDING_PREFIX):  # a jail exists only once named
         remove_leftovers(path.name, wait=2.0 if killed else 0.5)
+    if cgroup is not None:
+        cgroup.remove(wait=2.0 if killed else 0.5)
     return True
 
 

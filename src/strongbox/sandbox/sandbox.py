@@ -43,6 +43,7 @@ from strongbox.sandbox import vmmounts
 from strongbox.sandbox.agent_client import FOREVER
 from strongbox.sandbox.boot import Booted, boot
 from strongbox.sandbox.hooks import ContainerHooks, HookFailed
+from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.hosted import Hosted
 from strongbox.sandbox.plan import (
     ContainerPlan,
@@ -112,7 +113,8 @@ class Sandbox:
         self.booted = await boot(self.config, self.vmm, name=self.id, root=self.root,
                                  state_dir=self.state_dir, memory_mib=memory, vcpus=vcpus,
                                  shares=[] if plan.rootfs_mounts else plan.shares,
-                                 netns=plan.netns, timeout=timeout)
+                                 netns=plan.netns, timeout=timeout, cgroup=HostCgroup.for_spec(
+                                     request.spec, self.config, self.id, memory))
         self.booted.vm.watch(self._vm_exited)
         try:
             return await self._create(request, plan, exported=not plan.rootfs_mounts)
@@ -412,7 +414,7 @@ class Sandbox:
         try:
             await booted.vm.destroy()
         finally:
-            booted.run_dir.remove()
+            booted.release()
         for hosted in self.containers.values():  # deleted with the VM: their poststop hooks
             hooks, hosted.hooks = hosted.hooks, ContainerHooks("", "")
             await hooks.stopped(0)

@@ -73,7 +73,7 @@ class Jail:
     """One VMM's jail, prepared on the host; :meth:`child_setup` runs in the VMM's child."""
 
     def __init__(self, root: Path, sandbox_id: str, identity: Identity, binds: list[Bind],
-                 cgroup: Cgroup, drop: list[int]) -> None:
+                 cgroup: Cgroup | None, drop: list[int]) -> None:
         self.root = root
         self.sandbox_id = sandbox_id
         self.identity = identity
@@ -86,13 +86,14 @@ class Jail:
     @classmethod
     def prepare(cls, run_dir: Path, sandbox_id: str, *, memory_mib: int,
                 expose: Sequence[tuple[str, bool]], kvm: bool,
-                policy: JailPolicy | None = None) -> Jail:
+                policy: JailPolicy | None = None, own_cgroup: bool = True) -> Jail:
         """Lay out ``<run_dir>/jail`` and create the cgroup, before QEMU is spawned.
 
         ``expose`` lists the host paths on QEMU's command line as (path,
         writable); they appear in the jail at the same paths. A writable
         path that does not exist yet is created as an empty file owned by
-        the jail's uid (a memory file QEMU will size).
+        the jail's uid (a memory file QEMU will size). Without ``own_cgroup`` QEMU stays in
+        the cgroup it inherits (the host cgroup its spec names, which caps it).
         """
         policy = policy or JailPolicy()
         kvm_device = KVM_DEVICE if kvm else None
@@ -115,7 +116,8 @@ class Jail:
                                   f"{exc.strerror}") from exc
         cgroup = Cgroup.create(sandbox_id, pids_max=policy.pids_max,
                                memory_bytes=memory_limit_bytes(memory_mib,
-                                                               policy.memory_overhead_mib))
+                                                               policy.memory_overhead_mib)
+                               ) if own_cgroup else None
         return cls(root, sandbox_id, identity, binds, cgroup, drop)
 
     def child_setup(self) -> None:
@@ -139,7 +141,7 @@ class Jail:
 
     def cleanup(self) -> bool:
         """Remove the cgroup once QEMU is gone; False while it still has tasks (retry)."""
-        return self.cgroup.remove()
+        return self.cgroup is None or self.cgroup.remove()
 
 
 def _create_owned(path: str, identity: Identity) -> None:

@@ -112,10 +112,12 @@ def build_tree(jail: Path, binds: list[Bind]) -> None:
     mount("none", root, None, MS_BIND | MS_REMOUNT | _JAIL_ROOT)
 
 
-def enter(jail: Path, binds: list[Bind], cgroup: Cgroup, identity: Identity,
+def enter(jail: Path, binds: list[Bind], cgroup: Cgroup | None, identity: Identity,
           drop: list[int]) -> None:
-    """Steps 1 to 5. Returns only in the process that is to exec QEMU."""
-    cgroup.join(os.getpid())
+    """Steps 1 to 5 (step 1 only with a cgroup of the jail's own). Returns only in the
+    process that is to exec QEMU."""
+    if cgroup is not None:
+        cgroup.join(os.getpid())
     build_tree(jail, binds)
     os.chroot(jail)
     os.chdir("/")

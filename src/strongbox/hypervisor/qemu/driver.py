@@ -125,7 +125,8 @@ class QemuVM:
                 self.jail = Jail.prepare(self.spec.run_dir, self.spec.name,
                                          memory_mib=self.spec.memory_mib,
                                          expose=self._jail_paths(binary),
-                                         kvm=self.accel.name == "kvm", policy=self.jail_policy)
+                                         kvm=self.accel.name == "kvm", policy=self.jail_policy,
+                                         own_cgroup=not self.spec.host_cgroup)
             except HypervisorError:
                 for sock in (qmp_host, qmp_guest, agent_host, agent_guest, console_guest):
                     sock.close()
