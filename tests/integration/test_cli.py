@@ -251,11 +251,32 @@ def test_exec_with_tty(rt: Runtime) -> None:
     assert child.exitstatus == 6
 
 
+def _lineage(pid: int) -> list[int]:
+    """``pid`` and its ancestors on the host, up to init."""
+    chain = [pid]
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        chain.append(pid)
+    return chain
+
+
 def test_ps(rt: Runtime) -> None:
+    """JSON: host pids, all of this container's own processes (its monitor, the pid
+    `state` gives, and what it runs: QEMU), never another host process, since clients
+    (docker top through containerd's runc shim) look them up on the host. The table:
+    the guest's processes."""
     rt.create("pss").check()
     rt("start", "pss").check()
     pids = rt("ps", "--format", "json", "pss").check().json()
-    assert 1 in pids
+    monitor = rt.monitor_pid("pss")
+    assert pids[0] == monitor == rt("state", "pss").check().json()["pid"]
+    assert all(monitor in _lineage(pid) for pid in pids), pids
+    qemu = qemu_pids(str(rt.root))
+    assert qemu and set(qemu) & set(pids), (qemu, pids)
     table = rt("ps", "pss").check().stdout.splitlines()
     assert table[0].split()[:3] == ["UID", "PID", "PPID"]
     assert any("sh -c" in line for line in table[1:])

@@ -245,7 +245,7 @@ def test_jail_holds_only_what_qemu_needs(env: Path, tmp_path: Path,
         points = [line.split()[4] for line in info.splitlines()]
         wanted = {"/", "/proc", "/dev/null", "/dev/urandom", "/usr/share/qemu",
                   "/usr/lib/x86_64-linux-gnu", str(export),
-                  f"{export}/{cid}/rootfs", f"{export}/{cid}/mounts/7"}
+                  f"{export}/{cid}/rootfs", f"{export}/{cid}/mounts/7/rw"}
         assert wanted <= set(points), points
         others = set(points) - wanted
         assert {Path(p).name for p in others} == {"qemu-system-x86_64", "vmlinux",
@@ -254,7 +254,7 @@ def test_jail_holds_only_what_qemu_needs(env: Path, tmp_path: Path,
         assert {"ro", "nosuid", "nodev"} <= _mountinfo_flags(info, "/usr/share/qemu")
         assert {"rw", "nosuid", "nodev", "noexec"} <= _mountinfo_flags(info, str(export))
         # below the export too: no device node of a container image opens
-        for share in (f"{export}/{cid}/rootfs", f"{export}/{cid}/mounts/7"):
+        for share in (f"{export}/{cid}/rootfs", f"{export}/{cid}/mounts/7/rw"):
             assert {"rw", "nosuid", "nodev"} <= _mountinfo_flags(info, share)
         assert {"ro", "nosuid"} <= _mountinfo_flags(info, "/dev/urandom")
         assert "nodev" not in _mountinfo_flags(info, "/dev/urandom")

@@ -368,7 +368,8 @@ def test_shares_are_nodev_nosuid_whenever_they_are_attached(base: tuple[Path, Pa
                  "options": ["rbind", "rw"]},
                 {"destination": "/mnt/ro", "type": "bind", "source": str(late_ro),
                  "options": ["rbind", "ro"]}])
-            rw, ro = f"{export}/second/mounts/{first}", f"{export}/second/mounts/{first + 1}"
+            rw = f"{export}/second/mounts/{first}/late-rw"
+            ro = f"{export}/second/mounts/{first + 1}/late-ro"
             await sandbox.add_container(ContainerRequest(
                 id="second", spec=second, rootfs=str(bundle / "rootfs"), stdin=False,
                 rootfs_mounts=({"type": "bind", "source": str(bundle / "rootfs"),

@@ -105,8 +105,17 @@ def test_detached_task_lifecycle(containerd: Containerd) -> None:
     assert run.returncode == 0, run.stderr.decode()
     try:
         assert _wait_status(containerd, "life", "RUNNING")
-        pids = containerd.ctr("task", "ps", "life").stdout.decode()
-        assert "PID" in pids and len(pids.splitlines()) >= 2
+        # Host pids only, as containerd's clients read them (docker top filters the
+        # host's ps by them): the task's own pid, the VMM, never a guest pid that would
+        # name some other host process.
+        table = containerd.ctr("task", "ps", "life").stdout.decode().splitlines()
+        assert table[0].split()[0] == "PID"
+        listed = [int(line.split()[0]) for line in table[1:]]
+        task_pid = next(int(line.split()[1]) for line in
+                        containerd.ctr("task", "ls").stdout.decode().splitlines()
+                        if line.split()[:1] == ["life"])
+        assert listed == [task_pid]
+        assert task_pid in qemu_pids(str(containerd.sbroot))
         execd = containerd.ctr("task", "exec", "--exec-id", "e1", "life", "sh", "-c",
                                "echo from-exec; hostname; exit 4")
         assert execd.returncode == 4

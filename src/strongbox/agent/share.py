@@ -2,7 +2,9 @@
 
 The host exports one directory per sandbox over virtio-9p (tag
 ``sbshare``). Inside it, each container has ``<id>/rootfs`` and
-``<id>/mounts/<n>`` for its bind mounts; the host made them read-only where
+``<id>/mounts/<n>/<name>`` for its bind mounts (named after the source, so a
+bind's root in mountinfo ends in that name, as with runc; the agent gets
+each path in the request's map); the host made them read-only where
 the spec asks, so the guest cannot write them however it tries. The share
 is mounted on first use, not at boot: a VM template must be saved with no
 9p export mounted.

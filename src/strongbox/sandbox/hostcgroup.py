@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from strongbox.atomicfile import atomic_write
+from strongbox.cgroupfs import parse_mountinfo
 from strongbox.config import Config
 from strongbox.errors import SandboxError
-from strongbox.hypervisor.jailer.cgroups import parse_mountinfo
 from strongbox.sandbox.cgroupspath import HostLimits, limits_for, relative_dir
 
 log = logging.getLogger("strongbox.sandbox")

@@ -74,7 +74,7 @@ class ContainerPlan:
     spec: dict[str, Any]
     #: The host network namespace named by the spec (the VMM runs in the first one's).
     netns: str | None
-    #: Host paths to export, at ``<id>/rootfs`` and ``<id>/mounts/<n>``.
+    #: Host paths to export, at ``<id>/rootfs`` and ``<id>/mounts/<n>/<source's name>``.
     shares: list[Share]
     #: The agent's map of spec mount index -> path in the export.
     mounts: dict[str, str]

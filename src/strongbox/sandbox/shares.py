@@ -9,8 +9,13 @@ against a compromised QEMU.
 
 Layout inside the export (the agent relies on it)::
 
-    <container id>/rootfs        the bundle's root filesystem
-    <container id>/mounts/<n>    the source of spec mount number n
+    <container id>/rootfs                 the bundle's root filesystem
+    <container id>/mounts/<n>/<name>      the source of spec mount number n
+
+``<name>`` is the source's own name (:func:`share_name`): a bind mount's
+root in the container's ``/proc/self/mountinfo`` is this path, and with
+runc it ends in the source's name too, which tools that read mountinfo
+(finding a volume by its directory name) rely on.
 
 Every source is resolved once into a descriptor and mounted from it
 (:mod:`strongbox.hostpath`): the rootfs with no symlink anywhere in its
@@ -87,11 +92,23 @@ def bind_shares(container_id: str, spec: dict[str, Any]) -> tuple[list[Share], d
                                f"path, got {source!r}")
         if not os.path.exists(source):
             raise SandboxError(f"mounts[{index}].source: {source}: no such file or directory")
-        target = f"{container_id}/mounts/{index}"
+        name = share_name(source)
+        target = f"{container_id}/mounts/{index}" + (f"/{name}" if name else "")
         shares.append(Share(source, target, readonly="ro" in (entry.get("options") or []),
                             field=f"mounts[{index}].source"))
         mounts[str(index)] = target
     return shares, mounts
+
+
+def share_name(source: str) -> str:
+    """The last component of what ``source`` resolves to, as runc's mountinfo root shows it.
+
+    A symlinked source shows its target's name there (the kernel records the
+    dentry, not the path asked for). Empty for "/", which has no name: its
+    share then stays at ``mounts/<n>``.
+    """
+    name = os.path.basename(os.path.realpath(source))
+    return "" if name in ("", ".", "..") else name
 
 
 def prepare_targets(export: Path, shares: list[Share]) -> None:

@@ -159,7 +159,8 @@ def export_container(qemu_pid: int, export: Path, rootfs_target: str,
 def unexport_container(qemu_pid: int, export: Path, container_id: str) -> None:
     """Unmount what was exported for a container, and remove its mount points."""
     base = export / container_id
-    for target in [*base.glob("mounts/*"), base / "rootfs"]:
+    # Shares are at mounts/<n>/<name> (mounts/<n> for a source of "/"): deepest first.
+    for target in [*base.glob("mounts/*/*"), *base.glob("mounts/*"), base / "rootfs"]:
         try:
             detach(qemu_pid, export, str(target.relative_to(export)))
         except StrongboxError as exc:

@@ -99,6 +99,8 @@ class TaskService:
         return response
 
     async def pids(self, req: pb.PidsRequest, ctx: RequestContext) -> pb.PidsResponse:
+        # Host pids only (see TaskManager.pids); ``info`` stays empty: containerd's
+        # only type for it (runc's ProcessDetails, an exec id) has no guest processes.
         pids = await self.m.pids(req.id)
         return pb.PidsResponse(processes=[task_pb2.ProcessInfo(pid=p) for p in pids])
 

@@ -291,9 +291,17 @@ class TaskManager:
                 "exit_status": proc.exit_status, "exited_at": proc.exited_at}
 
     async def pids(self, container_id: str) -> list[int]:
-        self.task(container_id)
-        processes = await self._sandbox().list_processes(container_id)
-        return [p.pid for p in processes]
+        """The host pid standing for the task: the VMM's (the pid its processes report).
+
+        containerd and its clients read these as host pids (``docker top``
+        filters the host's ``ps -ef`` by them, ``ctr task ps`` prints them); a
+        guest pid would name an unrelated host process. The guest is still
+        asked, so a task whose VM is gone or that is not running is refused
+        as before.
+        """
+        task = self.task(container_id)
+        await self._sandbox().list_processes(container_id)
+        return [task.init.pid]
 
     async def pause(self, container_id: str) -> None:
         await self._freeze(container_id, True)

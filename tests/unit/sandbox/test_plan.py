@@ -71,7 +71,7 @@ def test_containerd_rootfs_mounts_replace_the_rootfs_share(tmp_path: Path) -> No
     spec = make_spec(mounts=[{"destination": "/data", "type": "bind", "source": str(volume),
                               "options": ["rbind"]}])
     plan = plan_container(request(spec, rootfs_mounts=mounts))
-    assert shares_of(plan.shares) == [(str(volume), "c1/mounts/0", False)]
+    assert shares_of(plan.shares) == [(str(volume), "c1/mounts/0/vol", False)]
     assert plan.rootfs_mounts == list(mounts)
     assert plan.rootfs_target == "c1/rootfs"
 
@@ -94,11 +94,11 @@ def test_bind_mounts_become_shares_with_the_agents_map(tmp_path: Path) -> None:
     plan = plan_container(request(spec))
     assert shares_of(plan.shares) == [
         (ROOTFS, "c1/rootfs", False),
-        (str(a), "c1/mounts/1", True),
-        (str(b), "c1/mounts/3", False),
-        (str(c), "c1/mounts/4", True),
+        (str(a), "c1/mounts/1/a", True),
+        (str(b), "c1/mounts/3/b", False),
+        (str(c), "c1/mounts/4/c", True),
     ]
-    assert plan.mounts == {"1": "c1/mounts/1", "3": "c1/mounts/3", "4": "c1/mounts/4"}
+    assert plan.mounts == {"1": "c1/mounts/1/a", "3": "c1/mounts/3/b", "4": "c1/mounts/4/c"}
     # the spec's mounts themselves are left for the agent, which rewrites the sources
     assert [m["destination"] for m in plan.spec["mounts"]] == ["/proc", "/a", "/tmp", "/b", "/c"]
 
@@ -106,8 +106,23 @@ def test_bind_mounts_become_shares_with_the_agents_map(tmp_path: Path) -> None:
 def test_share_targets_are_under_the_container_id(tmp_path: Path) -> None:
     spec = make_spec(mounts=[{"destination": "/d", "type": "bind", "source": str(tmp_path)}])
     plan = plan_container(request(spec, id="web-7"))
-    assert [s.target for s in plan.shares] == ["web-7/rootfs", "web-7/mounts/0"]
-    assert plan.mounts == {"0": "web-7/mounts/0"}
+    name = tmp_path.name
+    assert [s.target for s in plan.shares] == ["web-7/rootfs", f"web-7/mounts/0/{name}"]
+    assert plan.mounts == {"0": f"web-7/mounts/0/{name}"}
+
+
+def test_a_share_is_named_after_what_its_source_resolves_to(tmp_path: Path) -> None:
+    """As the root field of runc's mountinfo: the target's name for a symlink, and
+    no name at all for "/" (its share is ``mounts/<n>`` itself)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    spec = make_spec(mounts=[
+        {"destination": "/l", "type": "bind", "source": str(tmp_path / "link")},
+        {"destination": "/host", "type": "bind", "source": "/", "options": ["rbind", "ro"]},
+        {"destination": "/d", "type": "bind", "source": str(tmp_path / "real") + "/"}])
+    plan = plan_container(request(spec))
+    assert plan.mounts == {"0": "c1/mounts/0/real", "1": "c1/mounts/1",
+                           "2": "c1/mounts/2/real"}
 
 
 @pytest.mark.parametrize("source", ["relative/dir", ""])

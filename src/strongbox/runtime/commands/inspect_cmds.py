@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from strongbox import status as sm
 from strongbox.errors import StrongboxError
 from strongbox.runtime import paths
+from strongbox.runtime import state as st
 from strongbox.runtime.container import Container
 from strongbox.runtime.state import StateStore
 
@@ -71,11 +74,24 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    # Pids as the container sees them (its own pid namespace): the guest's
-    # pids mean nothing on the host, and these work with `exec ... kill`.
-    processes = Container.load(_store(args), args.id).processes()
+    """``--format json``: host pids, the sandbox's own; the table: the guest's processes.
+
+    Clients read the JSON list as *host* pids: containerd's runc shim hands it
+    to ``docker top``, which filters the host's ``ps -ef`` by it. Pids from the
+    guest's pid namespaces name unrelated host processes there (pid 1 is the
+    host's init), so they leaked host processes and their command lines. What
+    represents the container on the host is its monitor (the pid ``state``
+    reports) and what the monitor runs: QEMU, its jail, hooks in flight. Those
+    are real host processes of this container, so ``docker top`` shows the VM
+    instead of strangers. The table, for people, shows the guest's processes
+    with the pids the container sees (which work with ``exec ... kill``).
+    """
+    container = Container.load(_store(args), args.id)
+    processes = container.processes()  # the status rule and a live monitor, as for the table
     if args.format == "json":
-        print(json.dumps([p["ns_pid"] for p in processes]))
+        record = container.record
+        alive = st.process_alive(record.monitor_pid, record.monitor_start)
+        print(json.dumps(host_processes(record.monitor_pid) if alive else []))
         return 0
     in_ns = {p["pid"]: p["ns_pid"] for p in processes}
     rows = [("UID", "PID", "PPID", "STAT", "TIME", "CMD")]
@@ -84,6 +100,27 @@ def cmd_ps(args: argparse.Namespace) -> int:
              for p in processes]
     _table(rows)
     return 0
+
+
+def host_processes(root: int) -> list[int]:
+    """``root`` and every live descendant of it, from the host's /proc, in tree order."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # exited while we looked
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, queue = [], [root]
+    while queue:
+        pid = queue.pop(0)
+        found.append(pid)
+        queue.extend(sorted(children.get(pid, [])))
+    return found
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> None:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from strongbox.cgroupfs import parse_mountinfo
 from strongbox.errors import HypervisorError
 from strongbox.hypervisor.jailer.cgroups import (
     Cgroup,
     Hierarchies,
     detect,
     memory_limit_bytes,
-    parse_mountinfo,
 )
 
 
