@@ -55,8 +55,9 @@ class Hooked:
         self.out = tmp / "hooks"
         self.out.mkdir()
 
-    def bundle(self, args: list[str], hooks: dict[str, list[dict[str, Any]]]) -> Path:
-        return make_bundle(self.tmp / "b", args, hooks=hooks)
+    def bundle(self, args: list[str], hooks: dict[str, list[dict[str, Any]]],
+               **changes: Any) -> Path:
+        return make_bundle(self.tmp / "b", args, hooks=hooks, **changes)
 
     def __call__(self, *args: str | Path) -> cli.Result:
         return cli.run("--root", self.root, *args)
@@ -74,8 +75,8 @@ def hooked(no_leaks: Path, tmp_path: Path, guest_assets: dict[str, Path]) -> Ite
         h("delete", "--force", entry.name)
 
 
-def test_each_kind_runs_in_its_place_with_the_state_on_stdin(hooked: Hooked) -> None:
-    hooks = {kind: [_hook(kind, hooked.out)] for kind in KINDS}
+def test_each_host_kind_runs_in_its_place_with_the_state_on_stdin(hooked: Hooked) -> None:
+    hooks = {kind: [_hook(kind, hooked.out)] for kind in KINDS if kind != "startContainer"}
     hooked.create("hk", hooked.bundle(["sleep", "600"], hooks)).check()
     (qemu,) = qemu_pids(str(hooked.root))
     for kind in ("prestart", "createRuntime", "createContainer"):
@@ -95,7 +96,52 @@ def test_each_kind_runs_in_its_place_with_the_state_on_stdin(hooked: Hooked) -> 
     hooked("delete", "--force", "hk").check()
     poststop = _seen(hooked.out, "poststop")
     assert poststop is not None and poststop["state"]["status"] == "stopped"
-    assert _seen(hooked.out, "startContainer") is None  # documented: not run yet
+
+
+#: A startContainer hook is a program of the container's root: it records its stdin, argv,
+#: env, the hostname (the container's UTS namespace) and whether the workload ran already.
+START_HOOK = """#!/bin/sh
+cat > /tmp/state.json
+echo "$0 $1 FROM_SPEC=$FROM_SPEC TERM=${TERM-unset} $(hostname) $(id -u)" > /tmp/hook.seen
+[ -e /tmp/workload-ran ] && echo late >> /tmp/hook.seen
+exit "${HOOK_EXIT:-0}"
+"""
+
+
+def _start_hook_bundle(hooked: Hooked, code: int) -> Path:
+    hook = {"path": "/hook.sh", "args": ["hook", "arg1"],
+            "env": ["FROM_SPEC=yes", f"HOOK_EXIT={code}"]}
+    bundle = hooked.bundle(["sh", "-c", "touch /tmp/workload-ran; cat /tmp/hook.seen"],
+                           {"startContainer": [hook],
+                            "poststop": [_hook("poststop", hooked.out)]},
+                           root__readonly=False, annotations={"org.example": "x"})
+    script = bundle / "rootfs" / "hook.sh"  # only in the container's root, not the host's
+    script.write_text(START_HOOK)
+    script.chmod(0o755)
+    return bundle
+
+
+def test_a_start_container_hook_runs_in_the_container_just_before_the_workload(
+        hooked: Hooked) -> None:
+    bundle = _start_hook_bundle(hooked, 0)
+    result = hooked("run", "--bundle", bundle, "sc").check()
+    assert result.stdout == "/hook.sh arg1 FROM_SPEC=yes TERM=unset runc 0\n"
+    state = json.loads((bundle / "rootfs" / "tmp" / "state.json").read_text())
+    assert state.pop("bundle") in ("", str(bundle))  # the host's path, once plan.py passes it
+    # runc's: the status is created, the pid the init as the container sees it
+    assert state == {"ociVersion": "1.0.2", "id": "sc", "status": "created", "pid": 1,
+                     "annotations": {"org.example": "x"}}
+    assert _seen(hooked.out, "poststop") is not None
+
+
+def test_a_failing_start_container_hook_fails_run_and_leaves_nothing(hooked: Hooked) -> None:
+    bundle = _start_hook_bundle(hooked, 3)
+    result = hooked("run", "--bundle", bundle, "sf")
+    cli.assert_one_line_error(result, "startContainer hook 0 (/hook.sh)", "exit status 3")
+    assert result.returncode == 1 and result.stdout == ""
+    assert not (bundle / "rootfs" / "tmp" / "workload-ran").exists()
+    assert not (hooked.root / "containers" / "sf").exists()
+    assert wait_until(lambda: _seen(hooked.out, "poststop") is not None, 10)
 
 
 @pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])

@@ -11,8 +11,9 @@ Where to start reading:
 * ``plan``: the spec parsed and checked in the caller, before any fork;
 * ``init``: what the forked process does, from fork() to the barrier;
 * ``process``: from the barrier to execve (user, capabilities, seccomp);
-* ``namespaces``, ``rootfs`` (``mounts``, ``mountopts``, ``paths``,
-  ``devices``), ``capabilities``, ``seccomp``, ``rlimits``: one mechanism each;
+* ``namespaces`` (``userns``: id mappings), ``rootfs`` (``mounts``,
+  ``mountopts``, ``paths``, ``devices``), ``capabilities``, ``seccomp``,
+  ``rlimits``, ``hooks`` (startContainer): one mechanism each;
 * ``sync``: the pipes between launcher and process;
 * ``cgroups``: a cgroup v2 directory (create, limit, freeze, kill, stats);
 * ``errors``: ``ContainerError``, the only error raised on purpose.

@@ -3,9 +3,10 @@
 runc gives every container the same minimal set (null, zero, full, random,
 urandom, tty) plus the spec's ``linux.devices``, and the conventional
 symlinks (fd, stdin/stdout/stderr, ptmx into the container's own devpts,
-core). Nodes are made with mknod(2): the container runs as real root in a
-VM with no user namespace. Where mknod is refused (a nodev or foreign file
-system) the caller's node is bind-mounted instead, as runc does.
+core). Nodes are made with mknod(2) by the container's root. Where mknod is
+refused (a user namespace, a nodev or foreign file system) the caller's
+node is bind-mounted instead, as runc does; it then keeps the guest's
+owner (``nobody`` in a user namespace that does not map it).
 """
 
 from __future__ import annotations

@@ -100,11 +100,19 @@ def _begin(stdio: tuple[int, int, int], terminal: bool, cgroup: str | None,
     return fds[2:]
 
 
-def apply_process_settings(plan: ProcessPlan) -> None:
-    """oom_score_adj, rlimits and umask: while still root, before the barrier."""
+def apply_limits(plan: ProcessPlan) -> None:
+    """oom_score_adj and rlimits: lowering the one or raising a hard limit needs the
+    initial user namespace's privileges, so a user namespace is entered after this."""
     if plan.oom_score_adj is not None:
         write_proc("/proc/self/oom_score_adj", str(plan.oom_score_adj), "oom_score_adj")
     rlimits.apply(plan.rlimits)
+
+
+def apply_process_settings(plan: ProcessPlan, limits: bool = True) -> None:
+    """oom_score_adj, rlimits (unless applied already) and umask: still root, before the
+    barrier."""
+    if limits:
+        apply_limits(plan)
     os.umask(plan.umask)
 
 
@@ -130,17 +138,17 @@ def apply_system_settings(plan: ContainerPlan) -> None:
 
 
 def _run(child: ChildEnd, setup: Callable[[], list[str]], plan: ProcessPlan,
-         last_cap: int) -> NoReturn:
+         last_cap: int, before_exec: Callable[[], None] | None = None) -> NoReturn:
     """Steps 3-5 around ``setup``; never returns, whatever is raised."""
     status = 1
     try:
-        status = _steps(child, setup, plan, last_cap)
+        status = _steps(child, setup, plan, last_cap, before_exec)
     finally:
         os._exit(status)
 
 
 def _steps(child: ChildEnd, setup: Callable[[], list[str]], plan: ProcessPlan,
-           last_cap: int) -> int:
+           last_cap: int, before_exec: Callable[[], None] | None) -> int:
     """Set up, wait at the barrier, become the workload; returns the exit status on failure."""
     try:
         notes = setup()
@@ -153,7 +161,7 @@ def _steps(child: ChildEnd, setup: Callable[[], list[str]], plan: ProcessPlan,
     if not child.ready_and_wait(notes):
         return 1
     try:
-        process.become(plan, last_cap)
+        process.become(plan, last_cap, before_exec)
     except ContainerError as err:
         child.exec_failed(err)
         return process.exit_code(err)
@@ -164,29 +172,77 @@ def _steps(child: ChildEnd, setup: Callable[[], list[str]], plan: ProcessPlan,
 
 def container_main(plan: ContainerPlan, root: str, mount_sources: dict[int, str],
                    stdio: tuple[int, int, int], terminal: bool, cgroup: str | None,
-                   child: ChildEnd, last_cap: int) -> NoReturn:
+                   child: ChildEnd, last_cap: int, container_id: str = "") -> NoReturn:
     """The new container's init: namespaces, rootfs, settings, then the workload."""
 
     def setup() -> list[str]:
         _begin(stdio, terminal, cgroup, child, [])
-        namespaces.enter(plan.namespaces)
+        if plan.userns is None:
+            namespaces.enter(plan.namespaces)
+        else:
+            _enter_user_namespace(plan, child)
         rootfs.prepare(plan, root, mount_sources, terminal)
         notes = [] if rootfs.pivot(root) else [NO_PIVOT]
         apply_system_settings(plan)  # sysctls first: /proc/sys becomes read-only next
         rootfs.finalize(plan)
-        apply_process_settings(plan.process)
+        apply_process_settings(plan.process, limits=plan.userns is None)
         return notes
 
-    _run(child, setup, plan.process, last_cap)
+    def start_hooks() -> None:
+        plan.start_hooks.run(container_id)
+
+    _run(child, setup, plan.process, last_cap, start_hooks)
+
+
+def _enter_user_namespace(plan: ContainerPlan, child: ChildEnd) -> None:
+    """Namespaces with a new user namespace owning the others; returns in the container's init.
+
+    What needs the initial namespace's privileges is done first. With a new
+    pid namespace this process (unshared into it, but not in it) forks the
+    namespace's PID 1, reports its pid and exits; the child waits for that
+    exit (EOF on a pipe only the parent held) so the ``pid`` line comes
+    before anything it says, and is then a child of the agent (the guest's
+    PID 1), like every container process.
+    """
+    assert plan.userns is not None
+    apply_limits(plan.process)
+    process.chown_stdio(*plan.userns.host_ids(plan.process.uid, plan.process.gid))
+    namespaces.enter(plan.namespaces, child.request_mapping)
+    if "pid" not in plan.namespaces.new:
+        return
+    gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        raise ContainerError.from_os("namespace", "fork into the pid namespace", exc) from exc
+    if pid != 0:
+        child.report_pid(pid)
+        os._exit(0)
+    os.close(gate_w)
+    while True:
+        try:
+            os.read(gate_r, 1)
+            break
+        except InterruptedError:
+            continue
+    os.close(gate_r)
 
 
 def exec_main(plan: ProcessPlan, ns_fds: list[tuple[str, int]], root_fd: int,
               stdio: tuple[int, int, int], terminal: bool, cgroup: str | None,
-              child: ChildEnd, last_cap: int) -> NoReturn:
-    """An extra process in a running container: join its namespaces and root, then exec."""
+              child: ChildEnd, last_cap: int,
+              host_ids: tuple[int, int] | None = None) -> NoReturn:
+    """An extra process in a running container: join its namespaces and root, then exec.
+
+    ``ns_fds`` lists a user namespace first; ``host_ids`` are then the ids
+    the process's user maps to, for its stdio.
+    """
 
     def setup() -> list[str]:
         fds = _begin(stdio, terminal, cgroup, child, [fd for _, fd in ns_fds] + [root_fd])
+        apply_limits(plan)  # before a user namespace, as for the init
+        if host_ids is not None:
+            process.chown_stdio(*host_ids)
         for (kind, _), fd in zip(ns_fds, fds, strict=False):
             namespaces.join(fd, kind)
         try:
@@ -197,7 +253,7 @@ def exec_main(plan: ProcessPlan, ns_fds: list[tuple[str, int]], root_fd: int,
             raise ContainerError.from_os("rootfs", "enter the container's root", exc) from exc
         for fd in fds:
             os.close(fd)
-        apply_process_settings(plan)
+        apply_process_settings(plan, limits=False)
         return []
 
     _run(child, setup, plan, last_cap)

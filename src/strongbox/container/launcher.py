@@ -9,11 +9,15 @@ Processes and reaping: the container process is always a *direct child* of
 the caller. For a new (or joined) pid namespace the caller itself enters
 the namespace for the duration of its fork() (unshare/setns on
 CLONE_NEWPID only affect children) and leaves it right after, so the child
-is born PID 1 of its namespace, or a member of the container's. There is
-no intermediate process: after ``launch()`` returns, ``pid`` is the only
-child to reap, with waitpid like any other. On failure the child is killed
-and reaped before the error is raised (a concurrent waitpid(-1) reaper in
-the caller may win that race; that is tolerated).
+is born PID 1 of its namespace, or a member of the container's. A new
+pid namespace that a new user namespace must own cannot be entered that
+way: the forked process unshares both, the caller writes its id maps, and
+it forks the namespace's PID 1 and exits (reaped here), so that PID 1 is
+reparented to the agent, the guest's init. Either way, after ``launch()``
+returns, ``pid`` is the only child to reap, with waitpid like any other.
+On failure the child is killed and reaped before the error is raised (a
+concurrent waitpid(-1) reaper in the caller may win that race; that is
+tolerated).
 
 File descriptors: the caller keeps ownership of the ``stdio`` fds (close
 them after launch/exec_in returns); ``Launched.error_fd`` and the start
@@ -29,8 +33,9 @@ from strongbox.container import init, namespaces
 from strongbox.container.capabilities import read_last_cap
 from strongbox.container.errors import ContainerError
 from strongbox.container.plan import ContainerPlan, ProcessPlan
-from strongbox.container.sync import START, ChildEnd, wait_ready
+from strongbox.container.sync import MAPPED, START, ChildEnd, wait_ready
 from strongbox.container.sync import read_exec_result as read_exec_result
+from strongbox.container.userns import UserNamespace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -117,14 +122,16 @@ def launch(req: LaunchRequest) -> Launched:
     ns = plan.namespaces
     if "pid" in ns.join:
         join_fd = namespaces.open_ns(ns.join["pid"], "pid")
-    pid_ns = namespaces.PidNamespaceForFork(join_fd) if ns.has("pid") else None
+    pid_ns = None
+    if join_fd is not None or (ns.has("pid") and plan.userns is None):
+        pid_ns = namespaces.PidNamespaceForFork(join_fd)
 
     def run(child: ChildEnd) -> NoReturn:
         init.container_main(plan, root, req.mount_sources, req.stdio, req.terminal,
-                            req.cgroup, child, last_cap)
+                            req.cgroup, child, last_cap, req.container_id)
 
     try:
-        return _spawn(run, pid_ns)
+        return _spawn(run, pid_ns, plan.userns)
     finally:
         if join_fd is not None:
             os.close(join_fd)
@@ -141,12 +148,16 @@ def exec_in(init_pid: int, process: dict[str, Any], spec: dict[str, Any], *,
     """
     last_cap = read_last_cap()
     plan = ProcessPlan(process, spec, last_cap)
+    linux = spec.get("linux") or {}
+    kinds = {str(n.get("type")) for n in linux.get("namespaces") or []}
+    userns = UserNamespace.from_spec(linux, "user" in kinds)
+    host_ids = None if userns is None else userns.host_ids(plan.uid, plan.gid)
     opened: list[int] = []
     try:
         ns_fds = []
         pid_ns = None
         try:
-            for kind in namespaces.JOIN_ORDER:
+            for kind in ("user", *namespaces.JOIN_ORDER):
                 name = namespaces.TYPES[kind][1]
                 if not namespaces.same_namespace(init_pid, name):
                     fd = namespaces.open_ns(f"/proc/{init_pid}/ns/{name}", kind)
@@ -163,7 +174,8 @@ def exec_in(init_pid: int, process: dict[str, Any], spec: dict[str, Any], *,
             raise ContainerError.from_os("exec", f"container process {init_pid}", exc) from exc
 
         def run(child: ChildEnd) -> NoReturn:
-            init.exec_main(plan, ns_fds, root_fd, stdio, terminal, cgroup, child, last_cap)
+            init.exec_main(plan, ns_fds, root_fd, stdio, terminal, cgroup, child, last_cap,
+                           host_ids)
 
         return _spawn(run, pid_ns)
     finally:
@@ -172,8 +184,13 @@ def exec_in(init_pid: int, process: dict[str, Any], spec: dict[str, Any], *,
 
 
 def _spawn(run: Callable[[ChildEnd], NoReturn],
-           pid_ns: namespaces.PidNamespaceForFork | None) -> Launched:
-    """Fork ``run`` (in ``pid_ns`` if given) and wait until it is ready or has failed."""
+           pid_ns: namespaces.PidNamespaceForFork | None,
+           userns: UserNamespace | None = None) -> Launched:
+    """Fork ``run`` (in ``pid_ns`` if given) and wait until it is ready or has failed.
+
+    With ``userns`` the child asks for its maps (written here) and may hand
+    over to the pid namespace's PID 1 (see :func:`init._enter_user_namespace`).
+    """
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     start_r, start_w = os.pipe2(os.O_CLOEXEC)
     try:
@@ -190,11 +207,24 @@ def _spawn(run: Callable[[ChildEnd], NoReturn],
     os.close(report_w)
     os.close(start_r)
     launched = Launched(pid, report_r, start_w)
+
+    def event(fields: list[str]) -> None:
+        if fields[0] == "userns" and userns is not None and launched.pid == pid:
+            userns.write(pid)
+            os.write(start_w, MAPPED)
+        elif fields[0] == "pid" and len(fields) == 2 and fields[1].isdigit():
+            reap(pid)  # it exits right after saying so
+            launched.pid = int(fields[1])
+        else:
+            raise ContainerError("start", f"unexpected {fields[0]!r} from the container process")
+
     try:
-        launched.notes = wait_ready(report_r)
+        launched.notes = wait_ready(report_r, event if userns is not None else None)
     except BaseException:
         launched.close()
-        kill_and_reap(pid)
+        kill_and_reap(launched.pid)
+        if launched.pid != pid:
+            reap(pid)
         raise
     return launched
 
@@ -223,6 +253,10 @@ def kill_and_reap(pid: int) -> None:
         os.kill(pid, _SIGKILL)
     except ProcessLookupError:
         pass
+    reap(pid)
+
+
+def reap(pid: int) -> None:
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:

@@ -7,10 +7,16 @@ launcher enters it *around its own fork()* (:func:`pid_namespace_for_fork`)
 and the container process is born as PID 1, a direct child of the caller.
 That is why there is no intermediate process to reap.
 
-Not supported: user namespaces (the VM is the security boundary and the
-container runs as real root inside it) and time namespaces. Joining
-another mount namespace is refused too: the rootfs is built by mounting,
-which must not happen in a namespace somebody else uses.
+A new user namespace (runc's order) is created first, mapped by the parent
+(:mod:`userns`), and every other new namespace is created after it, so it
+owns them: the pid namespace too, which the kernel requires for mounting
+/proc in it. The caller then cannot pre-enter the pid namespace for its
+fork; the container process unshares it and forks the namespace's PID 1
+itself (see :mod:`launcher`).
+
+Not supported: time namespaces, and joining a user namespace by path.
+Joining another mount namespace is refused too: the rootfs is built by
+mounting, which must not happen in a namespace somebody else uses.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from __future__ import annotations
 import os
 
 from strongbox.container import _syscalls as sc
+from strongbox.container import userns
 from strongbox.container.errors import ContainerError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 #: OCI namespace type -> (CLONE_NEW* flag, name under /proc/PID/ns)
@@ -59,14 +67,13 @@ class Namespaces:
                 raise ContainerError("namespace", f"unknown namespace type {kind!r}")
             if kind in ns.new or kind in ns.join:
                 raise ContainerError("namespace", f"namespace {kind} is listed twice")
-            if kind == "user":
-                raise ContainerError("namespace", "user namespaces are not supported")
             if kind == "time":
                 raise ContainerError("namespace", "time namespaces are not supported")
             path = entry.get("path")
             if path:
-                if kind == "mount":
-                    raise ContainerError("namespace", "joining a mount namespace is not supported")
+                if kind in ("mount", "user"):
+                    raise ContainerError("namespace", f"joining a {kind} namespace is not "
+                                         "supported")
                 ns.join[kind] = path
             else:
                 ns.new.add(kind)
@@ -78,10 +85,12 @@ class Namespaces:
         return kind in self.new or kind in self.join
 
     def unshare_flags(self) -> int:
-        """Flags for unshare(2) in the container process: every new one but pid."""
+        """Flags for the container process's unshare(2) after the user namespace: every new
+        one but user, and pid only when a user namespace must own it (else the caller's
+        fork enters it)."""
         flags = 0
         for kind in self.new:
-            if kind != "pid":
+            if kind != "user" and (kind != "pid" or "user" in self.new):
                 flags |= TYPES[kind][0]
         return flags
 
@@ -100,12 +109,14 @@ def join(fd: int, kind: str) -> None:
         raise ContainerError.from_os("namespace", f"join {kind} namespace", exc) from exc
 
 
-def enter(ns: Namespaces) -> None:
+def enter(ns: Namespaces, map_user: Callable[[], None] | None = None) -> None:
     """In the container process: join the namespaces with a path, then create the new ones.
 
     Every path is opened before the first setns, while they still mean what
     the caller meant. Joined before created so a new namespace (cgroup,
-    mount) is a child of the joined world.
+    mount) is a child of the joined world. A new user namespace comes next:
+    ``map_user`` has the parent write its maps, then the process becomes its
+    root and creates the rest inside it.
     """
     fds = [(kind, open_ns(ns.join[kind], kind)) for kind in JOIN_ORDER if kind in ns.join]
     try:
@@ -114,10 +125,18 @@ def enter(ns: Namespaces) -> None:
     finally:
         for _, fd in fds:
             os.close(fd)
+    if "user" in ns.new:
+        try:
+            sc.unshare(sc.CLONE_NEWUSER)
+        except OSError as exc:
+            raise ContainerError.from_os("namespace", "unshare user", exc) from exc
+        if map_user is not None:
+            map_user()
+        userns.become_root()
     try:
         sc.unshare(ns.unshare_flags())
     except OSError as exc:
-        names = ", ".join(sorted(ns.new - {"pid"}))
+        names = ", ".join(sorted(ns.new - {"user"} - (set() if "user" in ns.new else {"pid"})))
         raise ContainerError.from_os("namespace", f"unshare {names}", exc) from exc
     if "network" in ns.new:
         try:

@@ -13,9 +13,11 @@ from __future__ import annotations
 from strongbox.container import capabilities, rlimits, seccomp
 from strongbox.container.devices import Device
 from strongbox.container.errors import ContainerError
+from strongbox.container.hooks import StartHooks
 from strongbox.container.mountopts import root_propagation
 from strongbox.container.mounts import MountEntry, parse_mounts
 from strongbox.container.namespaces import Namespaces
+from strongbox.container.userns import UserNamespace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,11 +73,12 @@ class ContainerPlan:
 
     __slots__ = ("devices", "domainname", "hostname", "masked_paths", "mounts", "namespaces",
                  "process", "propagation", "readonly_paths", "root_readonly", "setup_dev",
-                 "sysctl")
+                 "start_hooks", "sysctl", "userns")
 
     def __init__(self, spec: dict[str, Any], last_cap: int = capabilities.LAST_CAP) -> None:
         linux = spec.get("linux") or {}
         self.namespaces = Namespaces.from_spec(linux.get("namespaces") or [])
+        self.userns = UserNamespace.from_spec(linux, "user" in self.namespaces.new)
         self.mounts: list[MountEntry] = parse_mounts(spec.get("mounts") or [])
         self.devices = [Device.from_spec(d) for d in linux.get("devices") or []]
         self.masked_paths: list[str] = list(linux.get("maskedPaths") or [])
@@ -92,3 +95,4 @@ class ContainerPlan:
         # runc leaves /dev alone when the spec bind-mounts it from somewhere.
         self.setup_dev = not any(m.destination == "/dev" and m.is_bind for m in self.mounts)
         self.process = ProcessPlan(spec.get("process") or {}, spec, last_cap)
+        self.start_hooks = StartHooks(spec)

@@ -13,9 +13,10 @@ one drops:
    the configured capabilities survive a non-zero uid;
 6. capset + ambient capabilities;
 7. look the program up in the *container's* $PATH;
-8. with noNewPrivileges, load seccomp as the last step (the filter then
+8. the container's startContainer hooks, for its init (:mod:`hooks`);
+9. with noNewPrivileges, load seccomp as the last step (the filter then
    only has to allow execve itself);
-9. execve.
+10. execve.
 
 Errors are ContainerError; the caller reports them and exits. Exec errors
 carry the errno that decides the exit status: 127 not found, 126 otherwise.
@@ -33,6 +34,7 @@ from strongbox.container.errors import ContainerError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import NoReturn
 
     from strongbox.container.plan import ProcessPlan
@@ -102,8 +104,12 @@ def environment(plan: ProcessPlan) -> dict[str, str]:
     return env
 
 
-def _chown_stdio(uid: int, gid: int) -> None:
-    """Let a non-root user reopen its own stdio (/dev/stdout, /proc/self/fd/1), as runc does."""
+def chown_stdio(uid: int, gid: int) -> None:
+    """Let a non-root user reopen its own stdio (/dev/stdout, /proc/self/fd/1), as runc does.
+
+    With a user namespace the caller hands them to the mapped ids first, from
+    outside: inside, an fd owned by an unmapped id cannot be chowned.
+    """
     if uid == 0 and gid == 0:
         return
     for fd in (0, 1, 2):
@@ -118,7 +124,7 @@ def _chown_stdio(uid: int, gid: int) -> None:
 
 def switch_user(plan: ProcessPlan) -> None:
     keep = plan.capabilities is not None and plan.uid != 0
-    _chown_stdio(plan.uid, plan.gid)
+    chown_stdio(plan.uid, plan.gid)
     try:
         os.setgroups(plan.additional_gids)
         if keep:
@@ -142,8 +148,10 @@ def _chdir(cwd: str) -> bool:
     return True
 
 
-def become(plan: ProcessPlan, last_cap: int) -> NoReturn:
-    """Steps 1-9 above: never returns; raises ContainerError if a step fails."""
+def become(plan: ProcessPlan, last_cap: int,
+           before_exec: Callable[[], None] | None = None) -> NoReturn:
+    """Steps 1-10 above (``before_exec`` is step 8): never returns; raises ContainerError
+    if a step fails."""
     if plan.no_new_privileges:
         try:
             sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
@@ -163,6 +171,8 @@ def become(plan: ProcessPlan, last_cap: int) -> NoReturn:
             raise ContainerError.from_os("cwd", f"chdir {plan.cwd}", exc) from exc
     if caps is not None:
         capabilities.apply_sets(caps)
+    if before_exec is not None:
+        before_exec()
     env = environment(plan)
     path = lookpath(plan.args[0], env.get("PATH"))
     if plan.seccomp is not None and plan.no_new_privileges:

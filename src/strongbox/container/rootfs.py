@@ -23,10 +23,15 @@ import os
 from strongbox.container import _syscalls as sc
 from strongbox.container import devices, mounts, paths
 from strongbox.container.errors import ContainerError
+from strongbox.container.mountopts import MountOptions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from strongbox.container.plan import ContainerPlan
+
+#: File systems a user namespace may be refused (sysfs without a network namespace of its
+#: own, cgroup2 without a cgroup namespace): the caller's mount is bound instead, as runc does.
+BIND_IN_USERNS = ("sysfs", "cgroup", "cgroup2")
 
 #: What readonlyPaths become, on top of the flags they already have: read-only only, as
 #: runc does. (Adding nodev made a read-only device node, e.g. /dev/null, unusable.)
@@ -47,7 +52,12 @@ def prepare(plan: ContainerPlan, rootfs: str, mount_sources: dict[int, str],
     for entry in plan.mounts:
         defer = (entry.destination == "/dev" and not entry.is_bind
                  and bool(entry.options.flags & sc.MS_RDONLY))
-        target = mounts.mount_entry(rootfs, entry, mount_sources.get(entry.index), defer)
+        try:
+            target = mounts.mount_entry(rootfs, entry, mount_sources.get(entry.index), defer)
+        except ContainerError as err:
+            if not (plan.userns and entry.fstype in BIND_IN_USERNS and err.errno == errno.EPERM):
+                raise
+            target = _bind_instead(rootfs, entry)
         if defer:
             readonly_dev = target
     if plan.setup_dev:
@@ -63,6 +73,15 @@ def prepare(plan: ContainerPlan, rootfs: str, mount_sources: dict[int, str],
                      | mounts.current_flags(readonly_dev))
         except OSError as exc:
             raise ContainerError.from_os("mount", "remount /dev read-only", exc) from exc
+
+
+def _bind_instead(rootfs: str, entry: mounts.MountEntry) -> str:
+    """The caller's mount at the destination, recursively, with the entry's flags (runc's
+    fallback when a user namespace may not mount sysfs or cgroup2 there)."""
+    options = MountOptions(entry.options.flags | sc.MS_BIND | sc.MS_REC,
+                           entry.options.propagation)
+    bind = mounts.MountEntry(entry.index, entry.destination, "bind", entry.destination, options)
+    return mounts.mount_entry(rootfs, bind, entry.destination)
 
 
 def _mount_point_of(path: str) -> str:
@@ -105,7 +124,9 @@ def pivot(rootfs: str) -> bool:
     The fallback is runc's --no-pivot: the caller's mounts stay in the
     container's mount namespace, merely out of reach of the chroot.
     """
+    old_root = -1
     try:
+        old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
         os.chdir(rootfs)
         try:
             sc.pivot_root(".", ".")
@@ -116,12 +137,19 @@ def pivot(rootfs: str) -> bool:
             os.chroot(".")
             os.chdir("/")
             return False
-        # The old root is now stacked on "."; keep its unmount from propagating anywhere.
+        # The old root is now stacked on the new one. Make *it* rslave so its unmount
+        # propagates nowhere: from the old root's own directory, as runc does. From the
+        # new root's, MS_REC would also reach the container's mounts and turn a lone
+        # shared bind private, losing the propagation its options asked for.
+        os.fchdir(old_root)
         sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
         sc.umount(".", sc.MNT_DETACH)
         os.chdir("/")
     except OSError as exc:
         raise ContainerError.from_os("rootfs", f"pivot_root {rootfs}", exc) from exc
+    finally:
+        if old_root >= 0:
+            os.close(old_root)
     return True
 
 

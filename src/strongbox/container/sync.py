@@ -2,6 +2,10 @@
 
 Child to parent, one pipe, line by line:
 
+* with a user namespace, first ``userns`` (it has unshared one: the parent
+  writes its maps and answers with one byte on the second pipe), then
+  ``pid\\t<N>`` (the container's PID 1, forked inside the new pid
+  namespace, is N: the reporting process exits and N carries on),
 * ``error\\t<stage>\\t<errno or ->\\t<message>`` if setup failed (then it exits),
 * ``ready[\t<note>...]`` when it is fully set up and waiting at the start
   barrier; notes are things the caller should know (e.g. that pivot_root
@@ -11,7 +15,8 @@ Child to parent, one pipe, line by line:
   (the *exec result*, read by :func:`read_exec_result`).
 
 Parent to child, a second pipe: one byte releases the barrier; EOF without
-it means the parent gave up (or died) and the child exits quietly.
+it means the parent gave up (or died) and the child exits quietly. Before
+it, the ``userns`` answer is the byte :data:`MAPPED`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,12 @@ import time
 
 from strongbox.container.errors import ContainerError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 START = b"s"
+MAPPED = b"m"
 
 
 class ChildEnd:
@@ -48,6 +58,22 @@ class ChildEnd:
     def exec_failed(self, err: ContainerError) -> None:
         self._write(err.message.encode(errors="replace") + b"\n")
 
+    def request_mapping(self) -> None:
+        """Ask the parent to write this process's uid/gid maps; returns once it has."""
+        self._write(b"userns\n")
+        while True:
+            try:
+                got = os.read(self.start_fd, 1)
+            except InterruptedError:
+                continue
+            if got != MAPPED:
+                raise ContainerError("userns", "the runtime did not map the user namespace")
+            return
+
+    def report_pid(self, pid: int) -> None:
+        """Say the container process is now ``pid`` (the caller's view of it)."""
+        self._write(f"pid\t{pid}\n".encode())
+
     def ready_and_wait(self, notes: list[str] | None = None) -> bool:
         """Say ready, then block on the barrier; False if the parent went away instead."""
         fields = ["ready", *(n.replace("\t", " ").replace("\n", " ") for n in notes or [])]
@@ -61,23 +87,31 @@ class ChildEnd:
             return got == START
 
 
-def wait_ready(report_fd: int) -> list[str]:
-    """In the parent: block until the child is ready (returns its notes), or raise its error."""
+def wait_ready(report_fd: int, event: Callable[[list[str]], None] | None = None
+               ) -> list[str]:
+    """In the parent: block until the child is ready (returns its notes), or raise its error.
+
+    ``userns`` and ``pid`` lines come before that; ``event`` gets their fields.
+    """
     buf = b""
     while True:
-        chunk = os.read(report_fd, 4096)
-        if not chunk:
-            break
-        buf += chunk
-        if b"\n" in buf:
-            break
-    line = buf.split(b"\n", 1)[0].decode(errors="replace")
-    if line == "ready" or line.startswith("ready\t"):
-        return line.split("\t")[1:]
-    parts = line.split("\t", 3)
-    if len(parts) == 4 and parts[0] == "error":
-        errno = None if parts[2] == "-" else int(parts[2])
-        raise ContainerError(parts[1], parts[3], errno)
+        while b"\n" not in buf:
+            chunk = os.read(report_fd, 4096)
+            if not chunk:
+                raise ContainerError("start", "container process exited during setup "
+                                     "without saying why")
+            buf += chunk
+        raw, buf = buf.split(b"\n", 1)
+        fields = raw.decode(errors="replace").split("\t")
+        if fields[0] in ("userns", "pid") and event is not None:
+            event(fields)
+            continue
+        break
+    if fields[0] == "ready":
+        return fields[1:]
+    if len(fields) >= 4 and fields[0] == "error":
+        errno = None if fields[2] == "-" else int(fields[2])
+        raise ContainerError(fields[1], "\t".join(fields[3:]), errno)
     raise ContainerError("start", "container process exited during setup without saying why")
 
 

@@ -8,6 +8,7 @@ kernel. Resource limits (config-linux.md "Control groups") have their own module
 from __future__ import annotations
 
 from ._check import (
+    ABSENT,
     INT64,
     UINT32,
     UINT64,
@@ -41,9 +42,10 @@ def check_linux(linux: Node) -> None:
     The filled-in defaults (namespaces, maskedPaths, readonlyPaths, sysctl,
     resources) are the ones the agent iterates over unconditionally.
     """
-    _check_namespaces(linux)
+    kinds = _check_namespaces(linux)
     check_id_mappings(linux, "uidMappings")
     check_id_mappings(linux, "gidMappings")
+    _check_user_namespace(linux, kinds)
     _check_devices(linux)
     check_resources(linux.object_or("resources", {}))
     linux.string("cgroupsPath")
@@ -63,18 +65,32 @@ def check_linux(linux: Node) -> None:
     linux.object("personality")
 
 
-def _check_namespaces(linux: Node) -> None:
+def _check_namespaces(linux: Node) -> dict[str, bool]:
     """config-linux.md "Namespaces": a known type, an optional absolute path to join.
 
     The spec says a type listed twice MUST be an error: which entry wins is undefined.
+    Returns each listed type -> whether it is new (no path).
     """
-    seen: list[str] = []
+    seen: dict[str, bool] = {}
     for entry in linux.objects("namespaces", default=[]):
         kind = str(entry.choice("type", NAMESPACE_TYPES, required=True))
         if kind in seen:
             fail(entry.at("type"), "a type not already listed", kind)
-        seen.append(kind)
-        entry.abspath("path")
+        seen[kind] = entry.abspath("path") is None
+    return seen
+
+
+def _check_user_namespace(linux: Node, kinds: dict[str, bool]) -> None:
+    """config-linux.md "User namespace mappings": a new user namespace needs both, and
+    mappings need a user namespace (runc refuses either half alone)."""
+    for key in ("uidMappings", "gidMappings"):
+        given = bool(linux.value.get(key))
+        if kinds.get("user") and not given:
+            fail(linux.at(key), "mappings for the new user namespace linux.namespaces lists",
+                 linux.value.get(key, ABSENT))
+        if given and "user" not in kinds:
+            fail(linux.at(key), "no mappings, as linux.namespaces lists no user namespace",
+                 linux.value[key])
 
 
 def check_id_mappings(node: Node, key: str) -> None:

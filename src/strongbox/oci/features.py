@@ -1,10 +1,10 @@
 """Features is the runtime-spec ``features`` document: what this runtime implements.
 
 Shape per the runtime-spec's features.md (features-linux.md for ``linux``).
-Only what strongbox really applies inside the guest is listed: user and time
+Only what strongbox really applies inside the guest is listed: time
 namespaces, AppArmor, SELinux and Intel RDT are absent; seccomp notify is
-not supported; hooks run on the host except startContainer (not yet: it
-belongs in the guest's container namespaces).
+not supported. Every hook kind runs: startContainer in the guest's
+container, the others on the host.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ MOUNT_OPTIONS = (
     "rslave", "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync",
     "unbindable",
 )
-NAMESPACES = ("cgroup", "ipc", "mount", "network", "pid", "uts")
+NAMESPACES = ("cgroup", "ipc", "mount", "network", "pid", "user", "uts")
 SECCOMP_ACTIONS = ("SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
                    "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP")
 SECCOMP_ARCHES = ("SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32")
@@ -32,7 +32,8 @@ def features() -> dict[str, Any]:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.1.0",
-        "hooks": ["prestart", "createRuntime", "createContainer", "poststart", "poststop"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                  "poststop"],
         "mountOptions": list(MOUNT_OPTIONS),
         "linux": {
             "namespaces": list(NAMESPACES),

@@ -6,6 +6,10 @@ cannot be: a host network namespace is where QEMU runs (so a later network
 device lands in it), and the container uses the guest's own network
 namespace. Joining another container's pid, ipc, uts or mount namespace
 would cross VMs, which is exactly what strongbox prevents: refused clearly.
+
+Hooks: only ``startContainer`` reaches the guest, whose container init runs
+it (``strongbox.container.hooks``), with the bundle path for its state; the
+other kinds run on the host (:mod:`.hooks`) and are dropped here.
 """
 
 from __future__ import annotations
@@ -19,15 +23,26 @@ from strongbox.errors import SandboxError
 log = logging.getLogger("strongbox.sandbox")
 
 
-def guest_spec(spec: dict[str, Any], join: dict[str, str] | None = None
+#: Where the guest spec carries the state's host-side fields (as ``container/hooks.py``
+#: reads them; guest code cannot be imported here).
+STATE_KEY = "strongbox"
+
+
+def guest_spec(spec: dict[str, Any], join: dict[str, str] | None = None, *, bundle: str = ""
                ) -> tuple[dict[str, Any], str | None]:
     """(spec for the agent, host network namespace path for QEMU or None).
 
     ``join`` maps namespace types to guest paths for a pod member: a
     container that names its pod sandbox's ipc/uts/pid namespace joins that
-    container's namespace *in the guest* instead.
+    container's namespace *in the guest* instead. ``bundle`` is the bundle
+    directory the startContainer hooks' state names.
     """
     out = copy.deepcopy(spec)
+    start_hooks = (out.pop("hooks", None) or {}).get("startContainer")
+    out.pop(STATE_KEY, None)
+    if start_hooks:
+        out["hooks"] = {"startContainer": start_hooks}
+        out[STATE_KEY] = {"bundle": bundle}
     linux = out.setdefault("linux", {})
     netns: str | None = None
     kept = []

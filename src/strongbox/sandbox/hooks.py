@@ -9,9 +9,12 @@ Where each kind runs, and why:
   ``/proc/<pid>/ns/net`` is the network namespace the sandbox runs in, which is
   what Docker's ``libnetwork-setkey`` and site hooks configure. A hook cannot
   see inside the guest: the container's own namespaces are the VM's.
-* ``startContainer``: not run yet. The runtime spec runs it in the container's
-  namespaces, which are inside the guest; running a host binary instead would
-  be a different program. A spec with one gets a warning.
+* ``startContainer``: in the guest, by the container's init after pivot_root
+  and just before the workload, in the container's namespaces and as its
+  user, as runc does (``strongbox.container.hooks``): ``path`` is a program
+  of the container's root, the state's status is ``created`` and its pid the
+  init as the container sees it. A failure fails ``start`` like an exec that
+  fails (the error names the hook and its status); poststop still runs.
 * ``poststart``: on the host, after the container's process was let go.
 * ``poststop``: on the host, once the container is deleted, also when its
   creation failed in a hook (the lifecycle's step 12).
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strongbox.errors import ContainerStartError
+from strongbox.sandbox.agent_client import FOREVER
 
 log = logging.getLogger("strongbox.sandbox")
 
@@ -61,9 +65,6 @@ class ContainerHooks:
     @classmethod
     def of(cls, container_id: str, spec: dict[str, Any], bundle: str) -> ContainerHooks:
         hooks = spec.get("hooks") or {}
-        if hooks.get("startContainer"):
-            log.warning("container %s: startContainer hooks are not run (they belong in the "
-                        "guest's container namespaces)", container_id)
         return cls(container_id, bundle, hooks, dict(spec.get("annotations") or {}))
 
     def state(self, status: str, pid: int) -> dict[str, Any]:
@@ -76,6 +77,16 @@ class ContainerHooks:
             error = await self._run(kind, self.state("creating", pid))
             if error is not None:
                 raise HookFailed(error)
+
+    def start_timeout(self, base: float) -> float | None:
+        """How long a start may take: ``base`` plus what the guest's startContainer hooks
+        may (their timeouts; one without a timeout may take forever, as under runc)."""
+        guest = self.hooks.get("startContainer") or []
+        if not guest:
+            return None
+        if any(h.get("timeout") is None for h in guest):
+            return FOREVER
+        return base + sum(float(h["timeout"]) for h in guest)
 
     async def started(self, pid: int) -> None:
         await self._run("poststart", self.state("running", pid), warn=True)

@@ -94,7 +94,7 @@ def rootfs_target(container_id: str) -> str:
 def plan_container(request: ContainerRequest, join: dict[str, str] | None = None
                    ) -> ContainerPlan:
     """Plan ``request``; ``join`` maps namespace types to the guest paths a pod member joins."""
-    spec, netns = guest_spec(request.spec, join)
+    spec, netns = guest_spec(request.spec, join, bundle=request.bundle)
     binds, mounts = bind_shares(request.id, spec)
     shares = binds
     if not request.rootfs_mounts:

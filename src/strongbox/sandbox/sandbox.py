@@ -241,7 +241,7 @@ class Sandbox:
         hosted = self._require(container_id, sm.START)
         try:
             await self._call(verbs.START_CONTAINER, container_id, {"id": container_id},
-                             operation=sm.START)
+                             hosted.hooks.start_timeout(self._vm().request_timeout), sm.START)
         except SandboxRequestError as exc:
             if exc.code != E_CONTAINER:
                 raise

@@ -68,7 +68,7 @@ def test_spec_errors_are_raised_before_forking(spec: dict[str, Any],
         run(spec, shared_rootfs)
     assert info.value.stage == "capabilities"
     spec = {**spec, "linux": {**spec["linux"], "namespaces": [{"type": "user"}]}}
-    with pytest.raises(ContainerError, match=r"^user namespaces are not supported$"):
+    with pytest.raises(ContainerError, match=r"^a new mount namespace is required$"):
         run(spec, shared_rootfs)
 
 

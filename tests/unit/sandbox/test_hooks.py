@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from strongbox.sandbox.guestspec import guest_spec
 from strongbox.sandbox.hooks import ContainerHooks, HookFailed, run_hook
 
 
@@ -67,3 +68,16 @@ def test_the_state_follows_the_runtime_spec() -> None:
     assert hooks.state("creating", 42) == {"ociVersion": "1.0.2", "id": "c1",
                                            "status": "creating", "pid": 42,
                                            "bundle": "/bundle", "annotations": {"k": "v"}}
+
+
+def test_only_start_container_hooks_reach_the_guest_with_the_bundle() -> None:
+    hook = {"path": "/bin/true"}
+    spec = {"process": {"args": ["sh"]}, "hooks": {kind: [hook] for kind in (
+        "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+        "poststop")}}
+    out, _ = guest_spec(spec, bundle="/srv/b")
+    assert out["hooks"] == {"startContainer": [hook]}
+    assert out["strongbox"] == {"bundle": "/srv/b"}
+    del spec["hooks"]["startContainer"]
+    out, _ = guest_spec(spec, bundle="/srv/b")
+    assert "hooks" not in out and "strongbox" not in out
