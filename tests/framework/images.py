@@ -3,7 +3,8 @@
 An OCI image is three JSON documents and a layer tarball, addressed by
 their SHA-256: the layer (a tar of the rootfs), the image config, the
 manifest, and ``index.json``/``oci-layout`` at the top. ``podman load`` and
-``ctr images import`` both read this ``oci-archive`` format.
+``ctr images import`` both read this ``oci-archive`` format; Docker 20.10
+reads only ``docker save``'s older layout (:func:`docker_archive`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ def _blob(tar: tarfile.TarFile, data: bytes) -> tuple[str, int]:
 
 def _layer(rootfs: Path) -> tuple[bytes, str]:
     """gzip'd tar of ``rootfs`` and the diff id (sha256 of the uncompressed tar)."""
+    uncompressed = _layer_tar(rootfs)
+    diff_id = "sha256:" + hashlib.sha256(uncompressed).hexdigest()
+    return gzip.compress(uncompressed, mtime=0), diff_id
+
+
+def _layer_tar(rootfs: Path) -> bytes:
+    """The uncompressed, reproducible tar of ``rootfs`` (owner root, mtime 0)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(rootfs.rglob("*")):
@@ -39,22 +47,30 @@ def _layer(rootfs: Path) -> tuple[bytes, str]:
                     tar.addfile(info, f)
             else:
                 tar.addfile(info)
-    uncompressed = raw.getvalue()
-    diff_id = "sha256:" + hashlib.sha256(uncompressed).hexdigest()
-    return gzip.compress(uncompressed, mtime=0), diff_id
+    return raw.getvalue()
 
 
-def oci_archive(rootfs: Path, out: Path, *, name: str = "localhost/busybox:latest",
-                cmd: list[str] | None = None) -> Path:
-    """Write an OCI image archive of ``rootfs`` to ``out``."""
-    layer, diff_id = _layer(rootfs)
-    config: dict[str, Any] = {
+def _image_config(diff_id: str, cmd: list[str] | None) -> dict[str, Any]:
+    return {
         "architecture": "amd64", "os": "linux",
         "config": {"Cmd": cmd or ["sh"], "Env": [
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "strongbox test fixture"}],
     }
+
+
+def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def oci_archive(rootfs: Path, out: Path, *, name: str = "localhost/busybox:latest",
+                cmd: list[str] | None = None) -> Path:
+    """Write an OCI image archive of ``rootfs`` to ``out``."""
+    layer, diff_id = _layer(rootfs)
+    config = _image_config(diff_id, cmd)
     with tarfile.open(out, "w") as tar:
         layer_digest, layer_size = _blob(tar, layer)
         config_digest, config_size = _blob(tar, json.dumps(config).encode())
@@ -75,9 +91,32 @@ def oci_archive(rootfs: Path, out: Path, *, name: str = "localhost/busybox:lates
                            "annotations": {"org.opencontainers.image.ref.name": name,
                                            "io.containerd.image.name": name}}],
         }
-        for fname, data in (("index.json", json.dumps(index).encode()),
-                            ("oci-layout", b'{"imageLayoutVersion": "1.0.0"}')):
-            info = tarfile.TarInfo(fname)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+        _add_file(tar, "index.json", json.dumps(index).encode())
+        _add_file(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+    return out
+
+
+def docker_archive(rootfs: Path, out: Path, *, name: str = "localhost/busybox:latest",
+                   cmd: list[str] | None = None) -> Path:
+    """Write ``rootfs`` as a ``docker save`` archive to ``out``.
+
+    Docker 20.10's ``docker load`` reads only this layout, not an OCI
+    archive: ``manifest.json`` naming the config file and each layer's
+    ``<id>/layer.tar`` (uncompressed, so its sha256 is the diff id), the
+    config as ``<its sha256>.json``, and the legacy ``repositories`` map.
+    """
+    layer = _layer_tar(rootfs)
+    layer_id = hashlib.sha256(layer).hexdigest()
+    config = json.dumps(_image_config(f"sha256:{layer_id}", cmd)).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    repo, _, tag = name.rpartition(":")
+    manifest = [{"Config": config_name, "RepoTags": [name],
+                 "Layers": [f"{layer_id}/layer.tar"]}]
+    with tarfile.open(out, "w") as tar:
+        _add_file(tar, f"{layer_id}/VERSION", b"1.0")
+        _add_file(tar, f"{layer_id}/json", json.dumps({"id": layer_id}).encode())
+        _add_file(tar, f"{layer_id}/layer.tar", layer)
+        _add_file(tar, config_name, config)
+        _add_file(tar, "manifest.json", json.dumps(manifest).encode())
+        _add_file(tar, "repositories", json.dumps({repo: {tag: layer_id}}).encode())
     return out

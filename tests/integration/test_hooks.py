@@ -84,8 +84,11 @@ def test_each_host_kind_runs_in_its_place_with_the_state_on_stdin(hooked: Hooked
         assert seen is not None, kind
         assert seen["state"]["status"] == "creating"
         assert seen["state"]["id"] == "hk" and seen["state"]["bundle"] == str(hooked.tmp / "b")
-        # the state's pid is the VMM on the host: its namespaces are the sandbox's
-        assert seen["state"]["pid"] == qemu and "qemu-system" in seen["exe"]
+        # the state's pid is what the CLI reports (the monitor, a host pid), and it is in
+        # the sandbox's network namespace: QEMU's
+        pid = seen["state"]["pid"]
+        assert pid == hooked("state", "hk").json()["pid"] and "python" in seen["exe"]
+        assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/proc/{qemu}/ns/net").st_ino
         assert seen["argv"][0] == "-c" or seen["argv"][-2:] == [kind, str(hooked.out)]
         assert seen["env"].get("FROM_SPEC") == "yes" and "PATH" not in seen["env"]
     assert _seen(hooked.out, "poststart") is None

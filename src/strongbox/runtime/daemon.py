@@ -3,7 +3,10 @@
 ``create`` (and ``run --detach``) fork: the child becomes the monitor, the
 parent waits on a pipe until the container is created (or has failed),
 writes --pid-file, and exits. The monitor stays a descendant of the caller,
-so a subreaper (conmon, containerd's runc shim) can wait for it.
+so a subreaper (conmon, containerd's runc shim) can wait for it. It is PID 1
+of a pid namespace, with a mount namespace and /proc of its own
+(:mod:`.ownerns`): a client entering its mount namespace (podman's ``top``)
+finds only the monitor and QEMU, never the host's processes.
 
 The monitor keeps the stdio it inherited for the container and points its
 own fds 0-2 at /dev/null: nothing the monitor says may end up in the
@@ -26,6 +29,7 @@ from typing import Any
 from strongbox import log
 from strongbox.atomicfile import atomic_write
 from strongbox.errors import StateDirError, StrongboxError
+from strongbox.runtime import ownerns
 from strongbox.sandbox.sandbox import ExitStatus
 
 #: main(notify, container stdio fds) -> how the container ended.
@@ -38,6 +42,7 @@ def spawn(main: MonitorMain, *, pid_file: str | None) -> int:
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     sys.stdout.flush()
     sys.stderr.flush()
+    ownerns.prepare_fork()  # the monitor is PID 1 of a pid namespace of its own
     pid = os.fork()
     if pid == 0:  # the monitor
         os.close(ready_r)
@@ -77,6 +82,7 @@ def write_pid_file(path: Path, pid: int) -> None:
 def _become_monitor(main: MonitorMain, ready_fd: int) -> None:
     code = 1
     try:
+        ownerns.enter()
         os.setsid()
         notified = False
 
@@ -116,7 +122,9 @@ def _detach_stdio() -> tuple[int, int, int]:
 
 
 def mirror_exit(status: ExitStatus) -> None:
-    """Exit as the container did: with its code, or killed by its signal."""
+    """Exit as the container did: with its code, or killed by its signal. (A monitor is
+    PID 1 of its pid namespace, which no signal of its own kills: it exits 128+n, what
+    conmon and containerd's runc shim report for a death by signal anyway.)"""
     if status.signal:
         if status.signal not in (signal.SIGKILL, signal.SIGSTOP):
             signal.signal(status.signal, signal.SIG_DFL)

@@ -40,9 +40,14 @@ def exec_process(store: st.StateStore, container_id: str, process: dict[str, Any
         return status.code
 
     async def main(notify: Any, inherited: tuple[int, int, int]) -> ExitStatus:
-        os.dup2(inherited[0], 0)  # the session relays our own stdio: put it back
-        os.dup2(inherited[1], 1)
-        os.dup2(inherited[2], 2)
+        if not (terminal and console_socket):
+            for target, fd in enumerate(inherited):  # the process's stdio: put it back
+                os.dup2(fd, target)
+        # With a console socket the process's stdio is the pty: the caller's stdio
+        # (go-runc's output pipe, read to EOF before `docker exec -it` may go on)
+        # must not stay open in this background session.
+        for fd in inherited:
+            os.close(fd)
         return _session(socket_path, process, terminal=terminal,
                         console_socket=console_socket, notify=notify)
 
@@ -101,6 +106,19 @@ class _Link:
         self.conn.close()
 
 
+def _release_stdio() -> None:
+    """A detached session lets go of the caller's stdio once the monitor holds it.
+
+    As with runc, only the process keeps its stdio open: a caller waiting for
+    EOF on a pipe it gave (its output ends when the process's does) must not
+    also wait for this session, which outlives the process by a moment.
+    """
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
 def _session(socket_path: Path, process: dict[str, Any], *, terminal: bool,
              console_socket: str | None, notify: Any) -> ExitStatus:
     with contextlib.ExitStack() as stack:
@@ -129,6 +147,7 @@ def _session(socket_path: Path, process: dict[str, Any], *, terminal: bool,
                                       code if isinstance(code, int) else 1)
         conn.wait_forever()
         if notify is not None:
+            _release_stdio()
             notify("ok")
 
         def forward(signum: int, _frame: Any) -> None:

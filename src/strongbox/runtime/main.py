@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setup(debug=args.debug, log_file=args.log, log_format=args.log_format)
     if args.systemd_cgroup:
         logging.getLogger("strongbox").info(
-            "--systemd-cgroup changes nothing: each container's cgroup is inside its VM")
+            "--systemd-cgroup changes nothing: the form of linux.cgroupsPath decides")
     try:
         if isinstance(getattr(args, "id", None), str):  # every verb on a container, up front
             validate_id(args.id)

@@ -41,9 +41,10 @@ from typing import Any
 from strongbox import status as sm
 from strongbox.config import Config
 from strongbox.errors import ContainerStartError, StateDirError, StrongboxError
+from strongbox.runtime import ownerns
 from strongbox.runtime import state as st
 from strongbox.runtime.control import Connection, ControlServer, run_on_loop
-from strongbox.sandbox.netns import join_netns, netns_of
+from strongbox.sandbox.hooks import HookPlace
 from strongbox.sandbox.plan import ContainerRequest
 from strongbox.sandbox.pump import Sink, Source, StdioPump
 from strongbox.sandbox.sandbox import ExitStatus, Sandbox
@@ -76,8 +77,10 @@ class Monitor:
         self.record = record
         self.spec = spec
         self.stdio = stdio
+        # This process is the pid its container reports: it stands for it in hooks.
+        place = HookPlace(ownerns.host_pid(), ownerns.enter_host_mount_ns)
         self.sandbox = sandbox or Sandbox(config, sandbox_id=record.id, root=store.root,
-                                          state_dir=state_dir)
+                                          state_dir=state_dir, hook_place=place)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pump: StdioPump | None = None
         self.server: ControlServer | None = None
@@ -145,15 +148,12 @@ class Monitor:
     async def create(self) -> None:
         """Boot the sandbox and build the container up to its start barrier."""
         self.loop = asyncio.get_running_loop()
-        self.record.monitor_pid = os.getpid()
+        self.record.monitor_pid = ownerns.host_pid()
         self.record.monitor_start = st.process_start_ticks(os.getpid())
         self.store.save(self.record)
         io = await self.sandbox.launch(ContainerRequest(
             id=self.id, spec=self.spec, rootfs=self.record.rootfs, overlay=self.record.overlay,
             bundle=self.record.bundle))
-        # The pid this container reports (state, --pid-file) is this process: it lives in
-        # the sandbox's network namespace, so a client entering /proc/PID/ns/net gets there.
-        join_netns(netns_of(self.sandbox.vmm_pid))
         self.pump = self._pump(StdioPump(io, stdin=Source(self.stdio.stdin),
                                          stdout=Sink(self.stdio.stdout, shared=True),
                                          stderr=Sink(self.stdio.stderr, shared=True)))
@@ -238,7 +238,7 @@ class Monitor:
         return {"ok": True, **(result or {})}
 
     async def op_status(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"status": self.status, "pid": os.getpid()}
+        return {"status": self.status, "pid": ownerns.host_pid()}
 
     async def op_start(self, request: dict[str, Any]) -> None:
         await self.start()

@@ -4,7 +4,15 @@
   ``--state-dir`` > ``$STRONGBOX_STATE_DIR`` > ``[runtime] state_dir`` >
   ``/var/lib/strongbox``;
 * root (volatile, like runc's ``--root``: one directory per running VM or
-  container): ``--root`` > ``$STRONGBOX_ROOT`` > ``/run/strongbox``.
+  container): ``--root`` > ``$STRONGBOX_ROOT`` > ``/run/strongbox``. A
+  ``--root`` that is runc's own directory (see :func:`is_runc_root`) is not
+  written to: strongbox keeps that client's state in a root of its own,
+  ``<$STRONGBOX_ROOT or /run/strongbox>/clients/<name>-<hash of the path>``.
+  Docker 20.10 passes ``<exec root>/runtime-runc/moby`` to every runtime it
+  registers, runc's containers live there too, and ``runc list`` reads every
+  directory in it as a runc container: strongbox's ``containers/`` and
+  ``vms/`` would make it complain. The same ``--root`` always maps to the
+  same directory, so every later command of that client finds its state.
 
 A root that exists but is not a directory (or lies under a file) is refused
 here, once for every command, as one line naming it: otherwise each verb
@@ -13,6 +21,7 @@ would meet it as a different OSError in a different place.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -28,9 +37,35 @@ def state_dir(cli_value: str | None, config: Config) -> Path:
     return Path(value).absolute() if value else DEFAULT_STATE_DIR
 
 
+#: runc's directories, where its clients keep runc's state: its default root,
+#: and (by the parent's name) the per-namespace roots of containerd's runc shim
+#: (``/run/containerd/runc/<ns>``) and of Docker 20.10 (``<exec root>/runtime-runc/<ns>``).
+RUNC_DEFAULT_ROOT = Path("/run/runc")
+RUNC_DIRS = ("runc", "runtime-runc")
+
+
+def own_root() -> Path:
+    """strongbox's own root: ``$STRONGBOX_ROOT`` or ``/run/strongbox``."""
+    value = os.environ.get("STRONGBOX_ROOT")
+    return Path(value).absolute() if value else DEFAULT_ROOT
+
+
+def is_runc_root(root: Path) -> bool:
+    """Whether ``root`` is runc's own directory, which strongbox must leave to runc."""
+    return root == RUNC_DEFAULT_ROOT or root.parent.name in RUNC_DIRS
+
+
+def client_root(root: Path) -> Path:
+    """The root of strongbox's own that stands for a client's ``--root`` in runc's directory."""
+    path = os.path.normpath(root)
+    digest = hashlib.sha256(path.encode()).hexdigest()[:12]
+    return own_root() / "clients" / f"{root.name}-{digest}"
+
+
 def root_dir(cli_value: str | None) -> Path:
-    value = cli_value or os.environ.get("STRONGBOX_ROOT")
-    root = Path(value).absolute() if value else DEFAULT_ROOT
+    root = Path(cli_value).absolute() if cli_value else own_root()
+    if cli_value and is_runc_root(root):
+        root = client_root(root)
     check_directory(root)
     return root
 

@@ -23,7 +23,7 @@ from strongbox.hypervisor.base import VMM
 from strongbox.protocol import verbs
 from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.hostcgroup import HostCgroup
-from strongbox.sandbox.netns import enter_sandbox_netns
+from strongbox.sandbox.netns import enter_sandbox_netns, join_netns, netns_of
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.shares import (
     SHARE_TAG,
@@ -68,11 +68,13 @@ def _vmm_child_setup(export: Path, trees: list[tuple[int, str]], netns: str | No
 
 async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Path,
                memory_mib: int, vcpus: int, shares: list[Share], netns: str | None,
-               cgroup: HostCgroup | None = None, timeout: float | None = None) -> Booted:
+               cgroup: HostCgroup | None = None, owner_joins_netns: bool = False,
+               timeout: float | None = None) -> Booted:
     """Start the VM with ``shares`` exported and wait for its agent; nothing is left on failure.
 
     With a host ``cgroup`` the owner (this process) joins it first, recorded in the run
-    directory beforehand, and QEMU inherits it.
+    directory beforehand, and QEMU inherits it. With ``owner_joins_netns`` the owner joins
+    QEMU's network namespace once it runs (it is the pid its container reports).
     """
     started = time.monotonic()
     template = None
@@ -104,6 +106,8 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
         await vm.boot(timeout or config.agent.dial_timeout)
         if cgroup is not None:
             cgroup.settle(vm.vmm.vmm_pid)
+        if owner_joins_netns:
+            join_netns(netns_of(vm.vmm.vmm_pid))
         if template is not None:
             await vm.call(verbs.CLONE_IDENTITY, {
                 "hostname": name[:64], "time_ns": time.time_ns(),

@@ -5,10 +5,13 @@ Where each kind runs, and why:
 * ``prestart`` (deprecated), ``createRuntime``, ``createContainer``: on the
   host, in the runtime's namespaces, once the VM is up and the container has
   been created in it (stopped at its start barrier), before ``create``
-  returns. The state's ``pid`` is the VMM, a host process: its
-  ``/proc/<pid>/ns/net`` is the network namespace the sandbox runs in, which is
-  what Docker's ``libnetwork-setkey`` and site hooks configure. A hook cannot
-  see inside the guest: the container's own namespaces are the VM's.
+  returns. The state's ``pid`` is a host process in the network namespace
+  the sandbox runs in (``/proc/<pid>/ns/net`` is what Docker's
+  ``libnetwork-setkey`` and site hooks configure): the VMM under the shim;
+  the monitor under the CLI, which is the pid the CLI reports and lives in
+  pid and mount namespaces of its own (``runtime/ownerns.py``: its hooks are
+  given its host pid and run in the host's mount namespace, :class:`HookPlace`).
+  A hook cannot see inside the guest: the container's own namespaces are the VM's.
 * ``startContainer``: in the guest, by the container's init after pivot_root
   and just before the workload, in the container's namespaces and as its
   user, as runc does (``strongbox.container.hooks``): ``path`` is a program
@@ -33,6 +36,7 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +57,17 @@ class HookFailed(ContainerStartError):
         super().__init__(message, 1)
 
 
+@dataclass(frozen=True)
+class HookPlace:
+    """Where host hooks run when the sandbox's owner stands for its containers (the CLI's
+    monitor): the pid their state names and what their child does before exec."""
+
+    #: The owner's host pid (it joins the sandbox's network namespace before any hook).
+    pid: int
+    #: In the hook's child, before exec: back to the host's mount namespace (and /proc).
+    child_setup: Callable[[], None] | None = None
+
+
 @dataclass
 class ContainerHooks:
     """The hooks of one container and what their state says of it."""
@@ -61,13 +76,18 @@ class ContainerHooks:
     bundle: str
     hooks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    place: HookPlace | None = None
 
     @classmethod
-    def of(cls, container_id: str, spec: dict[str, Any], bundle: str) -> ContainerHooks:
+    def of(cls, container_id: str, spec: dict[str, Any], bundle: str,
+           place: HookPlace | None = None) -> ContainerHooks:
         hooks = spec.get("hooks") or {}
-        return cls(container_id, bundle, hooks, dict(spec.get("annotations") or {}))
+        return cls(container_id, bundle, hooks, dict(spec.get("annotations") or {}), place)
 
     def state(self, status: str, pid: int) -> dict[str, Any]:
+        """The state on a hook's stdin; ``pid`` is the VMM's unless the owner stands in."""
+        if self.place is not None and pid:
+            pid = self.place.pid
         return {"ociVersion": "1.0.2", "id": self.container_id, "status": status,
                 "pid": pid, "bundle": self.bundle, "annotations": self.annotations}
 
@@ -98,7 +118,8 @@ class ContainerHooks:
         """Run every hook of ``kind``; the first failure's message (logged when ``warn``)."""
         stdin = json.dumps(state).encode()
         for index, hook in enumerate(self.hooks.get(kind) or []):
-            error = await run_hook(hook, stdin, f"{kind} hook {index}")
+            error = await run_hook(hook, stdin, f"{kind} hook {index}",
+                                   self.place.child_setup if self.place else None)
             if error is None:
                 continue
             if not warn:
@@ -107,7 +128,8 @@ class ContainerHooks:
         return None
 
 
-async def run_hook(hook: dict[str, Any], stdin: bytes, name: str) -> str | None:
+async def run_hook(hook: dict[str, Any], stdin: bytes, name: str,
+                   child_setup: Callable[[], None] | None = None) -> str | None:
     """Run one hook to its end; None on success, else why it failed (one line)."""
     path = str(hook["path"])
     args = [str(a) for a in hook.get("args") or [path]]
@@ -118,7 +140,7 @@ async def run_hook(hook: dict[str, Any], stdin: bytes, name: str) -> str | None:
         proc = await asyncio.create_subprocess_exec(
             args[0], *args[1:], executable=path, env=env, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=child_setup)
     except OSError as exc:
         return f"{what}: cannot run: {exc.strerror or exc}"
     try:

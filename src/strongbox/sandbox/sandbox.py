@@ -8,19 +8,18 @@ the VM (:mod:`.boot`) and creates the container; :meth:`Sandbox.add_container`
 adds a pod member to the running VM. The other verbs are the agent's, with
 the same names (:mod:`strongbox.protocol.verbs`):
 
-* containers: ``create_container`` (in launch/add), ``start_container``, ``container_status``,
-  ``pause_container``, ``resume_container``, ``update_container``, ``stats_container``,
-  ``remove_container``; processes (the init has exec id ""): ``exec_process``,
-  ``wait_process``, ``signal_process``, ``resize_pty``, ``list_processes``.
+``create_container`` (in launch/add), ``start_container``, ``container_status``,
+``pause_container``, ``resume_container``, ``update_container``, ``stats_container``,
+``remove_container``; for processes (the init has exec id ""): ``exec_process``,
+``wait_process``, ``signal_process``, ``resize_pty``, ``list_processes``.
 
-The sandbox keeps each container's status (:mod:`strongbox.status`) and
-checks every verb against it before a request leaves the host, so both front
-doors get the same rules and the same :class:`ContainerStateError`; the agent
-checks again against the guest's truth, and its ``invalid_state`` answer
-becomes the same error. Exec processes (shape and size, :func:`.plan.check_exec`)
-and resource updates are validated here for both front doors. Agent replies are
-validated into the models of :mod:`.replies`; another refusal raises
-:class:`SandboxRequestError`; an exec that failed, :class:`ContainerStartError`.
+The sandbox keeps each container's status (:mod:`strongbox.status`) and checks every
+verb against it before a request leaves the host, so both front doors get the same
+rules and :class:`ContainerStateError`; the agent checks again against the guest's
+truth, and its ``invalid_state`` answer becomes the same error. Exec processes
+(:func:`.plan.check_exec`) and resource updates are validated here for both front
+doors; agent replies are validated into the models of :mod:`.replies` (another refusal
+raises :class:`SandboxRequestError`; an exec that failed, :class:`ContainerStartError`).
 Each container's OCI hooks run here too, for both front doors (:mod:`.hooks`).
 """
 
@@ -42,7 +41,7 @@ from strongbox.protocol.verbs import Verb
 from strongbox.sandbox import vmmounts
 from strongbox.sandbox.agent_client import FOREVER
 from strongbox.sandbox.boot import Booted, boot
-from strongbox.sandbox.hooks import ContainerHooks, HookFailed
+from strongbox.sandbox.hooks import ContainerHooks, HookFailed, HookPlace
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.hosted import Hosted
 from strongbox.sandbox.plan import (
@@ -77,14 +76,13 @@ VM_EXIT_GRACE = 2.0
 class Sandbox:
     """A microVM for containers: :meth:`launch` it, then the container verbs."""
 
-    def __init__(self, config: Config, *, sandbox_id: str, root: Path, state_dir: Path) -> None:
-        self.config = config
-        self.id = sandbox_id
-        self.root = root
-        self.state_dir = state_dir
+    def __init__(self, config: Config, *, sandbox_id: str, root: Path, state_dir: Path,
+                 hook_place: HookPlace | None = None) -> None:
+        self.config, self.id, self.root, self.state_dir = config, sandbox_id, root, state_dir
         self.vmm = open_vmm(config, state_dir)
         self.booted: Booted | None = None
         self.containers: dict[str, Hosted] = {}
+        self.hook_place = hook_place  # the CLI's monitor stands for its container
 
     @property
     def cloned(self) -> bool:
@@ -100,9 +98,8 @@ class Sandbox:
                      ) -> ProcessIO:
         """Boot the VM for ``request`` and create it, stopped at its start barrier.
 
-        The VM is sized from the request's limits and runs in the host network
-        namespace its spec names. On failure nothing is left (no VMM, no run
-        directory).
+        The VM is sized from the request's limits and runs in the host network namespace
+        and cgroup its spec names. On failure nothing is left (no VMM, no run directory).
         """
         if self.booted is not None:
             raise SandboxError(f"sandbox {self.id} is running already")
@@ -114,7 +111,8 @@ class Sandbox:
                                  state_dir=self.state_dir, memory_mib=memory, vcpus=vcpus,
                                  shares=[] if plan.rootfs_mounts else plan.shares,
                                  netns=plan.netns, timeout=timeout, cgroup=HostCgroup.for_spec(
-                                     request.spec, self.config, self.id, memory))
+                                     request.spec, self.config, self.id, memory),
+                                 owner_joins_netns=self.hook_place is not None)
         self.booted.vm.watch(self._vm_exited)
         try:
             return await self._create(request, plan, exported=not plan.rootfs_mounts)
@@ -140,7 +138,7 @@ class Sandbox:
             raise SandboxRequestError(f"container {cid!r} already exists", "exists")
         started = time.monotonic()
         hosted = self.containers[cid] = Hosted(
-            cid, hooks=ContainerHooks.of(cid, request.spec, request.bundle))
+            cid, hooks=ContainerHooks.of(cid, request.spec, request.bundle, self.hook_place))
         try:
             if not exported:
                 self._export(plan)
