@@ -28,6 +28,12 @@ fi
 if (( ${#missing[@]} )); then
     say "installing Debian packages: ${missing[*]}"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # docker.io is installed for the tests, which start a private dockerd: the system one
+    # its package enables would take over the host's bridges and iptables. Not ours to run.
+    if [[ " ${missing[*]} " == *" docker.io "* && -d /run/systemd/system ]]; then
+        say "stopping the system dockerd the docker.io package started (tests run their own)"
+        $SUDO systemctl disable --now docker.service docker.socket || true
+    fi
 fi
 
 # --- virtualenv -------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.framework.containerd import IMAGE, RUNTIME, Containerd
+from tests.framework.containerd import IMAGE, NAMESPACE, RUNTIME, Containerd
 from tests.framework.procs import pids_with_cmdline, qemu_pids, wait_until
 
 pytestmark = [
@@ -116,6 +116,18 @@ def test_detached_task_lifecycle(containerd: Containerd) -> None:
                         if line.split()[:1] == ["life"])
         assert listed == [task_pid]
         assert task_pid in qemu_pids(str(containerd.sbroot))
+        # the host cgroup ctr's spec names (/<namespace>/<id>) holds QEMU and the shim
+        def parent(pid: int) -> int:
+            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+        shim = parent(task_pid)  # the jail's waiter is a fork of the shim: go to the top
+        while "containerd-shim" in Path(f"/proc/{parent(shim)}/cmdline").read_text():
+            shim = parent(shim)
+        assert "containerd-shim" in Path(f"/proc/{shim}/cmdline").read_text()
+        for pid in (task_pid, shim):
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+            assert any((line.endswith(f":/{NAMESPACE}/life") and ":memory:" in line)
+                       or line == f"0::/{NAMESPACE}/life" for line in lines), lines
         execd = containerd.ctr("task", "exec", "--exec-id", "e1", "life", "sh", "-c",
                                "echo from-exec; hostname; exit 4")
         assert execd.returncode == 4
