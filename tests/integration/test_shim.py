@@ -121,9 +121,9 @@ def test_detached_task_lifecycle(containerd: Containerd) -> None:
             return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
         shim = parent(task_pid)  # the jail's waiter is a fork of the shim: go to the top
-        while "containerd-shim" in Path(f"/proc/{parent(shim)}/cmdline").read_text():
+        while "strongbox.shim" in Path(f"/proc/{parent(shim)}/cmdline").read_text():
             shim = parent(shim)
-        assert "containerd-shim" in Path(f"/proc/{shim}/cmdline").read_text()
+        assert "strongbox.shim" in Path(f"/proc/{shim}/cmdline").read_text()
         for pid in (task_pid, shim):
             lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
             assert any((line.endswith(f":/{NAMESPACE}/life") and ":memory:" in line)
