@@ -19,7 +19,7 @@ callers send (see docs/cli.md "Host cgroups"):
 
 The limits are the container's plus the VM's overhead: guest RAM (sized
 from the memory limit) and ``runtime.sandbox_cgroup_memory_overhead`` MiB
-for QEMU and the owner; the pids limit plus
+for QEMU and the owner; the pids limit (none: 0) plus
 ``runtime.sandbox_cgroup_pids_overhead`` host tasks; the CPU quota, period,
 shares and cpuset as given (vCPUs are what the container's processes run on).
 """
@@ -144,7 +144,8 @@ def limits_for(spec: dict[str, Any], memory_mib: int, *, memory_overhead_mib: in
     quota = cpu.get("quota")
     return HostLimits(
         memory_bytes=(memory_mib + memory_overhead_mib) * 1024 * 1024,
-        pids_max=pids + pids_overhead if isinstance(pids, int) and pids > 0 else None,
+        # always a cap, as the jail's own cgroup has (which the host cgroup replaces)
+        pids_max=(pids if isinstance(pids, int) and pids > 0 else 0) + pids_overhead,
         cpu_quota=quota if isinstance(quota, int) and quota > 0 else None,
         cpu_period=cpu.get("period") or None,
         cpu_shares=cpu.get("shares") or None,

@@ -59,10 +59,11 @@ def test_limits_are_the_containers_plus_the_overhead() -> None:
     assert limits.cpuset() == {"cpuset.cpus": "0", "cpuset.mems": "0"}
 
 
-def test_no_limits_in_the_spec_still_caps_memory_only() -> None:
+def test_no_limits_in_the_spec_still_cap_memory_and_tasks() -> None:
     limits = limits_for({}, 512, memory_overhead_mib=448, pids_overhead=192)
-    assert limits.v1_files() == {"memory": {"memory.limit_in_bytes": str(960 << 20)}}
-    assert limits.pids_max is None and limits.cpu_quota is None and not limits.cpuset()
+    assert limits.v1_files() == {"memory": {"memory.limit_in_bytes": str(960 << 20)},
+                                 "pids": {"pids.max": "192"}}
+    assert limits.cpu_quota is None and not limits.cpuset()
 
 
 def test_shares_to_weight_matches_runc() -> None:
