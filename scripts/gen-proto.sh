@@ -5,10 +5,17 @@
 # src/strongbox/shim/ttrpc/proto/) becomes <name>_pb2.py + <name>_pb2.pyi
 # beside it.
 #
+# Second target: the tests' CRI client (Debian 12 has no crictl), the
+# runtime.v1 subset in tests/framework/cri_api/*.proto, becomes <name>_pb2.py,
+# <name>_pb2.pyi and <name>_pb2_grpc.py beside it (gRPC stubs only there: the
+# shim speaks ttrpc, not gRPC). protoc runs with `-I <repo root>` for it, so
+# the generated modules import each other as tests.framework.cri_api.*.
+#
 #   scripts/gen-proto.sh            regenerate in place (run from anywhere)
 #   scripts/gen-proto.sh OUT_DIR    write the generated tree under OUT_DIR
 #                                   instead of src/ (the unit test uses this
-#                                   to check the checked-in files are current)
+#                                   to check the checked-in files are current);
+#                                   the CRI target goes to OUT_DIR/tests/...
 #   PYTHON=/path/to/python          interpreter with grpcio-tools (default .venv)
 #
 # Layout, and why: protoc turns `import "a/b/c.proto"` into the Python import
@@ -80,3 +87,20 @@ if (( in_place )); then
     done < <(find strongbox/shim -path '*/proto/*' \( -name '*_pb2.py' -o -name '*_pb2.pyi' \) | LC_ALL=C sort)
 fi
 echo "gen-proto: ${#protos[@]} files -> ${out}"
+
+# --- second target: tests/framework/cri_api (gRPC client stubs for the tests) ---
+cri_out=$root
+(( in_place )) || cri_out=$out
+cd "$root"
+mapfile -t cri_protos < <(find tests/framework/cri_api -name '*.proto' | LC_ALL=C sort)
+if (( ${#cri_protos[@]} > 0 )); then
+    mkdir -p "$cri_out"
+    "$python" -m grpc_tools.protoc -I . -I "$wkt" --python_out="$cri_out" --pyi_out="$cri_out" \
+        --grpc_python_out="$cri_out" "${cri_protos[@]}"
+    for proto in "${cri_protos[@]}"; do
+        base=$cri_out/${proto%.proto}_pb2
+        sed -i '1i # ruff: noqa' "$base.py" "${base}_grpc.py"
+        sed -i '1i # ruff: noqa\n# mypy: disable-error-code="type-arg"' "$base.pyi"
+    done
+    echo "gen-proto: ${#cri_protos[@]} files -> ${cri_out}/tests/framework/cri_api"
+fi

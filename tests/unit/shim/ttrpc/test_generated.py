@@ -1,8 +1,9 @@
 """Tests for the generated envelope code: names, field numbers, and that it is current.
 
 The regeneration check covers every tree scripts/gen-proto.sh handles (the ttrpc
-envelope and the containerd messages): it regenerates into a temporary directory
-and wants the checked-in files byte for byte.
+envelope and the containerd messages, and the tests' CRI client stubs in
+tests/framework/cri_api/): it regenerates into a temporary directory and wants
+the checked-in files byte for byte.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def _generated(tree: Path) -> dict[str, bytes]:
             for p in sorted(base.rglob("*_pb2.py*")) if "proto" in p.parts}
 
 
+def _generated_cri(tree: Path) -> dict[str, bytes]:
+    """The CRI client's generated modules under ``tree`` (the repo root, or gen-proto's OUT_DIR)."""
+    base = tree / "tests" / "framework" / "cri_api"
+    return {str(p.relative_to(tree)): p.read_bytes() for p in sorted(base.glob("*_pb2*.py*"))}
+
+
 def _protoc_version() -> str:
     """libprotoc's version, e.g. "35.1" (protobuf Python 7.35.1 generates with protoc 35.1)."""
     out = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "--version"],
@@ -76,4 +83,8 @@ def test_checked_in_code_is_what_gen_proto_generates(tmp_path: Path) -> None:
     regenerated = _generated(tmp_path)
     assert sorted(regenerated) == sorted(checked_in), "the set of generated files differs"
     stale = [name for name in checked_in if checked_in[name] != regenerated[name]]
+    assert not stale, f"out of date, run scripts/gen-proto.sh: {stale}"
+    cri_checked_in, cri_regenerated = _generated_cri(ROOT), _generated_cri(tmp_path)
+    assert sorted(cri_regenerated) == sorted(cri_checked_in), "the set of CRI modules differs"
+    stale = [name for name in cri_checked_in if cri_checked_in[name] != cri_regenerated[name]]
     assert not stale, f"out of date, run scripts/gen-proto.sh: {stale}"

@@ -1,0 +1,1 @@
+"""Generated gRPC modules of the CRI runtime.v1 subset: see scripts/gen-proto.sh."""
