@@ -53,6 +53,35 @@ def lifecycle(runtime: list[str], bundle: Path, cid: str) -> float:
     return time.monotonic() - started
 
 
+def bench_args(doc: str) -> tuple[argparse.Namespace, str]:
+    """``--runs``/``--no-write``, and runc's path (every benchmark's baseline)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    runc = shutil.which("runc")
+    if runc is None:
+        sys.exit("runc is not installed")
+    return args, runc
+
+
+def append_ratio_table(title: str, caption: str, med: dict[str, float], baseline: str,
+                       *, gvisor: bool) -> None:
+    """A RESULTS.md section: one row per runtime, its median and its ratio to ``baseline``."""
+    lines = [
+        f"\n## {title} — {time.strftime('%Y-%m-%d %H:%M')}\n",
+        f"Machine: {machine()}. {caption}\n",
+        f"| runtime | median | vs {baseline} |",
+        "|---|---|---|",
+        *(f"| {name} | {value:.3f} s | {value / med[baseline]:.1f}x |"
+          for name, value in med.items()),
+    ]
+    if not gvisor:
+        lines.append("\n(runsc is not installed here: no gVisor row.)")
+    with RESULTS.open("a") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def alternating_medians(runs: int, measure: Callable[[int], dict[str, float]]
                         ) -> dict[str, float]:
     """Medians of ``runs`` rows of ``measure(i)`` (one timing per runtime, taken in turn),
@@ -72,13 +101,7 @@ def alternating_medians(runs: int, measure: Callable[[int], dict[str, float]]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    runc = shutil.which("runc")
-    if runc is None:
-        sys.exit("runc is not installed")
+    args, runc = bench_args(__doc__)
     with tempfile.TemporaryDirectory(prefix="sbx-bench-cli-") as tmp:
         base = Path(tmp)
         (base / "podman").mkdir()

@@ -11,29 +11,26 @@ Usage: .venv/bin/python benchmarks/hardening.py [--runs N] [--no-write]
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.boot import RESULTS, machine  # noqa: E402
-from benchmarks.cli import STRONGBOX, alternating_medians, lifecycle  # noqa: E402
+from benchmarks.cli import (  # noqa: E402
+    STRONGBOX,
+    alternating_medians,
+    append_ratio_table,
+    bench_args,
+    lifecycle,
+)
 from tests.framework.bundle import make_bundle  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    runc = shutil.which("runc")
-    if runc is None:
-        sys.exit("runc is not installed")
+    args, runc = bench_args(__doc__)
     runsc = shutil.which("runsc")
     with tempfile.TemporaryDirectory(prefix="sbx-bench-harden-") as tmp:
         base = Path(tmp)
@@ -54,20 +51,10 @@ def main() -> int:
             name: lifecycle(argv, bundle, f"h{i}-{n}")
             for n, (name, argv) in enumerate(runtimes.items())})
     if not args.no_write:
-        stamp = time.strftime("%Y-%m-%d %H:%M")
-        lines = [
-            f"\n## Secure by default (issue 11) — {stamp}\n",
-            f"Machine: {machine()}. `create` + `start` + exit + `delete` of busybox `true`; "
-            f"median of {args.runs} alternating runs after a warm-up.\n",
-            "| runtime | median | vs runc |",
-            "|---|---|---|",
-            *(f"| {name} | {value:.3f} s | {value / med['runc']:.1f}x |"
-              for name, value in med.items()),
-        ]
-        if runsc is None:
-            lines.append("\n(runsc is not installed here: no gVisor row.)")
-        with RESULTS.open("a") as f:
-            f.write("\n".join(lines) + "\n")
+        append_ratio_table("Secure by default (issue 11)",
+                           "`create` + `start` + exit + `delete` of busybox `true`; median of "
+                           f"{args.runs} alternating runs after a warm-up.", med, "runc",
+                           gvisor=runsc is not None)
     return 0
 
 

@@ -14,20 +14,23 @@ Usage: .venv/bin/python benchmarks/host_cgroups.py [--runs N] [--no-write]
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.boot import RESULTS, machine  # noqa: E402
-from benchmarks.cli import STRONGBOX, alternating_medians, lifecycle  # noqa: E402
+from benchmarks.cli import (  # noqa: E402
+    STRONGBOX,
+    alternating_medians,
+    append_ratio_table,
+    bench_args,
+    lifecycle,
+)
 from tests.framework.bundle import make_bundle  # noqa: E402
 
 LIMITS = {"memory": {"limit": 256 * 1024 * 1024}, "pids": {"limit": 100},
@@ -41,13 +44,7 @@ def _remove_parent(parent: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    runc = shutil.which("runc")
-    if runc is None:
-        sys.exit("runc is not installed")
+    args, runc = bench_args(__doc__)
     runsc = shutil.which("runsc")
     parent = f"sbxbench{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="sbx-bench-cg-") as tmp:
@@ -85,21 +82,10 @@ def main() -> int:
     for name, value in med.items():
         print(f"{name}: {value:.3f} s")
     if not args.no_write:
-        stamp = time.strftime("%Y-%m-%d %H:%M")
-        baseline = med["runc, no cgroupsPath"]
-        lines = [
-            f"\n## Host cgroups and the monitor's own namespaces (issue 12) — {stamp}\n",
-            f"Machine: {machine()}. `create` + `start` + exit + `delete` of busybox `true`; "
-            f"median of {args.runs} alternating runs after a warm-up; cold boots.\n",
-            "| runtime, bundle | median | vs runc (no cgroupsPath) |",
-            "|---|---|---|",
-            *(f"| {name} | {value:.3f} s | {value / baseline:.1f}x |"
-              for name, value in med.items()),
-        ]
-        if runsc is None:
-            lines.append("\n(runsc is not installed here: no gVisor row.)")
-        with RESULTS.open("a") as f:
-            f.write("\n".join(lines) + "\n")
+        append_ratio_table("Host cgroups and the monitor's own namespaces (issue 12)",
+                           "`create` + `start` + exit + `delete` of busybox `true`; median of "
+                           f"{args.runs} alternating runs after a warm-up; cold boots.", med,
+                           "runc, no cgroupsPath", gvisor=runsc is not None)
     return 0
 
 

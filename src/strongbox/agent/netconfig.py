@@ -362,12 +362,6 @@ class Netlink:
         return [parse_link(p) for t, p in answers if t == RTM_NEWLINK]
 
 
-def list_links() -> list[Link]:
-    """Every link of this namespace: name, index, MAC, MTU, up."""
-    with Netlink() as nl:
-        return nl.links()
-
-
 def find_by_mac(links: list[Link], mac: str) -> Link | None:
     """The link with this MAC (case-insensitive), or None."""
     mac = mac.lower()

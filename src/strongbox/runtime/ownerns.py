@@ -18,7 +18,7 @@ Consequences, each handled where it matters:
   the pid it reports is its *host* pid (:func:`host_pid`), read before the
   new /proc hides it;
 * OCI hooks run on the host: in the host's mount namespace
-  (:func:`host_mount_ns`, entered by the hook's child), with the monitor's
+  (:func:`enter_host_mount_ns`, in the hook's child), with the monitor's
   host pid in their state; the monitor has joined the sandbox's network
   namespace by then, so ``/proc/PID/ns/net`` is the sandbox's;
 * as PID 1 the monitor cannot kill itself with a signal to mirror a
@@ -81,11 +81,6 @@ def enter() -> None:
 def host_pid() -> int:
     """This process's pid as the host sees it (what a container reports)."""
     return _host_pid if _host_pid is not None else os.getpid()
-
-
-def host_mount_ns() -> int | None:
-    """An fd of the host's mount namespace when this process left it, else None."""
-    return _host_mount_ns
 
 
 def enter_host_mount_ns() -> None:

@@ -51,13 +51,17 @@ class Booted:
     def release(self) -> None:
         """After the VM is gone: the owner leaves the host cgroup, which is removed, and
         the run directory."""
-        if self.cgroup is not None:
-            self.cgroup.remove()
-        self.run_dir.remove()
+        _release(self.cgroup, self.run_dir)
 
     @property
     def export(self) -> Path:
         return self.run_dir.path / "shared"
+
+
+def _release(cgroup: HostCgroup | None, run_dir: RunDir) -> None:
+    if cgroup is not None:
+        cgroup.remove()
+    run_dir.remove()
 
 
 def _vmm_child_setup(export: Path, trees: list[tuple[int, str]], netns: str | None) -> None:
@@ -116,9 +120,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     except BaseException:
         if vm is not None:
             await vm.destroy()
-        if cgroup is not None:
-            cgroup.remove()
-        run_dir.remove()
+        _release(cgroup, run_dir)
         raise
     finally:
         if state_fd is not None:
