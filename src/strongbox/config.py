@@ -32,6 +32,9 @@ from strongbox.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("/etc/strongbox/config.toml")
 ACCELERATORS = ("auto", "kvm", "tcg")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+NETWORK_MODELS = ("tcfilter", "none")
+#: microvm has 8 virtio-mmio transports; rng, serial and 9p take three.
+MAX_NIC_SLOTS = 4
 #: A jailed uid is jailer_uid_base + [0, 65536) and must stay below (uid_t)-1.
 JAILER_UID_BASE_MAX = 2**32 - 2 - 65536
 
@@ -139,6 +142,25 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class NetworkConfig:
+    """``[network]``: how the sandbox's network namespace reaches the guest (Kata's names)."""
+
+    #: "tcfilter": each interface of the namespace gets a tap spliced to it by tc redirects
+    #: and a virtio-net NIC with its MAC, addresses and routes; "none": the VM has lo only.
+    internetworking_model: str = "tcfilter"
+    #: Never use /dev/vhost-net, even where it opens (QEMU then moves every frame itself).
+    disable_vhost_net: bool = True
+    #: NICs every VM has (a microvm has no hotplug): the most interfaces a sandbox can have.
+    nic_slots: int = 2
+
+    def validate(self) -> None:
+        _choice("network.internetworking_model", self.internetworking_model, NETWORK_MODELS)
+        if not 1 <= self.nic_slots <= MAX_NIC_SLOTS:
+            raise ConfigError(f"network.nic_slots: expected 1..{MAX_NIC_SLOTS}, "
+                              f"got {self.nic_slots}")
+
+
+@dataclass(frozen=True)
 class FactoryConfig:
     """``[factory]``: VM templates (reserved until templates land)."""
 
@@ -154,11 +176,13 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     factory: FactoryConfig = field(default_factory=FactoryConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
     def validate(self) -> None:
         self.hypervisor.qemu.validate()
         self.agent.validate()
         self.runtime.validate()
+        self.network.validate()
 
     def with_guest(self, *, kernel: str | None = None, initrd: str | None = None,
                    accelerator: str | None = None) -> Config:

@@ -1,8 +1,11 @@
-"""netconfig against a real kernel, no VM: a veth end in a namespace plays the guest's NIC.
+"""netconfig and nicslots against a real kernel, no VM: veth ends in a namespace play the NICs.
 
 Everything happens in two network namespaces the test creates (one holds the
-"host" end of a veth pair, the other the "guest" end), so nothing outside
+"host" end of each veth pair, the other the "guest" end), so nothing outside
 them changes; both are deleted in a finalizer, which also removes the veths.
+nicslots' spare namespace belongs to the process that applies the request (it
+goes, with any veth in it, when that process ends), so the nicslots cases keep
+one such process running in the "guest" namespace for the whole test.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -188,3 +192,166 @@ def test_unknown_mac_and_invalid_config(pair: Pair) -> None:
     invalid = pair.apply(_config(pair, mtu=10))
     assert invalid.stderr.strip() == "mtu: 10 is outside 68..65535"
     assert {link["ifname"] for link in pair.guest_json("link", "show")} == {"lo", pair.guest_if}
+
+
+# --- nicslots: two veths in the guest namespace play NIC slots 0 and 1 ---
+
+_SLOTS = """
+import json, sys
+from strongbox.agent import nicslots
+from strongbox.agent.netconfig import NetconfigError
+for line in sys.stdin:
+    request = json.loads(line)
+    try:
+        if request == "spare":
+            links = nicslots.spare().nl.links()
+            out = {"ok": sorted([link.name, link.mac] for link in links)}
+        else:
+            out = {"ok": nicslots.apply(request)}
+    except NetconfigError as err:
+        out = {"error": str(err)}
+    print(json.dumps(out), flush=True)
+"""
+
+
+class Slots(Pair):
+    """Two veth pairs; the guest ends (slots 0 and 1) are applied to by one long-lived process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        tag = self.host_if[3:]
+        self.host_ifs = [f"sbh{tag}{i}" for i in (0, 1)]
+        self.guest_ifs = [f"sbg{tag}{i}" for i in (0, 1)]
+        octets = ":".join(tag[i:i + 2] for i in (0, 2, 4))
+        self.slot_macs = [f"02:5b:{octets}:{i:02x}" for i in (0, 1)]
+        self.macs = [f"02:5c:{octets}:{i:02x}" for i in (0, 1)]  # what the interfaces ask for
+        self.runner: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.runner = subprocess.Popen(["ip", "netns", "exec", self.guest_ns, sys.executable,
+                                        "-c", _SLOTS], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True)
+
+    def call(self, request: Any) -> Any:
+        assert self.runner is not None and self.runner.stdin and self.runner.stdout
+        self.runner.stdin.write(json.dumps(request) + "\n")
+        self.runner.stdin.flush()
+        line = self.runner.stdout.readline()
+        assert line, "the nicslots runner died"
+        return json.loads(line)
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.kill()
+            self.runner.wait(timeout=10)
+
+    def interface(self, i: int, name: str) -> dict[str, Any]:
+        """Slot i's veth pair as a host interface: 10.213.<8+i>.2/24, the host end .1."""
+        net = f"10.213.{8 + i}"
+        routes = ([{"family": 4, "destination": "", "gateway": f"{net}.1", "device": name}]
+                  if i == 1 else
+                  [{"family": 4, "destination": "10.216.0.0/16", "gateway": f"{net}.1"}])
+        return {"name": name, "mac": self.macs[i], "mtu": 1400 + i,
+                "addresses": [{"family": 4, "address": f"{net}.2", "prefix": 24}],
+                "routes": routes}
+
+    def request(self, *interfaces: dict[str, Any] | None) -> dict[str, Any]:
+        return {"nics": [{"slot_mac": mac, "interface": iface}
+                         for mac, iface in zip(self.slot_macs, interfaces, strict=True)]}
+
+    def guest_links(self) -> dict[str, Any]:
+        return {link["ifname"]: link for link in self.guest_json("addr", "show")}
+
+
+@pytest.fixture
+def slots() -> Iterator[Slots]:
+    s = Slots()
+    try:
+        _ip("netns", "add", s.host_ns)
+        _ip("netns", "add", s.guest_ns)
+        for i, (host_if, guest_if) in enumerate(zip(s.host_ifs, s.guest_ifs, strict=True)):
+            _ip("link", "add", host_if, "netns", s.host_ns, "type", "veth",
+                "peer", "name", guest_if, "netns", s.guest_ns)
+            _ip("-n", s.host_ns, "addr", "add", f"10.213.{8 + i}.1/24", "dev", host_if)
+            _ip("-n", s.host_ns, "link", "set", host_if, "up")
+            _ip("-n", s.guest_ns, "link", "set", guest_if, "address", s.slot_macs[i])
+            _ip("-n", s.guest_ns, "link", "set", guest_if, "up")
+        s.start()
+        yield s
+    finally:
+        s.stop()
+        for ns in (s.host_ns, s.guest_ns):
+            _ip("netns", "del", ns, check=False)
+        for host_if in s.host_ifs:
+            _ip("link", "del", host_if, check=False)  # only if it never left the root namespace
+
+
+def _check_bound(s: Slots, i: int, name: str) -> None:
+    """The guest's ``name`` is slot i's veth with interface i's MAC, MTU, address and routes."""
+    deadline = time.monotonic() + 5
+    while (link := s.guest_links()[name])["operstate"] != "UP" and time.monotonic() < deadline:
+        time.sleep(0.05)  # the kernel's linkwatch reports carrier asynchronously
+    assert (link["address"], link["mtu"], link["operstate"]) == (s.macs[i], 1400 + i, "UP")
+    assert "UP" in link["flags"]
+    (host_end,) = json.loads(_ip("-n", s.host_ns, "-j", "link", "show", s.host_ifs[i]).stdout)
+    assert link["link_index"] == host_end["ifindex"]  # its veth peer is slot i's host end
+    assert {(a["local"], a["prefixlen"]) for a in link["addr_info"]
+            if a["family"] == "inet"} == {(f"10.213.{8 + i}.2", 24)}
+    routes = {r for r in _routes(s) if r[2] == name}
+    net = f"10.213.{8 + i}"
+    assert routes == ({("default", f"{net}.1", name), (f"{net}.0/24", "", name)} if i == 1 else
+                      {("10.216.0.0/16", f"{net}.1", name), (f"{net}.0/24", "", name)})
+
+
+def test_nicslots_bind_one_hide_the_other_idempotent_then_bind_both(slots: Slots) -> None:
+    s = slots
+    one = s.request(None, s.interface(1, "eth0"))
+    first = s.call(one)
+    assert "error" not in first, first
+    (eth0,) = first["ok"]["interfaces"]
+    assert {k: eth0[k] for k in ("name", "mac", "mtu")} == {
+        "name": "eth0", "mac": s.macs[1], "mtu": 1401}
+    assert set(s.guest_links()) == {"lo", "eth0"}  # slot 0 is invisible to containers
+    assert eth0["index"] == s.guest_links()["eth0"]["ifindex"]
+    _check_bound(s, 1, "eth0")
+    assert s.call("spare") == {"ok": [["lo", "00:00:00:00:00:00"], ["sbslot0", s.slot_macs[0]]]}
+
+    again = s.call(one)  # the same request again: the same answer, nothing changes
+    assert again == first
+    assert set(s.guest_links()) == {"lo", "eth0"}
+    _check_bound(s, 1, "eth0")
+    assert _echo(s, "10.213.9.1") == "pong"  # the renamed, re-addressed slot works
+
+    both = s.call(s.request(s.interface(0, "eth1"), s.interface(1, "eth0")))
+    assert [i["name"] for i in both["ok"]["interfaces"]] == ["eth1", "eth0"], both
+    assert set(s.guest_links()) == {"lo", "eth0", "eth1"}
+    _check_bound(s, 0, "eth1")
+    _check_bound(s, 1, "eth0")
+    assert s.call("spare") == {"ok": [["lo", "00:00:00:00:00:00"]]}
+
+    # swapped names: each NIC goes through the spare namespace, so no name clashes
+    swapped = s.call(s.request(s.interface(0, "eth0"), s.interface(1, "eth1")))
+    assert "error" not in swapped, swapped
+    _check_bound(s, 0, "eth0")
+    _check_bound(s, 1, "eth1")
+
+    none = s.call(s.request(None, None))
+    assert none == {"ok": {"interfaces": []}}
+    assert set(s.guest_links()) == {"lo"}  # what `podman run --network=none` must see
+    assert s.call("spare") == {"ok": [["lo", "00:00:00:00:00:00"], ["sbslot0", s.slot_macs[0]],
+                                      ["sbslot1", s.slot_macs[1]]]}  # slot MACs restored
+
+
+def test_nicslots_unknown_slot_and_invalid_request(slots: Slots) -> None:
+    s = slots
+    before = set(s.guest_links())
+    ghost = "02:00:00:00:00:99"
+    missing = s.call({"nics": [{"slot_mac": s.slot_macs[0], "interface": None},
+                               {"slot_mac": ghost, "interface": None}]})
+    assert missing == {"error": f"slot 1 ({ghost}): no interface has slot MAC {ghost}"}
+    bound = s.call({"nics": [{"slot_mac": ghost, "interface": s.interface(0, "eth0")}]})
+    assert bound == {"error": f"eth0: no interface has slot MAC {ghost} "
+                              f"nor MAC address {s.macs[0]}"}
+    invalid = s.call(s.request(None, {**s.interface(1, "eth0"), "mtu": 10}))
+    assert invalid == {"error": "nics[1].interface.mtu: 10 is outside 68..65535"}
+    assert set(s.guest_links()) == before == {"lo", *s.guest_ifs}  # nothing moved

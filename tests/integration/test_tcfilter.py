@@ -1,4 +1,4 @@
-"""Kata's tcfilter plumbing on real netlink: discovery, tap + redirects, frames both ways, teardown.
+"""Kata's tcfilter plumbing on real netlink: discovery, taps, splices, frames both ways, teardown.
 
 Each test builds its own world, the shape an engine leaves: a fresh named
 network namespace holding one end of a veth pair (an IPv4 /24, an IPv6 /64
@@ -17,16 +17,14 @@ import select
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from strongbox.errors import SandboxError
-from strongbox.sandbox.network import tcfilter
+from strongbox.sandbox.network import taps, tcfilter
 from strongbox.sandbox.network.interfaces import Address, Route, list_interfaces
+from tests.framework.networld import World, engine_world
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creates namespaces and veths: root")
 
@@ -35,47 +33,10 @@ TUNGETIFF = 0x800454D2
 VNET_HDR_LEN = 10  # struct virtio_net_hdr, the tun default
 
 
-def _ip(*args: str) -> str:
-    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
-
-
-@dataclass
-class World:
-    netns: str  # the path, as strongbox is given it
-    name: str
-    veth: str  # in the namespace
-    peer: str  # in the host
-
-    def ns_json(self, *args: str) -> list[dict[str, Any]]:
-        out = subprocess.run(["ip", "-j", "-n", self.name, *args], check=True,
-                             capture_output=True, text=True).stdout
-        return list(json.loads(out or "[]"))
-
-    def tc_json(self, *args: str) -> list[dict[str, Any]]:
-        out = subprocess.run(["tc", "-j", "-n", self.name, *args], check=True,
-                             capture_output=True, text=True).stdout
-        return list(json.loads(out or "[]"))
-
-
 @pytest.fixture
 def world() -> Iterator[World]:
-    tag = uuid.uuid4().hex[:8]
-    name, veth, peer = f"sbt-{tag}", f"sbc{tag}", f"sbh{tag}"
-    try:
-        _ip("netns", "add", name)
-        _ip("link", "add", peer, "type", "veth", "peer", "name", veth)
-        _ip("link", "set", veth, "netns", name)
-        _ip("-n", name, "link", "set", veth, "mtu", "1400", "up")
-        _ip("-n", name, "addr", "add", "10.231.7.2/24", "dev", veth)
-        _ip("-n", name, "addr", "add", "fd00:5b:7::2/64", "dev", veth, "nodad")
-        _ip("-n", name, "route", "add", "default", "via", "10.231.7.1")
-        _ip("-n", name, "-6", "route", "add", "default", "via", "fd00:5b:7::1")
-        _ip("link", "set", peer, "mtu", "1400", "up")
-        _ip("addr", "add", "10.231.7.1/24", "dev", peer)
-        yield World(f"/run/netns/{name}", name, veth, peer)
-    finally:
-        subprocess.run(["ip", "link", "del", peer], capture_output=True)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    with engine_world() as made:
+        yield made
 
 
 def _frame(src: bytes, payload: bytes) -> bytes:
@@ -122,22 +83,35 @@ def test_discovery_returns_the_engine_interface_as_configured(world: World) -> N
 def test_a_missing_namespace_is_one_clear_error() -> None:
     with pytest.raises(SandboxError, match="/run/netns/sbt-nonexistent does not exist"):
         list_interfaces("/run/netns/sbt-nonexistent")
+    with pytest.raises(SandboxError, match="/run/netns/sbt-nonexistent does not exist"):
+        taps.open_taps("/run/netns/sbt-nonexistent", ["sbtx0"])
     assert not os.path.exists("/run/netns/sbt-nonexistent")  # pyroute2 did not create it
-    tcfilter.teardown("/run/netns/sbt-nonexistent", "eth0")  # nothing to do, no error
+    tcfilter.teardown("/run/netns/sbt-nonexistent", [("eth0", "sbtx0")], ["sbtx0"])  # no-op
+
+
+def _spliced(world: World, vnet_hdr: bool = False) -> tuple[str, int]:
+    name = taps.tap_name(world.name, 0)
+    [fd] = taps.open_taps(world.netns, [name], vnet_hdr=vnet_hdr)
+    try:
+        splice = tcfilter.splice(world.netns, world.veth, name)
+    except BaseException:
+        os.close(fd)
+        raise
+    assert (splice.veth, splice.tap, splice.mtu) == (world.veth, name, 1400)
+    return name, fd
 
 
 @pytest.mark.parametrize("vnet_hdr", [False, True], ids=["plain", "vnet_hdr"])
 def test_frames_flow_both_ways_and_teardown_leaves_nothing(world: World, vnet_hdr: bool) -> None:
-    tap = tcfilter.setup(world.netns, world.veth, vnet_hdr=vnet_hdr, owner=4242)
+    tap, fd = _spliced(world, vnet_hdr)
     try:
-        assert tap.name == f"sbtap{tap.veth_index}" and tap.mtu == 1400
-        assert fcntl.fcntl(tap.fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
-        [link] = world.ns_json("-d", "link", "show", tap.name)
+        assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        [link] = world.ns_json("-d", "link", "show", tap)
         assert link["mtu"] == 1400 and "UP" in link["flags"]
         info = link["linkinfo"]["info_data"]
-        assert (str(info["user"]), info["vnet_hdr"], info["pi"]) == ("4242", vnet_hdr, False)
-        assert {(world.veth, "ingress"), (tap.name, "ingress")} <= _qdisc_kinds(world)
-        for dev, target in ((world.veth, tap.name), (tap.name, world.veth)):
+        assert (info["type"], info["vnet_hdr"], info["pi"]) == ("tap", vnet_hdr, False)
+        assert {(world.veth, "ingress"), (tap, "ingress")} <= _qdisc_kinds(world)
+        for dev, target in ((world.veth, tap), (tap, world.veth)):
             text = subprocess.run(["tc", "-n", world.name, "filter", "show", "dev", dev,
                                    "ingress"], check=True, capture_output=True, text=True).stdout
             assert f"Egress Redirect to device {target}" in text
@@ -146,7 +120,7 @@ def test_frames_flow_both_ways_and_teardown_leaves_nothing(world: World, vnet_hd
         skip = VNET_HDR_LEN if vnet_hdr else 0
         with _packet_socket(world.peer) as sock:
             out = _frame(bytes.fromhex("02005b000001"), b"guest-to-host " + b"x" * 40)
-            os.write(tap.fd, b"\0" * skip + out)
+            os.write(fd, b"\0" * skip + out)
             deadline = time.monotonic() + 3
             while time.monotonic() < deadline:
                 got = sock.recv(65536)
@@ -156,23 +130,38 @@ def test_frames_flow_both_ways_and_teardown_leaves_nothing(world: World, vnet_hd
 
             back = _frame(bytes.fromhex("02005b000002"), b"host-to-guest " + b"y" * 40)
             sock.send(back)
-            assert _read_tap_until(tap.fd, b"host-to-guest", skip) == back
+            assert _read_tap_until(fd, b"host-to-guest", skip) == back
     finally:
-        os.close(tap.fd)
-        tcfilter.teardown(world.netns, world.veth)
-    assert not any(name.startswith("sbtap") for name in _links(world))
+        os.close(fd)
+        tcfilter.teardown(world.netns, [(world.veth, tap)], [tap])
+    assert not any(name.startswith("sbt") and name != world.veth for name in _links(world))
     assert not [q for q in _qdisc_kinds(world) if q[1] == "ingress"]
-    tcfilter.teardown(world.netns, world.veth)  # idempotent
+    tcfilter.teardown(world.netns, [(world.veth, tap)], [tap])  # idempotent
+
+
+def test_a_tap_dies_with_its_last_fd_and_leaves_only_our_filter_for_teardown(
+        world: World) -> None:
+    """What a kill -9 of QEMU and its owner leaves: the tap is gone by itself, our filter on
+    the engine's veth is not, until teardown removes it from names alone."""
+    tap, fd = _spliced(world)
+    os.close(fd)
+    deadline = time.monotonic() + 3
+    while tap in _links(world) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tap not in _links(world)
+    assert (world.veth, "ingress") in _qdisc_kinds(world)
+    tcfilter.teardown(world.netns, [(world.veth, tap)], [tap])
+    assert (world.veth, "ingress") not in _qdisc_kinds(world)
 
 
 def test_teardown_while_the_fd_is_open_removes_the_tap(world: World) -> None:
-    tap = tcfilter.setup(world.netns, world.veth)
+    tap, fd = _spliced(world)
     try:
-        tcfilter.teardown(world.netns, world.veth)
-        assert tap.name not in _links(world)
+        tcfilter.teardown(world.netns, [(world.veth, tap)], [tap])
+        assert tap not in _links(world)
         assert (world.veth, "ingress") not in _qdisc_kinds(world)
     finally:
-        os.close(tap.fd)
+        os.close(fd)
 
 
 def test_teardown_keeps_an_ingress_qdisc_and_filter_someone_else_made(world: World) -> None:
@@ -181,33 +170,54 @@ def test_teardown_keeps_an_ingress_qdisc_and_filter_someone_else_made(world: Wor
     subprocess.run(["tc", "-n", world.name, "filter", "add", "dev", world.veth, "ingress",
                     "prio", "100", "protocol", "0x88b6", "u32", "match", "u32", "0", "0",
                     "flowid", "1:1"], check=True)
-    tap = tcfilter.setup(world.netns, world.veth)
-    os.close(tap.fd)
-    tcfilter.teardown(world.netns, world.veth)
+    tap, fd = _spliced(world)
+    os.close(fd)
+    tcfilter.teardown(world.netns, [(world.veth, tap)], [tap])
     assert (world.veth, "ingress") in _qdisc_kinds(world)
     prios = {f.get("pref") for f in world.tc_json("filter", "show", "dev", world.veth, "ingress")}
     assert prios == {100}
 
 
-def test_a_second_setup_fails_without_touching_the_live_tap(world: World) -> None:
-    tap = tcfilter.setup(world.netns, world.veth)
+def test_a_veth_another_sandbox_spliced_is_refused_untouched(world: World) -> None:
+    tap, fd = _spliced(world)
+    other = taps.tap_name("another sandbox", 0)
+    [other_fd] = taps.open_taps(world.netns, [other])
     try:
-        with pytest.raises(SandboxError, match=f"network interface {world.veth}: .*busy"):
-            tcfilter.setup(world.netns, world.veth)
-        assert tap.name in _links(world)
-        assert {(world.veth, "ingress"), (tap.name, "ingress")} <= _qdisc_kinds(world)
+        with pytest.raises(SandboxError, match=f"network interface {world.veth}: .*another "
+                           "sandbox"):
+            tcfilter.splice(world.netns, world.veth, other)
+        assert {tap, other} <= _links(world)
+        assert {(world.veth, "ingress"), (tap, "ingress")} <= _qdisc_kinds(world)
+        assert (other, "ingress") not in _qdisc_kinds(world)
     finally:
-        os.close(tap.fd)
-        tcfilter.teardown(world.netns, world.veth)
+        os.close(fd)
+        os.close(other_fd)
+        tcfilter.teardown(world.netns, [(world.veth, tap)], [tap, other])
+
+
+def test_a_taken_tap_name_fails_open_taps_and_leaves_nothing(world: World) -> None:
+    first, second = taps.tap_name(world.name, 0), taps.tap_name(world.name, 1)
+    [held] = taps.open_taps(world.netns, [second])
+    before = set(os.listdir("/proc/self/fd"))
+    try:
+        with pytest.raises(SandboxError, match=f"tap {second} in {world.netns}"):
+            taps.open_taps(world.netns, [first, second])
+        assert set(os.listdir("/proc/self/fd")) <= before
+        deadline = time.monotonic() + 3
+        while first in _links(world) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first not in _links(world)
+    finally:
+        os.close(held)
 
 
 def test_an_unknown_interface_is_one_error_naming_it(world: World) -> None:
     with pytest.raises(SandboxError, match="network interface eth9 not found"):
-        tcfilter.setup(world.netns, "eth9")
+        tcfilter.splice(world.netns, "eth9", "sbtnone0")
 
 
-def test_a_failed_setup_leaves_nothing_behind(world: World,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_splice_leaves_nothing_behind(world: World,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     real = tcfilter._redirect
     calls: list[int] = []
 
@@ -218,10 +228,12 @@ def test_a_failed_setup_leaves_nothing_behind(world: World,
         real(ipr, src, dst)
 
     monkeypatch.setattr(tcfilter, "_redirect", second_fails)
-    before = set(os.listdir("/proc/self/fd"))
-    with pytest.raises(SandboxError, match=f"network interface {world.veth}: .*No space"):
-        tcfilter.setup(world.netns, world.veth)
-    assert len(calls) == 2
-    assert not any(name.startswith("sbtap") for name in _links(world))
-    assert not [q for q in _qdisc_kinds(world) if q[1] == "ingress"]
-    assert set(os.listdir("/proc/self/fd")) <= before
+    tap = taps.tap_name(world.name, 0)
+    [fd] = taps.open_taps(world.netns, [tap])
+    try:
+        with pytest.raises(SandboxError, match=f"network interface {world.veth}: .*No space"):
+            tcfilter.splice(world.netns, world.veth, tap)
+        assert len(calls) == 2
+        assert not [q for q in _qdisc_kinds(world) if q[1] == "ingress"]
+    finally:
+        os.close(fd)

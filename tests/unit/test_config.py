@@ -22,8 +22,11 @@ def test_full_file(tmp_path: Path) -> None:
         '[hypervisor.qemu]\naccelerator = "tcg"\ndefault_memory = 512\ndefault_vcpus = 2\n'
         'kernel_params = "foo=1"\n[agent]\ndial_timeout = 5\n[runtime]\noverlay = true\n'
         "[factory]\nenable_template = false\n"
+        '[network]\ninternetworking_model = "none"\ndisable_vhost_net = false\nnic_slots = 4\n'
     )
     config = load_config(path)
+    assert (config.network.internetworking_model, config.network.disable_vhost_net,
+            config.network.nic_slots) == ("none", False, 4)
     assert config.hypervisor.qemu.accelerator == "tcg"
     assert config.hypervisor.qemu.default_memory == 512
     assert config.agent.dial_timeout == 5.0
@@ -42,6 +45,10 @@ def test_full_file(tmp_path: Path) -> None:
     ("[hypervisor.qemu]\ndefault_memory = 16\n", "expected at least 64"),
     ("[agent]\ndial_timeout = 0\n", "agent.dial_timeout: expected a positive number"),
     ("agent = 3\n", "agent: expected a table"),
+    ("[network]\ninternetworking_model = \"macvtap\"\n",
+     "network.internetworking_model: expected one of tcfilter, none, got 'macvtap'"),
+    ("[network]\nnic_slots = 0\n", "network.nic_slots: expected 1..4, got 0"),
+    ("[network]\nnic_slots = 5\n", "network.nic_slots: expected 1..4, got 5"),
 ])
 def test_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "c.toml"

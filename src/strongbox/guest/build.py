@@ -1,7 +1,14 @@
-"""Build drives the kernel and initrd builders and publishes the result."""
+"""Build drives the kernel and initrd builders and publishes the result.
+
+One build at a time per build directory: two ``make`` runs in one kernel tree
+corrupt each other's objects, so a second ``guest build`` (a test or a user
+while the set-up builds) waits for the first and then finds its result cached.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +37,18 @@ def build_guest(state_dir: Path, reporter: Reporter, jobs: int | None = None,
     store = AssetStore(state_dir)
     store.ensure()
     work = build_dir or state_dir / "build"
-    kernel, kernel_built = build_kernel(store, work, reporter, jobs)
-    initrd, initrd_built = build_initrd(store, work, reporter)
+    work.mkdir(parents=True, exist_ok=True)
+    lock = os.open(work / ".build.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            reporter.phase("waiting for another guest build in this directory")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        kernel, kernel_built = build_kernel(store, work, reporter, jobs)
+        initrd, initrd_built = build_initrd(store, work, reporter)
+    finally:
+        os.close(lock)
     assets = {"kernel": kernel, "initrd": initrd}
     if kernel_built or initrd_built or store.current() != assets:
         store.set_current(assets)

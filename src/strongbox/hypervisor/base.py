@@ -47,6 +47,17 @@ class VMShape:
 
 
 @dataclass(frozen=True)
+class NicSpec:
+    """One virtio-net NIC on a tap the VMM inherits: the guest sees ``mac`` as its permanent
+    address, which is how the agent finds the NIC (a slot) again whatever it was renamed to."""
+
+    tap_fd: int
+    mac: str
+    #: An open /dev/vhost-net for this NIC, or None: QEMU moves the frames itself.
+    vhost_fd: int | None = None
+
+
+@dataclass(frozen=True)
 class VMSpec:
     """Everything needed to launch one guest, independent of the VMM."""
 
@@ -79,6 +90,8 @@ class VMSpec:
     #: The VMM stays in the host cgroup it inherits from its owner (the spec's
     #: ``linux.cgroupsPath``): a jail makes no cgroup of its own.
     host_cgroup: bool = False
+    #: The NIC slots, in order (taps made by the sandbox in its network namespace).
+    nics: tuple[NicSpec, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

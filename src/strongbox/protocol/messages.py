@@ -34,6 +34,9 @@ E_TIMEOUT = "timeout"
 E_STATE = "invalid_state"
 #: A container step failed (spec, setup, exec, cgroup); exec failures carry {"exit_code": n}.
 E_CONTAINER = "container_error"
+#: Configuring the guest's network failed (a NIC slot not found, a netlink step
+#: refused); the message names the interface or slot and the step.
+E_NETWORK = "network"
 
 MAX_METHOD_LENGTH = 64
 _MAX_ID = 0xFFFFFFFF

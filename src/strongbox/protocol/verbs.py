@@ -21,7 +21,7 @@ boot.
 
 from __future__ import annotations
 
-from .messages import E_CONTAINER, E_EXISTS, E_NOT_FOUND, E_STATE, InvalidParams
+from .messages import E_CONTAINER, E_EXISTS, E_NETWORK, E_NOT_FOUND, E_STATE, InvalidParams
 
 TYPE_CHECKING = False  # `typing` is too slow to import in the guest; checkers treat this as True
 if TYPE_CHECKING:
@@ -190,10 +190,19 @@ RESIZE_PTY = Verb("resize_pty", {"id": str, "rows": int, "cols": int}, {"exec_id
                   errors=_PROCESS)
 LIST_PROCESSES = Verb("list_processes", _ID, errors=(E_NOT_FOUND, E_CONTAINER))
 
+# --- network ----------------------------------------------------------------------------
+#: Bind host interfaces to the VM's NIC slots (agent/nicslots.py): a slot with an
+#: interface (a netconfig config) shows in the root network namespace as that
+#: interface, one with null is hidden; the answer lists the bound interfaces.
+CONFIGURE_NETWORK = Verb("configure_network",
+                         {"nics": ListOf(Shape({"slot_mac": str}, {"interface": (dict, None)}))},
+                         errors=(E_NETWORK,))
+
 #: Every verb by name: what the agent must serve, no more and no less.
 VERBS: dict[str, Verb] = {v.name: v for v in (
     PING, GUEST_INFO, SHUTDOWN, WARM_UP, CLONE_IDENTITY,
     CREATE_CONTAINER, START_CONTAINER, CONTAINER_STATUS, PAUSE_CONTAINER, RESUME_CONTAINER,
     UPDATE_CONTAINER, STATS_CONTAINER, REMOVE_CONTAINER,
     EXEC_PROCESS, WAIT_PROCESS, SIGNAL_PROCESS, RESIZE_PTY, LIST_PROCESSES,
+    CONFIGURE_NETWORK,
 )}

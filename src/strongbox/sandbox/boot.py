@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from strongbox.config import Config
+from strongbox.errors import AgentRequestError, SandboxError
 from strongbox.hypervisor.base import VMM
 from strongbox.protocol import verbs
 from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.hostcgroup import HostCgroup
-from strongbox.sandbox.netns import enter_sandbox_netns, join_netns, netns_of
+from strongbox.sandbox.netns import join_netns, netns_of
+from strongbox.sandbox.network.slots import SandboxNetwork
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.shares import (
     SHARE_TAG,
@@ -45,29 +47,50 @@ class Booted:
     run_dir: RunDir
     #: True when cloned from a template rather than booted.
     cloned: bool
+    #: The sandbox's network namespace and NIC slots.
+    network: SandboxNetwork
     #: The host cgroup the owner and QEMU are in (the spec's ``linux.cgroupsPath``).
     cgroup: HostCgroup | None = None
 
     def release(self) -> None:
-        """After the VM is gone: the owner leaves the host cgroup, which is removed, and
-        the run directory."""
-        _release(self.cgroup, self.run_dir)
+        """After the VM is gone: its taps and redirects, the host cgroup (the owner leaves
+        it first) and the run directory."""
+        _release(self.network, self.cgroup, self.run_dir)
 
     @property
     def export(self) -> Path:
         return self.run_dir.path / "shared"
 
 
-def _release(cgroup: HostCgroup | None, run_dir: RunDir) -> None:
-    if cgroup is not None:
-        cgroup.remove()
-    run_dir.remove()
+def _release(network: SandboxNetwork | None, cgroup: HostCgroup | None, run_dir: RunDir
+             ) -> None:
+    try:
+        if network is not None:
+            network.close()
+    finally:
+        if cgroup is not None:
+            cgroup.remove()
+        run_dir.remove()
 
 
-def _vmm_child_setup(export: Path, trees: list[tuple[int, str]], netns: str | None) -> None:
+def _vmm_child_setup(export: Path, trees: list[tuple[int, str]], network: SandboxNetwork
+                     ) -> None:
     """Runs in the VMM's process before exec: its network and mount namespaces."""
-    enter_sandbox_netns(netns)
+    network.enter()
     bind_in_new_namespace(export, trees)
+
+
+async def sync_network(vm: GuestVM, network: SandboxNetwork) -> None:
+    """Give the guest the namespace's interfaces, if they changed since it was last told
+    (after boot, and before each container starts: a hook may have added one)."""
+    request = network.sync()
+    if request is None:
+        return
+    try:
+        await vm.call(verbs.CONFIGURE_NETWORK, request)
+    except AgentRequestError as exc:
+        raise SandboxError(f"guest network: {exc}") from exc
+    network.mark_applied(request)
 
 
 async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Path,
@@ -86,9 +109,12 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
         template = Factory(config, state_dir, root).clone_source(memory_mib, vcpus)
     run_dir = RunDir.create(root, name)
     vm: GuestVM | None = None
+    network: SandboxNetwork | None = None
     state_fd = None
     trees: list[tuple[int, str]] = []  # each share resolved once, before the fork
     try:
+        network = SandboxNetwork.open(config.network, sandbox_id=name, netns=netns,
+                                      run_dir=run_dir.path)
         if cgroup is not None:
             cgroup.record(run_dir.path)
             cgroup.create()
@@ -98,16 +124,18 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
         prepare_targets(export, shares)
         for share in shares:
             trees.append((open_share(share), share.target))
-        devices: dict[str, object] = {"share_dir": export, "share_tag": SHARE_TAG}
+        devices: dict[str, object] = {"share_dir": export, "share_tag": SHARE_TAG,
+                                      "nics": network.nics()}
         if template is not None:
             state_fd = os.open(template.state_file, os.O_RDONLY | os.O_CLOEXEC)
             devices.update(memory_file=template.memory_file, state_fd=state_fd, incoming=True)
         spec = vmm.vm_spec(name=name, run_dir=run_dir.path, memory_mib=memory_mib, vcpus=vcpus,
                            host_cgroup=cgroup is not None, **devices)
         vm = GuestVM(vmm.new_vm(spec, functools.partial(_vmm_child_setup, export, trees,
-                                                         netns)),
+                                                         network)),
                      request_timeout=config.agent.request_timeout)
         await vm.boot(timeout or config.agent.dial_timeout)
+        network.handed_over()
         if cgroup is not None:
             cgroup.settle(vm.vmm.vmm_pid)
         if owner_joins_netns:
@@ -117,10 +145,11 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
                 "hostname": name[:64], "time_ns": time.time_ns(),
                 "entropy": base64.b64encode(os.urandom(64)).decode(),
             })
+        await sync_network(vm, network)
     except BaseException:
         if vm is not None:
             await vm.destroy()
-        _release(cgroup, run_dir)
+        _release(network, cgroup, run_dir)
         raise
     finally:
         if state_fd is not None:
@@ -130,4 +159,4 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     log.debug("sandbox %s: %s in %.3fs (%d MiB, %d vCPU, %s)", name,
               "cloned" if template is not None else "booted", time.monotonic() - started,
               memory_mib, vcpus, vmm.accelerator().name)
-    return Booted(vm, run_dir, template is not None, cgroup)
+    return Booted(vm, run_dir, template is not None, network, cgroup)

@@ -41,6 +41,7 @@ from strongbox.config import Config
 from strongbox.errors import SandboxError, StateDirError
 from strongbox.hypervisor import open_vmm
 from strongbox.protocol import verbs
+from strongbox.sandbox.network.slots import SandboxNetwork, slot_count
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.shares import SHARE_TAG
 from strongbox.sandbox.vm import GuestVM
@@ -49,7 +50,7 @@ log = logging.getLogger("strongbox.factory")
 
 DEFAULT_PATH = Path("/dev/shm/strongbox/template")
 #: Bump when what a template contains changes in a way clones would notice.
-RECIPE = "template-3"
+RECIPE = "template-4"  # 4: NIC slots
 _warned: set[str] = set()
 
 
@@ -125,8 +126,9 @@ class Factory:
     # --- what a template must match -----------------------------------------------------
     def inputs(self, memory_mib: int | None = None, vcpus: int | None = None) -> Inputs:
         shape = self.vmm.shape()
-        return Inputs.of(self.vmm.identity(memory_mib or shape.default_memory_mib,
-                                           vcpus or shape.default_vcpus))
+        return Inputs.of({**self.vmm.identity(memory_mib or shape.default_memory_mib,
+                                              vcpus or shape.default_vcpus),
+                          "nic_slots": slot_count(self.config.network)})
 
     def load(self) -> Template | None:
         try:
@@ -210,21 +212,28 @@ class Factory:
         state_fd = os.open(building / "state", os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                            | os.O_CLOEXEC, 0o600)
         vm: GuestVM | None = None
-        try:
+        network: SandboxNetwork | None = None
+        try:  # the template carries the NICs; its own taps live in a namespace of their own
+            network = SandboxNetwork.open(self.config.network, sandbox_id=run_dir.path.name,
+                                          netns=None, run_dir=None)
             spec = self.vmm.vm_spec(
                 name=run_dir.path.name, run_dir=run_dir.path, memory_mib=inputs.memory_mib,
                 vcpus=inputs.vcpus, share_dir=building / "export", share_tag=SHARE_TAG,
                 memory_file=building / "memory", memory_shared=True, state_fd=state_fd,
+                nics=network.nics(),
             )
-            vm = GuestVM(self.vmm.new_vm(spec),
+            vm = GuestVM(self.vmm.new_vm(spec, network.enter),
                          request_timeout=self.config.agent.request_timeout)
             await vm.boot(self.config.agent.dial_timeout)
+            network.handed_over()
             await vm.call(verbs.WARM_UP)  # clones wake with the container library imported
             await vm.vmm.save_state()
             await vm.vmm.stop()
         finally:
             if vm is not None:
                 await vm.destroy()
+            if network is not None:
+                network.close()
             os.close(state_fd)
             run_dir.remove()
         if (building / "state").stat().st_size == 0:

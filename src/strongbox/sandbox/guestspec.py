@@ -2,9 +2,10 @@
 
 Paths in the spec name *host* objects. The ones the guest can use are
 rewritten by the sandbox (mount sources become 9p paths); namespace paths
-cannot be: a host network namespace is where QEMU runs (so a later network
-device lands in it), and the container uses the guest's own network
-namespace. Joining another container's pid, ipc, uts or mount namespace
+cannot be: a host network namespace is where QEMU runs (its interfaces become
+the guest's NICs, :mod:`.network.slots`), and every container uses the VM's
+own network namespace, where those NICs are (a pod's containers share it, so
+localhost between them works). Joining another container's pid, ipc, uts or mount namespace
 would cross VMs, which is exactly what strongbox prevents: refused clearly.
 
 Hooks: only ``startContainer`` reaches the guest, whose container init runs
@@ -48,10 +49,10 @@ def guest_spec(spec: dict[str, Any], join: dict[str, str] | None = None, *, bund
     kept = []
     for index, ns in enumerate(linux.get("namespaces") or []):
         path = ns.get("path")
-        if not path:
+        if ns.get("type") == "network":  # the guest's NICs are in the VM's own namespace
+            netns = path or None
+        elif not path:
             kept.append(ns)
-        elif ns.get("type") == "network":
-            netns = path
         elif join and ns.get("type") in join:
             kept.append({"type": ns["type"], "path": join[ns["type"]]})
         else:
@@ -59,10 +60,9 @@ def guest_spec(spec: dict[str, Any], join: dict[str, str] | None = None, *, bund
                 f"linux.namespaces[{index}]: joining the {ns.get('type')} namespace at {path} "
                 "is not supported: every strongbox container has its own VM"
             )
-    linux["namespaces"] = kept
-    if not any(ns.get("type") == "network" for ns in linux.get("namespaces") or []) \
-            and netns is None:
+    if not any(ns.get("type") == "network" for ns in linux.get("namespaces") or []):
         log.warning("the spec has no network namespace (the host's network): a VM cannot "
                     "share the host's network stack; the sandbox gets a namespace of its own")
+    linux["namespaces"] = kept
     linux.pop("cgroupsPath", None)  # the container's cgroup lives inside its VM
     return out, netns

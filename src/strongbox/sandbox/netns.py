@@ -1,20 +1,21 @@
-"""Netns puts QEMU (and so the sandbox) in the host network namespace its spec names.
+"""Netns joins a host network namespace: the owner joins the sandbox's (QEMU's).
 
-A spec naming a namespace by path (podman's, CRI's) has QEMU join it. Every
-other spec gets a fresh one for QEMU: one that asks for a new namespace
-without a path (Docker, ctr), and one with no network namespace at all (a VM
-cannot share the host's network stack, so ``--network host`` gets a
-namespace of its own too). Either way ``/proc/<QEMU pid>/ns/net`` is the
-namespace the sandbox uses, which a hook (Docker's ``libnetwork-setkey``) or
-a client entering it configures. Nothing is mounted: the namespace lives as
-long as the processes in it.
+Which namespace QEMU runs in is decided by :mod:`.network.slots`: the one a
+spec names by path (podman's, CRI's), else a fresh one (a spec asking for a
+new namespace without a path, as Docker and ctr do, and one with no network
+namespace at all: a VM cannot share the host's network stack, so
+``--network host`` gets a namespace of its own too). Either way
+``/proc/<QEMU pid>/ns/net`` is the namespace the sandbox uses, which a hook
+(Docker's ``libnetwork-setkey``) or a client entering it configures. Nothing
+is mounted: the namespace lives as long as the processes in it (and the
+sandbox's own fd of it).
 """
 
 from __future__ import annotations
 
 import os
 
-from strongbox.container._syscalls import CLONE_NEWNET, setns, unshare
+from strongbox.container._syscalls import CLONE_NEWNET, setns
 
 
 def join_netns(path: str) -> None:
@@ -26,14 +27,6 @@ def join_netns(path: str) -> None:
         raise OSError(exc.errno, f"joining network namespace {path}: {exc.strerror}") from None
     finally:
         os.close(fd)
-
-
-def enter_sandbox_netns(path: str | None) -> None:
-    """In QEMU's process before exec: join ``path``, or make a namespace of its own."""
-    if path:
-        join_netns(path)
-    else:
-        unshare(CLONE_NEWNET)
 
 
 def netns_of(pid: int) -> str:

@@ -44,6 +44,7 @@ from pathlib import Path
 from strongbox.errors import StateDirError
 from strongbox.hypervisor import remove_leftovers
 from strongbox.sandbox import hostcgroup
+from strongbox.sandbox.network import slots
 
 log = logging.getLogger("strongbox.sandbox")
 LOCK = "owner.lock"
@@ -205,14 +206,15 @@ def _kill_leftover_qemu(path: Path) -> bool:
 
 
 def _reap(path: Path) -> bool:
-    """Remove a dead owner's VM (its QEMU, directory, jail and host cgroups); False if it
-    lives."""
+    """Remove a dead owner's VM (its QEMU, directory, jail, host cgroups and tc redirects);
+    False if it lives."""
     fd = _claim(path)
     if fd is None:
         return not path.is_dir()
     try:
         killed = _kill_leftover_qemu(path)
         cgroup = hostcgroup.recorded(path)
+        slots.reap(path)  # our redirects on the engine's veths (the taps died with QEMU)
         _dismantle(path)
     finally:
         os.close(fd)

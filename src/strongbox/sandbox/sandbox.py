@@ -40,7 +40,7 @@ from strongbox.protocol import E_CONTAINER, E_STATE, verbs
 from strongbox.protocol.verbs import Verb
 from strongbox.sandbox import vmmounts
 from strongbox.sandbox.agent_client import FOREVER
-from strongbox.sandbox.boot import Booted, boot
+from strongbox.sandbox.boot import Booted, boot, sync_network
 from strongbox.sandbox.hooks import ContainerHooks, HookFailed, HookPlace
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.hosted import Hosted
@@ -237,6 +237,8 @@ class Sandbox:
     async def start_container(self, container_id: str) -> None:
         """Let the created container's process run; raises ContainerStartError if exec fails."""
         hosted = self._require(container_id, sm.START)
+        if self.booted is not None:  # a hook may have added an interface since create
+            await sync_network(self._vm(), self.booted.network)
         try:
             await self._call(verbs.START_CONTAINER, container_id, {"id": container_id},
                              hosted.hooks.start_timeout(self._vm().request_timeout), sm.START)

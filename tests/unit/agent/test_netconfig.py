@@ -1,4 +1,4 @@
-"""netconfig's rtnetlink packing/parsing and config validation, checked without privileges."""
+"""netlink's packing/parsing and netconfig's config validation, checked without privileges."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from strongbox.agent import netconfig as nc
+from strongbox.agent import netlink as nl
 
 
 def _config(**over: Any) -> dict[str, Any]:
@@ -24,79 +25,104 @@ def _config(**over: Any) -> dict[str, Any]:
 
 
 def test_attr_is_padded_and_parses_back() -> None:
-    data = nc.attr(3, b"eth0\0") + nc.attr(4, struct.pack("=I", 1500))
+    data = nl.attr(3, b"eth0\0") + nl.attr(4, struct.pack("=I", 1500))
     assert len(data) == 12 + 8  # 4 + 5 bytes padded to 12, then 4 + 4
-    assert nc.parse_attrs(data) == {3: b"eth0\0", 4: struct.pack("=I", 1500)}
+    assert nl.parse_attrs(data) == {3: b"eth0\0", 4: struct.pack("=I", 1500)}
 
 
 def test_parse_attrs_stops_at_a_bad_length() -> None:
-    good = nc.attr(1, b"abcd")
-    assert nc.parse_attrs(good + struct.pack("=HH", 2, 9)) == {1: b"abcd"}  # len < header
-    assert nc.parse_attrs(good + struct.pack("=HH", 200, 9) + b"xx") == {1: b"abcd"}
-    assert nc.parse_attrs(b"\x01") == {}
+    good = nl.attr(1, b"abcd")
+    assert nl.parse_attrs(good + struct.pack("=HH", 2, 9)) == {1: b"abcd"}  # len < header
+    assert nl.parse_attrs(good + struct.pack("=HH", 200, 9) + b"xx") == {1: b"abcd"}
+    assert nl.parse_attrs(b"\x01") == {}
 
 
 def test_message_header_and_split() -> None:
-    one = nc.message(nc.RTM_GETLINK, nc.NLM_F_REQUEST, 7, b"\0" * 16)
-    assert struct.unpack_from("=IHHII", one) == (32, nc.RTM_GETLINK, 1, 7, 0)
-    two = nc.message(nc.NLMSG_DONE, 2, 8, b"\0\0\0\0")
-    assert nc.split_messages(one + two + b"\x05") == [
-        (nc.RTM_GETLINK, 1, 7, b"\0" * 16), (nc.NLMSG_DONE, 2, 8, b"\0\0\0\0")]
+    one = nl.message(nl.RTM_GETLINK, nl.NLM_F_REQUEST, 7, b"\0" * 16)
+    assert struct.unpack_from("=IHHII", one) == (32, nl.RTM_GETLINK, 1, 7, 0)
+    two = nl.message(nl.NLMSG_DONE, 2, 8, b"\0\0\0\0")
+    assert nl.split_messages(one + two + b"\x05") == [
+        (nl.RTM_GETLINK, 1, 7, b"\0" * 16), (nl.NLMSG_DONE, 2, 8, b"\0\0\0\0")]
 
 
 def test_parse_link() -> None:
-    payload = (nc.IFINFOMSG.pack(0, 1, 5, nc.IFF_UP, 0)
-               + nc.attr(nc.IFLA_IFNAME, b"veth9\0")
-               + nc.attr(nc.IFLA_ADDRESS, bytes.fromhex("aabbccddee01"))
-               + nc.attr(nc.IFLA_MTU, struct.pack("=I", 9000)))
-    link = nc.parse_link(payload)
+    payload = (nl.IFINFOMSG.pack(0, 1, 5, nl.IFF_UP, 0)
+               + nl.attr(nl.IFLA_IFNAME, b"veth9\0")
+               + nl.attr(nl.IFLA_ADDRESS, bytes.fromhex("aabbccddee01"))
+               + nl.attr(nl.IFLA_MTU, struct.pack("=I", 9000)))
+    link = nl.parse_link(payload)
     assert (link.index, link.name, link.mac, link.mtu, link.up) == (
         5, "veth9", "aa:bb:cc:dd:ee:01", 9000, True)
-    assert nc.find_by_mac([link], "AA:BB:CC:DD:EE:01") is link
-    assert nc.find_by_mac([link], "aa:bb:cc:dd:ee:02") is None
+    assert nl.find_by_mac([link], "AA:BB:CC:DD:EE:01") is link
+    assert nl.find_by_mac([link], "aa:bb:cc:dd:ee:02") is None
+    assert link.perm_mac == ""  # a veth or dummy reports no permanent address
+
+
+def test_parse_link_permanent_address() -> None:
+    """A virtio-net NIC reports its slot MAC as IFLA_PERM_ADDRESS, whatever its MAC is now."""
+    payload = (nl.IFINFOMSG.pack(0, 1, 2, 0, 0)
+               + nl.attr(nl.IFLA_IFNAME, b"eth0\0")
+               + nl.attr(nl.IFLA_ADDRESS, bytes.fromhex("aabbccddee01"))
+               + nl.attr(nl.IFLA_PERM_ADDRESS, bytes.fromhex("025b00000001")))
+    link = nl.parse_link(payload)
+    assert (link.mac, link.perm_mac, link.up) == ("aa:bb:cc:dd:ee:01", "02:5b:00:00:00:01", False)
+    assert "perm_mac='02:5b:00:00:00:01'" in repr(link)
 
 
 def test_parse_error_ack_errno_and_extack() -> None:
-    echoed = nc.NLMSGHDR.pack(36, nc.RTM_NEWROUTE, 5, 1, 0)
-    assert nc.parse_error(0, struct.pack("=i", 0) + echoed) == (0, "")
-    extack = nc.attr(nc.NLMSGERR_ATTR_MSG, b"Nexthop has invalid gateway\0")
-    assert nc.parse_error(nc.NLM_F_ACK_TLVS, struct.pack("=i", -101) + echoed + extack) == (
+    echoed = nl.NLMSGHDR.pack(36, nl.RTM_NEWROUTE, 5, 1, 0)
+    assert nl.parse_error(0, struct.pack("=i", 0) + echoed) == (0, "")
+    extack = nl.attr(nl.NLMSGERR_ATTR_MSG, b"Nexthop has invalid gateway\0")
+    assert nl.parse_error(nl.NLM_F_ACK_TLVS, struct.pack("=i", -101) + echoed + extack) == (
         101, "Nexthop has invalid gateway")
 
 
 def test_link_request_bodies() -> None:
-    body = nc.link_request(3, name="ctr0", mtu=1280)
-    assert nc.IFINFOMSG.unpack_from(body) == (0, 0, 3, 0, 0)  # change 0: flags untouched
-    attrs = nc.parse_attrs(body[nc.IFINFOMSG.size:])
-    assert attrs == {nc.IFLA_IFNAME: b"ctr0\0", nc.IFLA_MTU: struct.pack("=I", 1280)}
-    assert nc.IFINFOMSG.unpack_from(nc.link_request(3, up=True))[3:] == (nc.IFF_UP, nc.IFF_UP)
-    assert nc.IFINFOMSG.unpack_from(nc.link_request(3, up=False))[3:] == (0, nc.IFF_UP)
+    body = nl.link_request(3, name="ctr0", mtu=1280)
+    assert nl.IFINFOMSG.unpack_from(body) == (0, 0, 3, 0, 0)  # change 0: flags untouched
+    attrs = nl.parse_attrs(body[nl.IFINFOMSG.size:])
+    assert attrs == {nl.IFLA_IFNAME: b"ctr0\0", nl.IFLA_MTU: struct.pack("=I", 1280)}
+    assert nl.IFINFOMSG.unpack_from(nl.link_request(3, up=True))[3:] == (nl.IFF_UP, nl.IFF_UP)
+    assert nl.IFINFOMSG.unpack_from(nl.link_request(3, up=False))[3:] == (0, nl.IFF_UP)
+
+
+def test_link_request_sets_mac_and_moves_to_a_namespace() -> None:
+    body = nl.link_request(3, mac="AA:bb:cc:dd:ee:0f")
+    assert nl.IFINFOMSG.unpack_from(body) == (0, 0, 3, 0, 0)
+    assert nl.parse_attrs(body[nl.IFINFOMSG.size:]) == {
+        nl.IFLA_ADDRESS: bytes.fromhex("aabbccddee0f")}
+    move = nl.link_request(3, name="sbslot1", netns_fd=7)
+    assert nl.parse_attrs(move[nl.IFINFOMSG.size:]) == {
+        nl.IFLA_IFNAME: b"sbslot1\0", nl.IFLA_NET_NS_FD: struct.pack("=I", 7)}
+    assert nl.parse_attrs(nl.link_request(3, netns_fd=0)[nl.IFINFOMSG.size:]) == {
+        nl.IFLA_NET_NS_FD: struct.pack("=I", 0)}  # fd 0 is a namespace fd like any other
+    assert nl.link_request(3) == nl.IFINFOMSG.pack(0, 0, 3, 0, 0)  # no attribute by default
 
 
 def test_addr_request_sets_nodad_for_ipv6_only() -> None:
-    v6 = nc.addr_request(4, nc.AF_INET6, bytes(16), 64)
-    assert nc.IFADDRMSG.unpack_from(v6) == (nc.AF_INET6, 64, nc.IFA_F_NODAD, 0, 4)
-    v4 = nc.addr_request(4, nc.AF_INET, b"\x0a\0\0\x02", 24)
-    assert nc.IFADDRMSG.unpack_from(v4) == (nc.AF_INET, 24, 0, 0, 4)
-    assert nc.parse_attrs(v4[nc.IFADDRMSG.size:]) == {nc.IFA_LOCAL: b"\x0a\0\0\x02",
-                                                      nc.IFA_ADDRESS: b"\x0a\0\0\x02"}
+    v6 = nl.addr_request(4, nl.AF_INET6, bytes(16), 64)
+    assert nl.IFADDRMSG.unpack_from(v6) == (nl.AF_INET6, 64, nl.IFA_F_NODAD, 0, 4)
+    v4 = nl.addr_request(4, nl.AF_INET, b"\x0a\0\0\x02", 24)
+    assert nl.IFADDRMSG.unpack_from(v4) == (nl.AF_INET, 24, 0, 0, 4)
+    assert nl.parse_attrs(v4[nl.IFADDRMSG.size:]) == {nl.IFA_LOCAL: b"\x0a\0\0\x02",
+                                                      nl.IFA_ADDRESS: b"\x0a\0\0\x02"}
 
 
 def test_route_request_default_and_device_routes() -> None:
-    default = nc.route_request(2, nc.AF_INET, b"", 0, b"\x0a\0\0\x01", metric=100, onlink=True)
-    fields = nc.RTMSG.unpack_from(default)
-    assert fields == (nc.AF_INET, 0, 0, 0, nc.RT_TABLE_MAIN, nc.RTPROT_STATIC,
-                      nc.RT_SCOPE_UNIVERSE, nc.RTN_UNICAST, nc.RTNH_F_ONLINK)
-    assert nc.parse_attrs(default[nc.RTMSG.size:]) == {
-        nc.RTA_GATEWAY: b"\x0a\0\0\x01", nc.RTA_OIF: struct.pack("=i", 2),
-        nc.RTA_PRIORITY: struct.pack("=I", 100)}
-    device = nc.route_request(2, nc.AF_INET, b"\x0a\x01\0\0", 16, b"")
-    assert nc.RTMSG.unpack_from(device)[1] == 16
-    assert nc.RTMSG.unpack_from(device)[6] == nc.RT_SCOPE_LINK
-    assert nc.parse_attrs(device[nc.RTMSG.size:]) == {nc.RTA_DST: b"\x0a\x01\0\0",
-                                                      nc.RTA_OIF: struct.pack("=i", 2)}
-    v6 = nc.route_request(2, nc.AF_INET6, bytes(16), 0, b"")
-    assert nc.RTMSG.unpack_from(v6)[6] == nc.RT_SCOPE_UNIVERSE  # IPv6 has no link scope
+    default = nl.route_request(2, nl.AF_INET, b"", 0, b"\x0a\0\0\x01", metric=100, onlink=True)
+    fields = nl.RTMSG.unpack_from(default)
+    assert fields == (nl.AF_INET, 0, 0, 0, nl.RT_TABLE_MAIN, nl.RTPROT_STATIC,
+                      nl.RT_SCOPE_UNIVERSE, nl.RTN_UNICAST, nl.RTNH_F_ONLINK)
+    assert nl.parse_attrs(default[nl.RTMSG.size:]) == {
+        nl.RTA_GATEWAY: b"\x0a\0\0\x01", nl.RTA_OIF: struct.pack("=i", 2),
+        nl.RTA_PRIORITY: struct.pack("=I", 100)}
+    device = nl.route_request(2, nl.AF_INET, b"\x0a\x01\0\0", 16, b"")
+    assert nl.RTMSG.unpack_from(device)[1] == 16
+    assert nl.RTMSG.unpack_from(device)[6] == nl.RT_SCOPE_LINK
+    assert nl.parse_attrs(device[nl.RTMSG.size:]) == {nl.RTA_DST: b"\x0a\x01\0\0",
+                                                      nl.RTA_OIF: struct.pack("=i", 2)}
+    v6 = nl.route_request(2, nl.AF_INET6, bytes(16), 0, b"")
+    assert nl.RTMSG.unpack_from(v6)[6] == nl.RT_SCOPE_UNIVERSE  # IPv6 has no link scope
 
 
 def test_validate_normalises_and_orders_device_routes_first() -> None:
@@ -177,11 +203,12 @@ def test_validate_rejects_a_non_object() -> None:
         nc.validate(["eth0"])
 
 
-def test_import_stays_cheap() -> None:
-    """Neither socket (enum) nor ipaddress (functools, collections) nor typing is imported."""
-    code = ("import sys; import strongbox.agent.netconfig; "
-            "print(sorted({'socket', 'enum', 'ipaddress', 'typing', 'collections'} "
-            "& set(sys.modules)))")
+@pytest.mark.parametrize("module", ["netlink", "netconfig", "nicslots"])
+def test_import_stays_cheap(module: str) -> None:
+    """Neither socket (enum) nor ipaddress (functools, collections) nor typing nor ctypes."""
+    code = (f"import sys; import strongbox.agent.{module}; "
+            "print(sorted({'socket', 'enum', 'ipaddress', 'typing', 'collections', 'ctypes', "
+            "'threading'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-S", "-c", code], check=True, capture_output=True,
                          text=True, env={"PYTHONPATH": nc.__file__.rsplit("/strongbox/", 1)[0]})
     assert out.stdout.strip() == "[]"

@@ -154,11 +154,13 @@ def test_the_network_namespace_path_is_for_the_vmm_not_the_guest() -> None:
     assert plan.spec["linux"]["namespaces"] == [{"type": "pid"}, {"type": "mount"}]
 
 
-def test_a_network_namespace_without_a_path_stays_in_the_guest_spec() -> None:
-    spec = make_spec(linux={"namespaces": [{"type": "network"}]})
+def test_a_new_network_namespace_is_the_vms_not_one_inside_the_guest() -> None:
+    """Docker's new namespace (no path) is QEMU's: the container uses the VM's own, where
+    the NICs for the interfaces Docker's hook adds to QEMU's namespace appear."""
+    spec = make_spec(linux={"namespaces": [{"type": "network"}, {"type": "pid"}]})
     plan = plan_container(request(spec))
     assert plan.netns is None
-    assert plan.spec["linux"]["namespaces"] == [{"type": "network"}]
+    assert plan.spec["linux"]["namespaces"] == [{"type": "pid"}]
 
 
 @pytest.mark.parametrize("kind", ["pid", "ipc", "uts", "mount"])

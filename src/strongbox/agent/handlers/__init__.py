@@ -19,6 +19,7 @@ def all_handlers() -> dict[str, tuple[Verb, Handler]]:
     from strongbox.agent import registry
     from strongbox.agent.handlers import (  # noqa: F401  (register on import)
         containers,
+        network,
         processes,
         system,
     )

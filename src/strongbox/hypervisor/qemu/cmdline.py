@@ -63,6 +63,11 @@ def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agen
                       "multidevs=remap",
             "-device", f"virtio-9p-device,fsdev=share,mount_tag={spec.share_tag}",
         ]
+    nics: list[str] = []
+    for index, nic in enumerate(spec.nics):
+        vhost = "off" if nic.vhost_fd is None else f"on,vhostfd={nic.vhost_fd}"
+        nics += ["-netdev", f"tap,id=net{index},fd={nic.tap_fd},vhost={vhost}",
+                 "-device", f"virtio-net-device,netdev=net{index},mac={nic.mac}"]
     return [
         qemu,
         "-name", f"strongbox-{spec.name},debug-threads=on",
@@ -87,5 +92,6 @@ def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agen
         "-chardev", f"socket,id=agent,fd={agent_fd}",
         "-device", f"virtserialport,chardev=agent,name={spec.agent_port}",
         *shares,
+        *nics,
         *incoming,
     ]

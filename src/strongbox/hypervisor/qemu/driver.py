@@ -201,10 +201,13 @@ class QemuVM:
             await asyncio.sleep(0.02)
 
     def _extra_fds(self) -> tuple[int, ...]:
-        """Descriptors QEMU inherits besides its channels (a clone's device state)."""
-        if self.spec.state_fd is None or not self.spec.incoming:
-            return ()
-        return (self.spec.state_fd,)
+        """Descriptors QEMU inherits besides its channels: taps (and vhost) of its NICs, a
+        clone's device state."""
+        fds = [fd for nic in self.spec.nics for fd in (nic.tap_fd, nic.vhost_fd)
+               if fd is not None]
+        if self.spec.state_fd is not None and self.spec.incoming:
+            fds.append(self.spec.state_fd)
+        return tuple(fds)
 
     async def save_state(self, timeout: float = 60.0) -> None:
         """Pause the guest and write its device state to ``spec.state_fd``.

@@ -20,23 +20,21 @@ engine's interfaces and are skipped too.
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
-from strongbox.container._syscalls import CLONE_NEWNET, setns
 from strongbox.errors import SandboxError
+from strongbox.sandbox.network.nsthread import run_in
+from strongbox.sandbox.network.taps import TAP_PREFIX
 
-#: Name prefix of the taps ``tcfilter.py`` creates; discovery skips them.
-TAP_PREFIX = "sbtap"
 _IFF_LOOPBACK = 0x8
 _RT_TABLE_MAIN = 254
 _RTPROT_KERNEL = 2
+ARPHRD_ETHER = 1
 T = TypeVar("T")
 _FAMILIES: dict[int, int] = {int(socket.AF_INET): 4, int(socket.AF_INET6): 6}
 
@@ -81,6 +79,8 @@ class Interface:
     mtu: int
     addresses: tuple[Address, ...]
     routes: tuple[Route, ...]
+    #: ARPHRD_* of the link (1: Ethernet, the only kind a virtio-net NIC can stand for).
+    link_type: int = ARPHRD_ETHER
 
     def to_agent(self) -> dict[str, Any]:
         """A JSON-serializable dict (only str/int/None/list/dict) for the guest agent."""
@@ -95,43 +95,13 @@ def is_strongbox_tap(name: str) -> bool:
 
 
 def in_netns(netns: str, work: Callable[[Any], T]) -> T:
-    """Run ``work(ipr)`` on a fresh thread that joined ``netns``, with an ``IPRoute`` there.
+    """Run ``work(ipr)`` in ``netns`` with an ``IPRoute`` there (:func:`.nsthread.run_in`:
+    a netlink socket belongs to the namespace of the thread that opened it)."""
+    def with_ipr() -> T:
+        with IPRoute() as ipr:
+            return work(ipr)
 
-    setns(2) with CLONE_NEWNET changes only the calling thread, and a netlink
-    socket (like a tun device) belongs to the namespace of the thread that
-    created it; so the thread joins, does all its netlink and ``/dev/net/tun``
-    work, and exits, while the rest of the process stays where it was. This
-    is used instead of pyroute2's own ``netns=`` support, which forks a
-    helper process (unsafe in the threaded shim) and creates a namespace
-    that does not exist instead of failing.
-    """
-    box: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            errors.append(SandboxError(f"network namespace {netns} does not exist"))
-            return
-        except OSError as exc:
-            errors.append(SandboxError(f"network namespace {netns}: {exc.strerror}"))
-            return
-        try:
-            setns(fd, CLONE_NEWNET)
-            with IPRoute() as ipr:
-                box.append(work(ipr))
-        except BaseException as exc:  # handed to the caller's thread
-            errors.append(exc)
-        finally:
-            os.close(fd)
-
-    thread = threading.Thread(target=run, name="sb-netns", daemon=True)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return box[0]
+    return run_in(netns, with_ipr)
 
 
 def _attr(msg: Any, name: str) -> Any:
@@ -191,5 +161,6 @@ def list_interfaces(netns: str) -> list[Interface]:
         mine = (r for r in (_route(m, names) for m in routes) if r and r.device == names[index])
         result.append(Interface(
             name=names[index], index=index, mac=str(_attr(link, "IFLA_ADDRESS") or ""),
-            mtu=int(_attr(link, "IFLA_MTU") or 0), addresses=tuple(found), routes=tuple(mine)))
+            mtu=int(_attr(link, "IFLA_MTU") or 0), addresses=tuple(found), routes=tuple(mine),
+            link_type=int(link["ifi_type"])))
     return result

@@ -1,4 +1,4 @@
-"""Kata's "tcfilter" plumbing for one interface: a tap beside the veth, frames redirected both ways.
+"""Kata's "tcfilter" plumbing: a NIC slot's tap spliced to an engine's veth, both ways.
 
 The guest's virtio-net NIC sits on a tap; the engine's veth keeps its
 addresses, port mappings and CNI state on the host side. Two ingress qdiscs
@@ -6,31 +6,22 @@ and two u32 match-all filters with ``mirred egress redirect`` splice them: a
 frame arriving on the veth leaves through the tap (to QEMU), a frame QEMU
 writes into the tap leaves through the veth. No bridge, no address on the tap.
 
-The tap is created by *opening* ``/dev/net/tun``: the kernel puts a new tun
-device in the network namespace of the thread that opened the file, so the
-whole setup runs on a short-lived thread that joined the namespace
-(``interfaces.in_netns``: setns with CLONE_NEWNET changes only the calling
-thread) and does open + TUNSETIFF and all its netlink there, then exits.
-That needs no helper process and no fd passing, and the rest of the process
-never leaves the host namespace. The fd we hand back is the only thing a
-jailed QEMU needs (``-netdev tap,fd=N``): no CAP_NET_ADMIN, no netlink, no
-``/dev/net/tun`` in the jail. The tap is not persistent: when the last fd
-(ours, QEMU's) closes, the kernel deletes it, so a kill -9 of everyone
-leaves no tap; ``teardown`` also deletes it by name for the live case.
-
-IFF_VNET_HDR is off by default: each frame on the fd is then a bare Ethernet
-frame, which is what QEMU expects of an fd without it (it probes the flag
-with TUNGETIFF). Turning it on (``vnet_hdr=True``) lets QEMU pass checksum
-and GSO offloads, a throughput matter for the benchmarks, not a correctness one.
+The taps are made before QEMU starts (:mod:`.taps`): a microvm has no
+hotplug, so every VM gets a fixed number of NIC slots, and a veth that shows
+up later (Docker's hook adds it after ``create``) is spliced to a free
+slot's tap (:func:`splice`). All netlink runs on a thread inside the
+namespace (``interfaces.in_netns``). The taps die with their last fd; what
+can outlive QEMU is our filter on an engine's veth, which :func:`teardown`
+removes by priority and which needs nothing but names, so it works after a
+crash too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import functools
 import os
 import socket
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,62 +29,25 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from strongbox.errors import SandboxError
-from strongbox.sandbox.network.interfaces import TAP_PREFIX, in_netns
+from strongbox.sandbox.network.interfaces import ARPHRD_ETHER as ARPHRD_ETHER
+from strongbox.sandbox.network.interfaces import in_netns
+from strongbox.sandbox.network.interfaces import list_interfaces as list_interfaces
 
-TUNSETIFF = 0x400454CA
-TUNSETOWNER = 0x400454CC
-TUNSETGROUP = 0x400454CE
-IFF_TAP = 0x0002
-IFF_NO_PI = 0x1000
-IFF_VNET_HDR = 0x4000
-IFNAMSIZ = 16
 ETH_P_ALL = 0x0003
 INGRESS = 0xFFFF0000  # handle ffff: of the ingress qdisc
-#: The priority of strongbox's filter, so teardown removes ours and no one else's.
+#: The priority of strongbox's filters, so unsplice removes ours and no one else's.
 FILTER_PRIO = 49150
 _ENOENT_LIKE = {2, 19, 22}  # ENOENT, ENODEV, EINVAL: "already gone" answers of tc and link del
 
 
-def tap_name(index: int) -> str:
-    """``sbtap<ifindex of the veth>``: deterministic, so teardown finds it from the veth alone."""
-    if index <= 0:
-        raise ValueError(f"interface index must be positive, got {index}")
-    name = f"{TAP_PREFIX}{index}"
-    assert len(name) < IFNAMSIZ  # ifindex is a positive int32: at most 10 digits
-    return name
-
-
 @dataclass(frozen=True)
-class Tap:
-    """A tap spliced to ``veth``; ``fd`` is the queue QEMU gets (close it once QEMU has it)."""
+class Splice:
+    """A veth of the engine's spliced to one of our taps."""
 
-    name: str
-    index: int
-    fd: int
     veth: str
     veth_index: int
+    tap: str
     mtu: int
-
-
-def open_tap(name: str, *, vnet_hdr: bool = False, owner: int | None = None,
-             group: int | None = None) -> int:
-    """Create tap ``name`` in *this thread's* namespace; its fd (CLOEXEC, blocking).
-
-    ``owner``/``group`` (TUNSETOWNER/TUNSETGROUP) matter only to a process that would
-    re-attach by name; one given our fd needs neither.
-    """
-    flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-    try:
-        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags))
-        if owner is not None:
-            fcntl.ioctl(fd, TUNSETOWNER, owner)
-        if group is not None:
-            fcntl.ioctl(fd, TUNSETGROUP, group)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def _link_index(ipr: Any, name: str) -> int | None:
@@ -114,38 +68,45 @@ def _redirect(ipr: Any, src: int, dst: int) -> None:
                     "ifindex": dst}])
 
 
-def setup(netns: str, veth: str, *, vnet_hdr: bool = False, owner: int | None = None,
-          group: int | None = None) -> Tap:
-    """Make ``sbtap<index>`` beside ``veth`` in ``netns`` and redirect every frame both ways.
+def _ours(ipr: Any, index: int) -> bool:
+    """Whether the link's ingress has a filter at strongbox's priority."""
+    try:
+        found = list(ipr.get_filters(index=index, parent=INGRESS))
+    except NetlinkError as exc:
+        if exc.code in _ENOENT_LIKE:
+            return False
+        raise
+    return any((int(f["info"]) >> 16) == FILTER_PRIO for f in found)
 
-    On any failure nothing of ours is left (the tap, its fd, the veth's filter
-    and the ingress qdisc if it was ours) and one SandboxError names the
-    interface.
+
+def splice(netns: str, veth: str, tap: str) -> Splice:
+    """Redirect every frame between ``veth`` and ``tap`` (both in ``netns``), the tap at the
+    veth's MTU.
+
+    A veth that already carries strongbox's filter belongs to another sandbox
+    sharing the namespace: refused, untouched. On any failure nothing of this
+    splice is left, and one SandboxError names the interface.
     """
-    def work(ipr: Any) -> Tap:
-        fd = -1
+    def work(ipr: Any) -> Splice:
+        veth_index = _link_index(ipr, veth)
+        if veth_index is None:
+            raise SandboxError(f"network interface {veth} not found in {netns}")
+        tap_index = _link_index(ipr, tap)
+        if tap_index is None:
+            raise SandboxError(f"network interface {veth}: tap {tap} is gone (did QEMU exit?)")
+        if _ours(ipr, veth_index):
+            raise SandboxError(f"network interface {veth}: its frames go to another sandbox "
+                               "already (one VM per network namespace)")
         try:
-            veth_index = _link_index(ipr, veth)
-            if veth_index is None:
-                raise SandboxError(f"network interface {veth} not found in {netns}")
-            name = tap_name(veth_index)
             mtu = int(ipr.get_links(veth_index)[0].get_attr("IFLA_MTU"))
-            fd = open_tap(name, vnet_hdr=vnet_hdr, owner=owner, group=group)
-            index = _link_index(ipr, name)
-            if index is None:
-                raise SandboxError(f"network interface {veth}: tap {name} vanished")
-            ipr.link("set", index=index, mtu=mtu, state="up")
-            _redirect(ipr, veth_index, index)
-            _redirect(ipr, index, veth_index)
-            return Tap(name=name, index=index, fd=fd, veth=veth, veth_index=veth_index, mtu=mtu)
-        except Exception as exc:  # pyroute2 raises more than OSError (KeyError on bad args)
-            if fd >= 0:  # only then is anything ours: before it, a live tap may own the name
-                with contextlib.suppress(Exception):  # the first error is the one to report
-                    _teardown(ipr, veth)
-                os.close(fd)
-            if isinstance(exc, SandboxError):
-                raise
+            ipr.link("set", index=tap_index, mtu=mtu, state="up")
+            _redirect(ipr, veth_index, tap_index)
+            _redirect(ipr, tap_index, veth_index)
+        except Exception as exc:  # pyroute2 raises more than OSError
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                _unsplice(ipr, veth, tap)
             raise SandboxError(f"network interface {veth}: tcfilter setup failed: {exc}") from exc
+        return Splice(veth=veth, veth_index=veth_index, tap=tap, mtu=mtu)
 
     return in_netns(netns, work)
 
@@ -159,38 +120,54 @@ def _gone(call: Callable[[], object]) -> None:
             raise
 
 
-def _teardown(ipr: Any, veth: str) -> None:
-    veth_index = _link_index(ipr, veth)
-    if veth_index is None:
-        return  # the veth went away: its qdisc and filters went with it
-    tap_index = _link_index(ipr, tap_name(veth_index))
-    if tap_index is not None:
-        _gone(lambda: ipr.link("del", index=tap_index))  # its qdisc and filter go with it
+def _remove_filter(ipr: Any, index: int) -> None:
+    """Our filter off ``index``'s ingress, and the qdisc when no one else's filter is left."""
     # tcm_info = priority << 16 | protocol (network order), spelled out: without a kind
     # pyroute2 fills in neither, and an info of 0 deletes *every* filter of the qdisc.
     info = (FILTER_PRIO << 16) | socket.htons(ETH_P_ALL)
-    _gone(lambda: ipr.tc("del-filter", index=veth_index, parent=INGRESS, info=info))
+    _gone(lambda: ipr.tc("del-filter", index=index, parent=INGRESS, info=info))
     try:
-        others = ipr.get_filters(index=veth_index, parent=INGRESS)
+        others = list(ipr.get_filters(index=index, parent=INGRESS))
     except NetlinkError as exc:
         if exc.code in _ENOENT_LIKE:
             return
         raise
-    if not list(others):
-        _gone(lambda: ipr.tc("del", "ingress", veth_index, INGRESS))
+    if not others:
+        _gone(lambda: ipr.tc("del", "ingress", index, INGRESS))
 
 
-def teardown(netns: str, veth: str) -> None:
-    """Remove the tap, filter and qdisc strongbox made for ``veth``; idempotent.
+def _unsplice(ipr: Any, veth: str, tap: str) -> None:
+    tap_index = _link_index(ipr, tap)
+    if tap_index is not None:
+        _remove_filter(ipr, tap_index)
+    veth_index = _link_index(ipr, veth)
+    if veth_index is not None:  # a veth that went away took its qdisc and filters with it
+        _remove_filter(ipr, veth_index)
 
-    Found by name (``sbtap<veth's index>``, our filter priority), so it needs
-    no state from ``setup`` and works after a crash. The veth's ingress qdisc
-    goes only when no one else's filter is left on it. A namespace or veth
-    that is gone already means there is nothing to do.
+
+def _delete_taps(ipr: Any, names: list[str]) -> None:
+    for name in names:
+        index = _link_index(ipr, name)
+        if index is not None:
+            _gone(functools.partial(ipr.link, "del", index=index))  # its filters go too
+
+
+def teardown(netns: str, splices: list[tuple[str, str]], taps: list[str]) -> None:
+    """Undo ``splice`` for each (veth, tap) and delete ``taps``; idempotent, names only.
+
+    The veth's ingress qdisc goes only when no one else's filter is left on it;
+    a namespace, veth or tap that is gone already means there is nothing to do.
     """
     if not os.path.exists(netns):
         return
+
+    def work(ipr: Any) -> None:
+        for veth, tap in splices:
+            _unsplice(ipr, veth, tap)
+        _delete_taps(ipr, taps)
+
     try:
-        in_netns(netns, lambda ipr: _teardown(ipr, veth))
+        in_netns(netns, work)
     except (OSError, NetlinkError) as exc:
-        raise SandboxError(f"network interface {veth}: tcfilter teardown failed: {exc}") from exc
+        raise SandboxError(f"network namespace {netns}: tcfilter teardown failed: {exc}"
+                           ) from exc

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from strongbox.hypervisor.base import VMSpec
+from strongbox.hypervisor.base import NicSpec, VMSpec
 from strongbox.hypervisor.qemu.accel import Accelerator
 from strongbox.hypervisor.qemu.cmdline import SECCOMP, build_argv, kernel_command_line
 
@@ -60,3 +61,16 @@ def test_kernel_command_line() -> None:
     assert "noapictimer" in line
     debug = VMSpec(**{**SPEC.__dict__, "debug": True})
     assert "quiet" not in kernel_command_line(debug, TCG)
+
+
+def test_each_nic_slot_is_a_virtio_net_device_on_an_inherited_tap() -> None:
+    spec = dataclasses.replace(SPEC, nics=(NicSpec(20, "02:73:62:00:00:00"),
+                                           NicSpec(21, "02:73:62:00:00:01", vhost_fd=22)))
+    argv = build_argv("qemu", spec, TCG, qmp_fd=3, agent_fd=4, console_fd=5)
+    assert _opt(argv, "-netdev") == ["tap,id=net0,fd=20,vhost=off",
+                                     "tap,id=net1,fd=21,vhost=on,vhostfd=22"]
+    nics = [d for d in _opt(argv, "-device") if d.startswith("virtio-net-device")]
+    assert nics == ["virtio-net-device,netdev=net0,mac=02:73:62:00:00:00",
+                    "virtio-net-device,netdev=net1,mac=02:73:62:00:00:01"]
+    assert not _opt(build_argv("qemu", SPEC, TCG, qmp_fd=3, agent_fd=4, console_fd=5),
+                    "-netdev")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from strongbox.sandbox.network import interfaces, tcfilter
+from strongbox.sandbox.network import interfaces, taps
 from strongbox.sandbox.network.interfaces import Address, Interface, Route
 
 
@@ -25,14 +25,15 @@ class Msg:
         return self.fields[key]
 
 
-def test_tap_names_are_deterministic_and_fit_ifnamsiz() -> None:
-    assert tcfilter.tap_name(7) == tcfilter.tap_name(7) == "sbtap7"
-    assert len(tcfilter.tap_name(2**31 - 1)) == 15  # the largest ifindex, IFNAMSIZ - 1
-    assert interfaces.is_strongbox_tap(tcfilter.tap_name(42))
+def test_tap_names_are_deterministic_per_sandbox_and_fit_ifnamsiz() -> None:
+    names = {taps.tap_name(sandbox, slot) for sandbox in ("a", "b") for slot in range(10)}
+    assert len(names) == 20 and taps.tap_name("a", 3) == taps.tap_name("a", 3)
+    assert all(len(name) < taps.IFNAMSIZ and name.startswith("sbt") for name in names)
+    assert interfaces.is_strongbox_tap(taps.tap_name("x" * 64, 9))
     assert not interfaces.is_strongbox_tap("eth0")
-    for bad in (0, -1):
+    for bad in (-1, 10):
         with pytest.raises(ValueError):
-            tcfilter.tap_name(bad)
+            taps.tap_name("a", bad)
 
 
 def test_to_agent_is_plain_json_and_round_trips() -> None:
