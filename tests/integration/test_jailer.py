@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from strongbox.config import Config, parse_config
+from strongbox.config import Config, NetworkConfig, parse_config
 from strongbox.hypervisor.jailer.cgroups import PARENT, detect
 from strongbox.hypervisor.jailer.identity import uid_for
 from strongbox.hypervisor.qemu.accel import choose
@@ -196,8 +196,13 @@ def test_jailed_qemu_from_proc(env: Path, tmp_path: Path, config_file: Path) -> 
         assert fds[1] == fds[2] and fds[1].startswith("pipe:")
         sockets = [t for t in fds.values() if t.startswith("socket:")]
         assert len(sockets) == 3, fds  # QMP, the agent channel, the console
+        # its NICs' taps, made outside the jail and handed over: QEMU needs neither
+        # /dev/net/tun in its root nor CAP_NET_ADMIN (checked above) nor netlink
+        taps = [fd for fd, t in fds.items() if t == "/dev/net/tun"]
+        assert len(taps) == NetworkConfig().nic_slots, fds
+        assert not (jail / "dev" / "net").exists()
         for fd, target in fds.items():
-            if fd <= 2 or target.startswith(("socket:", "anon_inode:")):
+            if fd <= 2 or fd in taps or target.startswith(("socket:", "anon_inode:")):
                 continue
             assert target.startswith(str(jail) + "/"), (fd, target)
         assert not [t for fd, t in fds.items() if (fd > 2 and t.startswith("pipe:"))
