@@ -101,6 +101,10 @@ def _free_subnet() -> ipaddress.IPv4Network:
     raise RuntimeError("no free /24 in 10.213.0.0/16")
 
 
+#: Public name for the other frameworks' private bridges (tests/framework/docker.py).
+free_subnet = _free_subnet
+
+
 class CniNetwork:
     """A bridge network of one test daemon: its conflist, bridge and IPAM state.
 

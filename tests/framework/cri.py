@@ -172,11 +172,14 @@ class CriClient:
 def pod_config(name: str, uid: str, *, namespace: str = "default", hostname: str = "",
                log_directory: Path | str = "", cgroup_parent: str | None = None,
                host_network: bool = False,
-               labels: Mapping[str, str] | None = None) -> pb.PodSandboxConfig:
+               labels: Mapping[str, str] | None = None,
+               port_mappings: Sequence[tuple[int, int]] = ()) -> pb.PodSandboxConfig:
     """A PodSandboxConfig as the kubelet would send for a plain pod.
 
     Namespace modes are POD (the pod's own network/pid/ipc namespaces), or NODE
-    for the network with ``host_network`` (no CNI then).
+    for the network with ``host_network`` (no CNI then). ``port_mappings`` are
+    (container port, host port) pairs over TCP, the pod's ``hostPort``s, which
+    containerd hands to CNI's ``portmap``.
     """
     mode = pb.NamespaceMode
     options = pb.NamespaceOption(network=mode.NODE if host_network else mode.POD,
@@ -188,7 +191,9 @@ def pod_config(name: str, uid: str, *, namespace: str = "default", hostname: str
     return pb.PodSandboxConfig(
         metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace=namespace, attempt=0),
         hostname=hostname or name, log_directory=str(log_directory), linux=linux,
-        labels=dict(labels or {}))
+        labels=dict(labels or {}),
+        port_mappings=[pb.PortMapping(protocol=pb.Protocol.TCP, container_port=inside,
+                                      host_port=outside) for inside, outside in port_mappings])
 
 
 def container_config(name: str, image: str, *, command: Sequence[str] = (),

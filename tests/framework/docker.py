@@ -11,6 +11,14 @@ rules, no IP forwarding sysctl, and no docker0 bridge (``"bridge": "none"``),
 so a container has only its loopback, as ``--network none`` asks; the one
 network the private daemon offers is ``none``.
 
+``Docker(base, network=True)`` is the exception the networking tests need:
+the daemon gets a bridge of the session's own (``sbdk<hex>``, a free /24 of
+10.213.0.0/16, made here and deleted by :meth:`Docker.cleanup`) as its
+default ``bridge`` network. Still no iptables rule, no forwarding and no
+masquerading: ``-p`` goes through docker-proxy (the userland proxy, on for
+that daemon only), container to container stays on the bridge, and the
+bridge's own address is the host end a container can reach.
+
 strongbox is registered the way an operator would: ``strongbox install
 --only docker`` edits the daemon.json that dockerd reads (``--config-file``),
 naming a wrapper that sets strongbox's configuration file and root. dockerd
@@ -24,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -33,6 +42,7 @@ import time
 from pathlib import Path
 
 from tests.framework.bundle import make_rootfs
+from tests.framework.containerd import free_subnet
 from tests.framework.images import docker_archive
 from tests.framework.procs import pids_with_cmdline, qemu_pids, wait_until
 
@@ -65,8 +75,13 @@ def installed() -> bool:
 class Docker:
     """One private dockerd, a ``docker`` client bound to it, and strongbox registered."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, network: bool = False) -> None:
         self.base = base
+        self.network = network
+        #: With ``network``: the bridge, its subnet and its (host, gateway) address.
+        self.bridge = "sbdk" + secrets.token_hex(3) if network else None
+        self.subnet = free_subnet() if network else None
+        self.gateway = str(next(self.subnet.hosts())) if self.subnet is not None else None
         self.data_root = base / "data"
         self.exec_root = base / "exec"
         self.socket = base / "docker.sock"
@@ -96,13 +111,27 @@ class Docker:
 
     def register(self) -> None:
         """Write the daemon's settings, then let ``strongbox install`` add the runtime."""
-        self.config.write_text(json.dumps({**SETTINGS, "cgroup-parent": self.cgroup_parent},
-                                          indent=2) + "\n")
+        settings: dict[str, object] = {**SETTINGS, "cgroup-parent": self.cgroup_parent}
+        if self.bridge is not None:
+            settings.update({"bridge": self.bridge, "userland-proxy": True})
+        self.config.write_text(json.dumps(settings, indent=2) + "\n")
         subprocess.run([sys.executable, "-m", "strongbox", "install", "--only", "docker",
                         "--docker-config", str(self.config), "--runtime-path",
                         str(self.runtime)], check=True, capture_output=True, text=True)
 
+    def _make_bridge(self) -> None:
+        """The private bridge dockerd is told to use (it never creates one of that name)."""
+        assert self.bridge is not None and self.subnet is not None
+        if (Path("/sys/class/net") / self.bridge).exists():
+            return
+        subprocess.run(["ip", "link", "add", "name", self.bridge, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev",
+                        self.bridge], check=True)
+        subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
+
     def start(self) -> None:
+        if self.bridge is not None:
+            self._make_bridge()
         self._made_key = not TRUST_KEY.exists()
         argv = [DOCKERD, "--config-file", str(self.config), "--data-root", str(self.data_root),
                 "--exec-root", str(self.exec_root), "--pidfile", str(self.pidfile),
@@ -170,6 +199,8 @@ class Docker:
             for leftover in sorted(hierarchy.glob(f"{self.cgroup_parent}/**/"), reverse=True):
                 with contextlib.suppress(OSError):
                     leftover.rmdir()
+        if self.bridge is not None and (Path("/sys/class/net") / self.bridge).exists():
+            subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
 
 

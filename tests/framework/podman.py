@@ -37,13 +37,22 @@ class Podman:
         self.root = base / "strongbox-root"
         self.conf = base / "containers.conf"
         self.conf.write_text(CONTAINERS_CONF)
-        self.runtime = base / "strongbox-runtime"
         # podman does not hand its environment to the runtime: bake the config in.
-        config = os.environ.get("STRONGBOX_CONFIG")
-        flags = f"--root {self.root}" + (f" --config {config}" if config else "")
-        self.runtime.write_text(f"#!/bin/sh\nexec {sys.executable} -m strongbox {flags} \"$@\"\n")
-        self.runtime.chmod(0o755)
+        self.runtime = self.runtime_wrapper("strongbox-runtime",
+                                            os.environ.get("STRONGBOX_CONFIG"))
         self.env = {**os.environ, "CONTAINERS_CONF": str(self.conf)}
+
+    def runtime_wrapper(self, name: str, config: str | Path | None) -> Path:
+        """A wrapper script ``name`` running strongbox with this session's root and ``config``.
+
+        Several wrappers (cold, templated) share the root, so one check for
+        leftover QEMUs covers them all; pass one as ``runtime=``.
+        """
+        wrapper = self.base / name
+        flags = f"--root {self.root}" + (f" --config {config}" if config else "")
+        wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m strongbox {flags} \"$@\"\n")
+        wrapper.chmod(0o755)
+        return wrapper
 
     def argv(self, *args: str, runtime: str | None = None) -> list[str]:
         return ["podman", "--root", str(self.base / "storage"), "--runroot",

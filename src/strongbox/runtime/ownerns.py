@@ -17,10 +17,12 @@ Consequences, each handled where it matters:
   one of its own namespace and is only used there, through its own /proc;
   the pid it reports is its *host* pid (:func:`host_pid`), read before the
   new /proc hides it;
-* OCI hooks run on the host: in the host's mount namespace
-  (:func:`enter_host_mount_ns`, in the hook's child), with the monitor's
-  host pid in their state; the monitor has joined the sandbox's network
-  namespace by then, so ``/proc/PID/ns/net`` is the sandbox's;
+* OCI hooks run on the host: in the host's mount and network namespaces
+  (:func:`enter_host_namespaces`, in the hook's child, as runc's hooks run
+  where runc runs), with the monitor's host pid in their state; the monitor
+  has joined the sandbox's network namespace by then, so
+  ``/proc/PID/ns/net`` is the sandbox's, which is where a hook such as
+  Docker's puts the container's veth;
 * as PID 1 the monitor cannot kill itself with a signal to mirror a
   container killed by one: it exits 128+n, which is what conmon and
   containerd's runc shim report for a death by signal anyway;
@@ -36,6 +38,7 @@ from __future__ import annotations
 import os
 
 from strongbox.container._syscalls import (
+    CLONE_NEWNET,
     CLONE_NEWNS,
     CLONE_NEWPID,
     MS_NODEV,
@@ -51,6 +54,7 @@ from strongbox.errors import StrongboxError
 
 _host_pid: int | None = None
 _host_mount_ns: int | None = None
+_host_net_ns: int | None = None
 
 
 def prepare_fork() -> None:
@@ -83,7 +87,18 @@ def host_pid() -> int:
     return _host_pid if _host_pid is not None else os.getpid()
 
 
-def enter_host_mount_ns() -> None:
-    """In a child about to exec a host program (a hook): back to the host's mounts and /proc."""
+def keep_host_netns() -> None:
+    """Before the monitor joins its sandbox's network namespace: remember the host's, for
+    its hooks (idempotent)."""
+    global _host_net_ns
+    if _host_net_ns is None:
+        _host_net_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def enter_host_namespaces() -> None:
+    """In a child about to exec a host program (a hook): back to the host's mounts, /proc
+    and network."""
     if _host_mount_ns is not None:
         setns(_host_mount_ns, CLONE_NEWNS)
+    if _host_net_ns is not None:
+        setns(_host_net_ns, CLONE_NEWNET)
