@@ -1,11 +1,9 @@
 """Helpers of the container-networking acceptance tests (podman, Docker, CRI) and benchmark.
 
-The same checks run with runc, which gives containers real networking today
-and so proves each test, and with strongbox, whose containers have only
-``lo`` until the host side (taps, tc redirects, NIC slots) and the guest
-side (the agent configuring eth0) land. :data:`WIRED` is the one switch:
-while it is False every strongbox variant is an expected, non-strict
-failure; flip it to make them count.
+The same checks run with runc, the baseline that proves each test, and with
+strongbox (jailed, as by default; cold, and cloned from a template where it
+matters), whose containers get the engine's interfaces through NIC slots and
+tc redirects.
 
 Traffic goes only to loopback and to addresses inside the bridges and
 namespaces the tests or their engines create; every wait is bounded.
@@ -27,15 +25,6 @@ from typing import Any, TypeVar
 
 import pytest
 
-#: Flip to True once networking is wired into strongbox (host and guest side).
-WIRED = True
-
-#: The mark every strongbox variant carries while :data:`WIRED` is False. Only a failed
-#: check (AssertionError: no eth0, no answer) is the expected failure; an error of the
-#: set-up (a fixture's pytest.fail, a CRI error, a timeout) still shows as one.
-NOT_WIRED = pytest.mark.xfail(not WIRED, reason="networking not wired yet", strict=False,
-                              raises=AssertionError)
-
 #: What a test's server hands out, and what a client must get back byte for byte.
 PAYLOAD = b"strongbox-netcheck-payload\n"
 
@@ -46,12 +35,12 @@ def runtime_params(*extra: str, cold: bool = True) -> list[Any]:
     """``runc`` (the baseline), ``strongbox`` (cold, unless not ``cold``), and ``extra``
     (e.g. ``strongbox-template``).
 
-    The strongbox variants boot VMs (``vm``) and are expected to fail until
-    :data:`WIRED`; runc's need neither mark nor guest assets.
+    The strongbox variants boot VMs (``vm``); runc's need neither the mark nor guest
+    assets.
     """
     params: list[Any] = [pytest.param("runc", id="runc")]
     for name in (("strongbox",) if cold else ()) + extra:
-        params.append(pytest.param(name, id=name, marks=[pytest.mark.vm, NOT_WIRED]))
+        params.append(pytest.param(name, id=name, marks=[pytest.mark.vm]))
     return params
 
 

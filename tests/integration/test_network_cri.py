@@ -1,5 +1,5 @@
 """Pod networking through containerd's CRI plugin and CNI: runc proves each check,
-strongbox must pass the same once networking is wired (tests/framework/netcheck.WIRED).
+strongbox (jailed by default) passes the same checks.
 
 containerd makes each pod's network namespace and has CNI (the test daemon's
 own bridge ``sbcri<hex>``, host-local IPAM, portmap) put a veth with the pod's

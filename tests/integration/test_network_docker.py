@@ -1,5 +1,5 @@
 """Container networking through Docker's own bridge networking: runc proves each check,
-strongbox must pass the same once networking is wired (tests/framework/netcheck.WIRED).
+strongbox (jailed by default) passes the same checks.
 
 dockerd (through libnetwork's prestart hook) puts a veth of its bridge in the
 container's namespace with an address of its own IPAM; with strongbox the VM

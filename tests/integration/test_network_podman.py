@@ -1,5 +1,5 @@
 """Container networking through podman's default (CNI) bridge: runc proves each check,
-strongbox must pass the same once networking is wired (tests/framework/netcheck.WIRED).
+strongbox (jailed by default) passes the same checks.
 
 podman sets up the container's network namespace (a veth on cni-podman0, the
 address its host-local IPAM picked, portmap's rules for ``-p``) whatever the
