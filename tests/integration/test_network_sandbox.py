@@ -183,10 +183,11 @@ def containerd(tmp_path_factory: pytest.TempPathFactory, guest_assets: dict[str,
 @pytest.mark.parametrize("victim", ["shim", "qemu"])
 def test_under_the_shim_kill_9_then_delete_leaves_nothing(world: World, containerd: Containerd,
                                                           victim: str) -> None:
+    cid = f"shimnet-{victim}"
     run = containerd.ctr("run", "-d", "--runtime", RUNTIME, "--with-ns",
-                         f"network:{world.netns}", IMAGE, "shimnet", "sleep", "600")
+                         f"network:{world.netns}", IMAGE, cid, "sleep", "600")
     assert run.returncode == 0, run.stderr.decode()
-    shown = containerd.ctr("task", "exec", "--exec-id", "show", "shimnet", "sh", "-c",
+    shown = containerd.ctr("task", "exec", "--exec-id", "show", cid, "sh", "-c",
                            show(world.veth))
     assert "10.231.7.2/24" in shown.stdout.decode(), shown.stderr.decode()
     assert world.ingress_qdiscs()
@@ -197,13 +198,15 @@ def test_under_the_shim_kill_9_then_delete_leaves_nothing(world: World, containe
     assert wait_until(lambda: not qemu_pids(str(containerd.sbroot)), 15)
     if victim == "qemu":  # the shim notices its VM died: the task stops, then deletes
         assert wait_until(lambda: any(
-            line.split()[:1] == ["shimnet"] and "STOPPED" in line.split()
+            line.split()[:1] == [cid] and "STOPPED" in line.split()
             for line in containerd.ctr("task", "ls").stdout.decode().splitlines()), 15)
-        deleted = containerd.ctr("task", "delete", "shimnet")
+        deleted = containerd.ctr("task", "delete", cid)
         assert deleted.returncode == 0, deleted.stderr.decode()
     else:  # a dead shim: containerd's clean-up (`shim delete`) collects its VM
-        containerd.ctr("task", "delete", "-f", "shimnet")
-    removed = containerd.ctr("container", "delete", "shimnet")
+        containerd.ctr("task", "delete", "-f", cid)
+        assert wait_until(lambda: cid not in containerd.ctr("task", "ls", "-q").stdout.decode()
+                          .split(), 15)
+    removed = containerd.ctr("container", "delete", cid)
     assert removed.returncode == 0, removed.stderr.decode()
     _nothing_of_ours(world)
 

@@ -50,7 +50,7 @@ log = logging.getLogger("strongbox.factory")
 
 DEFAULT_PATH = Path("/dev/shm/strongbox/template")
 #: Bump when what a template contains changes in a way clones would notice.
-RECIPE = "template-4"  # 4: NIC slots
+RECIPE = "template-5"  # 4: NIC slots; 5: their offloads (vnet_hdr taps)
 _warned: set[str] = set()
 
 

@@ -133,7 +133,7 @@ class SandboxNetwork:
                 _preload()
                 net.taps = [tapdev.tap_name(sandbox_id, i) for i in range(slot_count(config))]
                 net._save()  # before the taps exist: a crash from here on is reaped
-                net._fds = tapdev.open_taps(net.path, net.taps)
+                net._fds = tapdev.open_taps(net.path, net.taps, vnet_hdr=True)
                 net._vhost = [_vhost_fd(config) for _ in net.taps]
                 net.bound = [None] * len(net.taps)
         except BaseException:

@@ -10,10 +10,15 @@ of everyone leaves no tap. Plain ioctls, no pyroute2: this is on every
 launch's path before QEMU exists, and importing pyroute2 costs a quarter of
 a second that the rest of the launch overlaps instead (:mod:`.slots`).
 
-IFF_VNET_HDR is off by default: each frame on the fd is then a bare Ethernet
-frame, which is what QEMU expects of an fd without it (it probes the flag
-with TUNGETIFF). Turning it on (``vnet_hdr=True``) lets QEMU pass checksum
-and GSO offloads, a throughput matter, not a correctness one.
+The slots' taps have IFF_VNET_HDR (:mod:`.slots`): QEMU probes the flag
+(TUNGETIFF) and then offers the guest checksum and segmentation offloads, so
+a guest sends 64 KiB segments with no checksum computed instead of one
+checksummed 1500-byte frame at a time; under TCG, where every guest
+instruction is emulated, that is 2.4x (host to guest) and 2.6x (guest to
+host) the throughput (benchmarks/RESULTS.md). The kernel carries such
+segments across the tc redirect and the engine's veth as they are, and
+segments them where a real wire needs it. Without the flag each frame on the
+fd is a bare Ethernet frame.
 """
 
 from __future__ import annotations
