@@ -3,7 +3,7 @@
 Same session, alternating, medians: ``create`` + ``start`` + (busybox ``true`` exits) +
 ``delete`` with runc (the baseline) and strongbox in three set-ups of the same bundle in
 a network namespace an engine prepared (a veth with an address and a default route, as
-podman and CNI leave it): ``[network] internetworking_model = "none"`` (no NIC, the VM
+podman and CNI leave it, named eth0): ``[network] internetworking_model = "none"`` (no NIC, the VM
 has lo only), the default (two slots, the veth spliced to one, the agent configuring
 eth0 and hiding the other) and four slots. gVisor's ``runsc`` is measured beside runc
 when it is installed. Results are appended to RESULTS.md.
@@ -14,6 +14,7 @@ Usage: .venv/bin/python benchmarks/nic_slots.py [--runs N] [--no-write]
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +41,11 @@ def main() -> int:
     args, runc = bench_args(__doc__)
     runsc = shutil.which("runsc")
     with tempfile.TemporaryDirectory(prefix="sbx-bench-nic-") as tmp, engine_world() as world:
+        inside = ["ip", "-n", world.name]  # named eth0, as podman, Docker and CNI name it
+        for step in (["link", "set", world.veth, "down"],
+                     ["link", "set", world.veth, "name", "eth0"], ["link", "set", "eth0", "up"],
+                     ["route", "replace", "default", "via", "10.231.7.1"]):
+            subprocess.run([*inside, *step], check=True)
         base = Path(tmp)
         bundle = make_bundle(base / "b", ["true"])
         spec = read_spec(bundle)

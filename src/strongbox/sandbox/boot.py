@@ -83,14 +83,20 @@ def _vmm_child_setup(export: Path, trees: list[tuple[int, str]], network: Sandbo
 async def sync_network(vm: GuestVM, network: SandboxNetwork) -> None:
     """Give the guest the namespace's interfaces, if they changed since it was last told
     (after boot, and before each container starts: a hook may have added one)."""
+    started = time.monotonic()
     request = network.sync()
     if request is None:
         return
+    host = time.monotonic() - started
     try:
         await vm.call(verbs.CONFIGURE_NETWORK, request)
     except AgentRequestError as exc:
         raise SandboxError(f"guest network: {exc}") from exc
     network.mark_applied(request)
+    bound = sum(1 for nic in request["nics"] if nic["interface"] is not None)
+    log.debug("sandbox %s: network: %d of %d NIC slots bound (host %.3fs, guest %.3fs)",
+              network.sandbox_id, bound, len(request["nics"]), host,
+              time.monotonic() - started - host)
 
 
 async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Path,

@@ -133,6 +133,7 @@ WARM_MODULES = (
     "strongbox.container.capabilities",
     "strongbox.container.rootfs",
     "strongbox.agent.procfs",
+    "strongbox.agent.nicslots",  # a clone configures its NICs first thing
 )
 
 
@@ -144,4 +145,6 @@ def warm_up(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     for name in WARM_MODULES:
         importlib.import_module(name)
+    # the namespace unused NICs wait in: made here once, every clone wakes with it
+    importlib.import_module("strongbox.agent.nicslots").spare()
     return {"seconds": time.monotonic() - started}
