@@ -21,10 +21,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.framework.bundle import make_rootfs
 from tests.framework.images import oci_archive
+from tests.framework.procs import qemu_pids, wait_until
 
 RUNTIME = "io.containerd.strongbox.v2"
 IMAGE = "localhost/busybox:latest"
@@ -258,3 +261,41 @@ class Containerd:
             subprocess.run(["umount", "-l", str(ns)], capture_output=True)
             ns.unlink(missing_ok=True)
         self.net.remove()
+
+
+@contextmanager
+def ctr_daemon(base: Path) -> Iterator[Containerd]:
+    """A started containerd with busybox imported; on exit every task and container it
+    still has is removed (a failed test's too) and no QEMU of it may survive."""
+    daemon = Containerd(base)
+    daemon.start()
+    daemon.import_busybox()
+    try:
+        yield daemon
+    finally:
+        for task in daemon.ctr("task", "ls", "-q").stdout.decode().split():
+            daemon.ctr("task", "kill", "-s", "KILL", task)
+            daemon.ctr("task", "delete", "-f", task)
+        for container in daemon.ctr("container", "ls", "-q").stdout.decode().split():
+            daemon.ctr("container", "delete", container)
+        daemon.stop()
+    assert wait_until(lambda: not qemu_pids(str(daemon.sbroot)), 10)
+
+
+@contextmanager
+def cri_daemon(base: Path) -> Iterator[Containerd]:
+    """A started containerd with CRI, its own CNI bridge and the CRI images; on exit
+    whatever a failed test left (netns mounts, veths, QEMU) goes and the bridge must too."""
+    daemon = Containerd(base, cri=True)
+    try:
+        daemon.start()
+        daemon.import_cri_images()
+        yield daemon
+    finally:
+        daemon.stop()
+        daemon.cleanup_cri()
+        for pid in qemu_pids(str(daemon.sbroot)):
+            os.kill(pid, signal.SIGKILL)
+    assert daemon.net is not None and not daemon.net.bridge_exists(), \
+        "the CNI bridge survived teardown"
+

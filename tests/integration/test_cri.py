@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.framework.containerd import CRI_NAMESPACE, IMAGE, Containerd
+from tests.framework.containerd import CRI_NAMESPACE, IMAGE, Containerd, cri_daemon
 from tests.framework.cri import CriClient, CriError, container_config, pod_config
 from tests.framework.procs import qemu_pids, wait_until
 
@@ -30,17 +30,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
-    ctrd = Containerd(tmp_path_factory.mktemp("cri"), cri=True)
-    try:
-        ctrd.start()
-        ctrd.import_cri_images()
+    with cri_daemon(tmp_path_factory.mktemp("cri")) as ctrd:
         yield ctrd
-    finally:
-        ctrd.stop()
-        ctrd.cleanup_cri()
-        for pid in qemu_pids(str(ctrd.sbroot)):
-            os.kill(pid, 9)
-    assert not ctrd.net or not ctrd.net.bridge_exists(), "the CNI bridge survived teardown"
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ Traffic goes only to 127.0.0.1 and to addresses on the test daemon's bridge.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.framework import netcheck
-from tests.framework.containerd import IMAGE, Containerd
+from tests.framework.containerd import IMAGE, Containerd, cri_daemon
 from tests.framework.cri import CriClient, CriError, container_config, pod_config
 from tests.framework.procs import qemu_pids, wait_until
 
@@ -43,17 +42,8 @@ PORT = 8080  # where a pod's busybox httpd listens
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
     """A private containerd with CRI and its own CNI bridge (test_cri.py's is module-scoped
     too); whatever a failed test left (netns mounts, veths, the bridge) goes at the end."""
-    ctrd = Containerd(tmp_path_factory.mktemp("cri-net"), cri=True)
-    try:
-        ctrd.start()
-        ctrd.import_cri_images()
+    with cri_daemon(tmp_path_factory.mktemp("cri-net")) as ctrd:
         yield ctrd
-    finally:
-        ctrd.stop()
-        ctrd.cleanup_cri()
-        for pid in qemu_pids(str(ctrd.sbroot)):
-            os.kill(pid, 9)
-    assert ctrd.net is not None and not ctrd.net.bridge_exists(), "the CNI bridge survived"
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import pytest
 
 from tests.framework import cli
 from tests.framework.bundle import make_bundle, read_spec, write_spec
-from tests.framework.containerd import IMAGE, RUNTIME, Containerd
+from tests.framework.containerd import IMAGE, RUNTIME, Containerd, ctr_daemon
 from tests.framework.networld import World, engine_world, ip
 from tests.framework.procs import pids_with_cmdline, qemu_pids, wait_until
 
@@ -168,16 +168,8 @@ def test_kill_9_then_delete_leaves_nothing_in_the_namespace(world: World, root: 
 @pytest.fixture(scope="module")
 def containerd(tmp_path_factory: pytest.TempPathFactory, guest_assets: dict[str, Path]
                ) -> Iterator[Containerd]:
-    daemon = Containerd(tmp_path_factory.mktemp("ctrdnet"))
-    daemon.start()
-    daemon.import_busybox()
-    yield daemon
-    for task in daemon.ctr("task", "ls", "-q").stdout.decode().split():
-        daemon.ctr("task", "kill", "-s", "KILL", task)
-        daemon.ctr("task", "delete", "-f", task)
-    for container in daemon.ctr("container", "ls", "-q").stdout.decode().split():
-        daemon.ctr("container", "delete", container)
-    daemon.stop()
+    with ctr_daemon(tmp_path_factory.mktemp("ctrdnet")) as daemon:
+        yield daemon
 
 
 @pytest.mark.parametrize("victim", ["shim", "qemu"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.framework.containerd import IMAGE, NAMESPACE, RUNTIME, Containerd
+from tests.framework.containerd import IMAGE, NAMESPACE, RUNTIME, Containerd, ctr_daemon
 from tests.framework.procs import pids_with_cmdline, qemu_pids, wait_until
 
 pytestmark = [
@@ -27,17 +27,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def containerd(tmp_path_factory: pytest.TempPathFactory, factory_mode: str,
                guest_assets: dict[str, Path]) -> Iterator[Containerd]:
-    daemon = Containerd(tmp_path_factory.mktemp("ctrd"))
-    daemon.start()
-    daemon.import_busybox()
-    yield daemon
-    for task in daemon.ctr("task", "ls", "-q").stdout.decode().split():
-        daemon.ctr("task", "kill", "-s", "KILL", task)
-        daemon.ctr("task", "delete", "-f", task)
-    for container in daemon.ctr("container", "ls", "-q").stdout.decode().split():
-        daemon.ctr("container", "delete", container)
-    daemon.stop()
-    assert wait_until(lambda: not qemu_pids(str(daemon.sbroot)), 10)
+    with ctr_daemon(tmp_path_factory.mktemp("ctrd")) as daemon:
+        yield daemon
     assert wait_until(lambda: not _shims(daemon), 10)
 
 

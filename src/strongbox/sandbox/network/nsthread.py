@@ -12,6 +12,7 @@ anything imports pyroute2.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from strongbox.container._syscalls import CLONE_NEWNET, setns, unshare
 from strongbox.errors import SandboxError
 
 T = TypeVar("T")
+NS_GET_NSTYPE = 0xB703  # ioctl on a namespace fd: its CLONE_NEW* type
 
 
 def _on_thread(name: str, work: Callable[[], T]) -> T:
@@ -41,16 +43,30 @@ def _on_thread(name: str, work: Callable[[], T]) -> T:
     return box[0]
 
 
+def open_netns(path: str) -> int:
+    """An fd of the network namespace at ``path``; a missing path, or one that is not a
+    network namespace, is one error naming it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise SandboxError(f"network namespace {path} does not exist") from None
+    except OSError as exc:
+        raise SandboxError(f"network namespace {path}: {exc.strerror}") from None
+    try:
+        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        kind = 0  # not a namespace file at all
+    if kind != CLONE_NEWNET:
+        os.close(fd)
+        raise SandboxError(f"network namespace {path}: not a network namespace")
+    return fd
+
+
 def run_in(netns: str, work: Callable[[], T]) -> T:
     """``work()`` on a thread that joined the namespace at ``netns`` (one error if it is
     missing)."""
     def joined() -> T:
-        try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise SandboxError(f"network namespace {netns} does not exist") from None
-        except OSError as exc:
-            raise SandboxError(f"network namespace {netns}: {exc.strerror}") from None
+        fd = open_netns(netns)
         try:
             setns(fd, CLONE_NEWNET)
         finally:

@@ -25,7 +25,6 @@ for :func:`reap`; the taps die with the last fd.
 
 from __future__ import annotations
 
-import fcntl
 import importlib
 import json
 import logging
@@ -40,13 +39,12 @@ from strongbox.container._syscalls import CLONE_NEWNET, setns
 from strongbox.errors import SandboxError
 from strongbox.hypervisor.base import NicSpec
 from strongbox.sandbox.network import taps as tapdev
-from strongbox.sandbox.network.nsthread import new_netns
+from strongbox.sandbox.network.nsthread import new_netns, open_netns
 
 if TYPE_CHECKING:  # pyroute2 (under these) is imported on a thread while QEMU boots
     from strongbox.sandbox.network.interfaces import Interface
 
 log = logging.getLogger("strongbox.sandbox")
-NS_GET_NSTYPE = 0xB703  # ioctl on a namespace fd: its CLONE_NEW* type
 #: In the run directory: what :func:`reap` must undo if the owner dies.
 RECORD = "network.json"
 
@@ -60,24 +58,6 @@ def slot_mac(slot: int) -> str:
 def slot_count(config: NetworkConfig) -> int:
     """How many NICs every VM of this configuration has (a template's clones must match)."""
     return config.nic_slots if config.internetworking_model == "tcfilter" else 0
-
-
-def open_netns(path: str) -> int:
-    """An fd of the namespace at ``path``; a missing or wrong path is one error naming it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise SandboxError(f"network namespace {path} does not exist") from None
-    except OSError as exc:
-        raise SandboxError(f"network namespace {path}: {exc.strerror}") from None
-    try:
-        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
-    except OSError:
-        kind = 0  # not a namespace file at all
-    if kind != CLONE_NEWNET:
-        os.close(fd)
-        raise SandboxError(f"network namespace {path}: not a network namespace")
-    return fd
 
 
 def _vhost_fd(config: NetworkConfig) -> int | None:
