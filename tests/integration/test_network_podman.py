@@ -7,7 +7,8 @@ runtime; with strongbox the VM must carry that configuration to the guest's
 eth0. The checks: eth0 holds the address ``podman inspect`` reports; a
 published port answers on the host's 127.0.0.1; the container reaches a
 server the test runs on the bridge's host address; two containers reach each
-other by IP; ``--network=none`` leaves only ``lo``. The ``-p`` check also runs
+other by IP; ``--network=none`` leaves only ``lo``; the engine's hosts, hostname and
+resolv.conf arrive unchanged and resolve. The ``-p`` check also runs
 with template clones, and two clones side by side must differ in MAC and IP.
 Every variant runs with the jailer unless STRONGBOX_TEST_UNJAILED=1 (conftest).
 
@@ -172,3 +173,31 @@ def test_clones_side_by_side_have_distinct_macs_and_ips(podman: Podman, runtime:
         assert seen[one][0] != seen[two][0], seen
         assert seen[one][1] != seen[two][1], seen
 
+
+
+@pytest.mark.parametrize("runtime", netcheck.runtime_params(), indirect=True)
+def test_the_engines_hosts_resolv_conf_and_hostname_work_unchanged(podman: Podman,
+                                                                   runtime: str) -> None:
+    """podman's /etc/hosts, /etc/hostname and /etc/resolv.conf (bind mounts in the spec)
+    reach the container as podman wrote them, and a name from /etc/hosts resolves."""
+    _, gateway = _subnet_and_gateway(podman)
+    with _container(podman, runtime, "--hostname", "sbbox", "--add-host",
+                    f"sbhost:{gateway}", *IDLE) as name:
+        assigned = _inspect(podman, runtime, name, ".NetworkSettings.IPAddress")
+        files = podman("exec", name, "sh", "-c", "cat /etc/hostname; echo ---; "
+                       "cat /etc/hosts; echo ---; cat /etc/resolv.conf", runtime=runtime)
+        assert files.returncode == 0, files.stderr
+        hostname, hosts, resolv = files.stdout.split("---\n")
+        assert hostname.strip() == "sbbox"
+        entries = [line.split() for line in hosts.splitlines() if line.strip()]
+        assert [gateway, "sbhost"] in entries and any(
+            e[0] == assigned and "sbbox" in e[1:] for e in entries), hosts
+        path = _inspect(podman, runtime, name, ".ResolvConfPath")
+        with open(path) as written:
+            assert resolv == written.read()
+        with netcheck.host_server(gateway) as server:
+            url = server.url.replace(gateway, "sbhost", 1)
+            got = podman("exec", name, "sh", "-c", netcheck.wget_script(url), timeout=120,
+                         runtime=runtime)
+        assert got.returncode == 0, got.stderr
+        assert got.stdout.encode() == netcheck.PAYLOAD
