@@ -129,12 +129,16 @@ def test_pod_reaches_another_pod_by_ip(cri: CriClient, handler: str, tmp_path: P
 @pytest.mark.parametrize("handler", PARAMS, indirect=True)
 def test_containers_of_one_pod_share_loopback(cri: CriClient, handler: str,
                                               tmp_path: Path) -> None:
-    """The pod's containers share one network namespace (under strongbox: one VM's)."""
+    """The pod's containers share one network namespace (under strongbox: one VM's): each
+    sees the pod's eth0, and they talk over 127.0.0.1."""
     web = netcheck.httpd_script(PORT, bind="127.0.0.1")
     with _pod(cri, handler, tmp_path, {"web": web, "client": IDLE}) as pod:
         got = _exec(cri, pod.containers["client"],
                     netcheck.wget_script(f"http://127.0.0.1:{PORT}/"), timeout=150)
         assert got.encode() == netcheck.PAYLOAD
+        for member in ("web", "client"):
+            inside = _exec(cri, pod.containers[member], netcheck.ETH0_SCRIPT)
+            assert netcheck.eth0_of(inside)[0] == pod.ip, member
 
 
 @pytest.mark.parametrize("handler", PARAMS, indirect=True)
