@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.vm]
 def show(nic: str = "eth0") -> str:
     """A shell line printing the NIC's MAC, IPv4 setup, the routes and every interface."""
     return (f"cat /sys/class/net/{nic}/address; ip -4 addr show {nic}; ip route; "
-            "echo NICS: $(ls /sys/class/net)")
+            f"ip -6 addr show {nic}; ip -6 route; echo NICS: $(ls /sys/class/net)")
 
 
 def _nics(out: str) -> list[str]:
@@ -104,6 +104,7 @@ def test_the_guest_gets_the_engines_interface_and_reaches_the_host(world: World,
     assert out.splitlines()[0] == mac
     assert f"{world.veth}" in out and "10.231.7.2/24" in out and "mtu 1400" in out
     assert "default via 10.231.7.1" in out
+    assert "inet6 fd00:5b:7::2/64" in out and "default via fd00:5b:7::1" in out  # IPv6 too
     assert _nics(out) == sorted([world.veth, "lo"])  # unused slots are hidden
     assert "hello from the host" in out
     _nothing_of_ours(world)
