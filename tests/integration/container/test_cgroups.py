@@ -18,6 +18,7 @@ import pytest
 
 from strongbox.container.cgroups import Cgroup
 from strongbox.container.launcher import LaunchRequest, kill_and_reap, launch
+from tests.framework.procs import wait_until
 from tests.integration.container.runner import wait
 
 UNIFIED = Path("/sys/fs/cgroup/unified")
@@ -51,7 +52,8 @@ def test_container_joins_its_cgroup_and_sees_it_as_root(cgroup: Cgroup, spec: di
     try:
         launched.start()
         assert os.read(out_r, 100) == b"0::/\n"  # a new cgroup namespace rooted at its cgroup
-        assert cgroup.procs() == [launched.pid]
+        # grep wrote its line before it exited: wait for it to leave the cgroup
+        assert wait_until(lambda: cgroup.procs() == [launched.pid], 5), cgroup.procs()
         cgroup.apply({"pids": {"limit": 10}})  # no pids controller on this hierarchy: skipped
         cgroup.freeze(timeout=5)
         assert "frozen 1" in (Path(cgroup.path) / "cgroup.events").read_text()
