@@ -155,7 +155,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         try:
             stats = container.stats()
         except StrongboxError:
-            if container.status() == sm.STOPPED:
+            if _stops_soon(container):  # the container ended between two polls
                 return 0
             raise
         _emit({"type": "stats", "id": container.id, "data": runc_stats(stats)})
@@ -166,6 +166,22 @@ def cmd_events(args: argparse.Namespace) -> int:
         if args.stats:
             return 0
         time.sleep(interval)
+
+
+def _stops_soon(container: Container, grace: float = 3.0) -> bool:
+    """Whether the container is, or within ``grace`` seconds becomes, stopped: a monitor
+    that lost its container closes its socket a moment before its process exits."""
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            container.record = container.store.load(container.id)
+        except StrongboxError:
+            return True  # deleted meanwhile: it ended
+        if container.status() == sm.STOPPED:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _stopped(container_id: str) -> int:
