@@ -18,7 +18,7 @@ from strongbox.config import Config
 from strongbox.errors import ConfigError, ContainerStartError, StrongboxError
 from strongbox.ids import validate_id
 from strongbox.oci.spec import load_bundle
-from strongbox.runtime import daemon, tty
+from strongbox.runtime import daemon, ownerns, tty
 from strongbox.runtime import state as st
 from strongbox.runtime.console import make_controlling, send_console
 from strongbox.runtime.monitor import Monitor, Stdio
@@ -73,6 +73,7 @@ def create_detached(config: Config, store: st.StateStore, record: st.ContainerSt
             stdio = Stdio(slave, slave, slave, console=True)
         else:
             stdio = Stdio(*inherited)
+        ownerns.keep_host_netns()  # its hooks run there once it joined the sandbox's
         monitor = Monitor(config, store, record, spec, state_dir=state_dir, stdio=stdio)
         try:
             await monitor.create()
@@ -103,6 +104,7 @@ async def run_foreground(config: Config, store: st.StateStore, record: st.Contai
     interactive = record.terminal and tty.is_terminal(0)
     if interactive and (size := tty.window_size(0)):
         spec["process"]["consoleSize"] = {"height": size[0], "width": size[1]}
+    ownerns.keep_host_netns()  # its hooks run there once it joined the sandbox's
     monitor = Monitor(config, store, record, spec, state_dir=state_dir, stdio=Stdio(0, 1, 2))
     try:
         with contextlib.ExitStack() as stack:

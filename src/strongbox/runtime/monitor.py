@@ -78,7 +78,6 @@ class Monitor:
         self.spec = spec
         self.stdio = stdio
         # This process is the pid its container reports: it stands for it in hooks.
-        ownerns.keep_host_netns()
         place = HookPlace(ownerns.host_pid(), ownerns.enter_host_namespaces)
         self.sandbox = sandbox or Sandbox(config, sandbox_id=record.id, root=store.root,
                                           state_dir=state_dir, hook_place=place)
