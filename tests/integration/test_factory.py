@@ -76,26 +76,48 @@ def test_init_status_destroy(factory: Factory) -> None:
     assert "no template" in factory("factory", "status").check().stdout
 
 
-def test_clone_runs_fast_path_and_stale_template_is_refused(factory: Factory) -> None:
+def test_clone_runs_fast_path_and_stale_template_is_rebuilt_on_first_use(factory: Factory
+                                                                           ) -> None:
     factory("factory", "init").check()
     bundle = factory.bundle(["echo", "cloned"])
     run = factory("run", "--bundle", bundle, "fast1")
     assert run.stdout == "cloned\n" and "template" not in run.stderr
+    made = factory("factory", "status", "--json").check().json()["created"]
     factory.write_config('[hypervisor.qemu]\nkernel_params = "quiet"\n')
     status = factory("factory", "status", "--json").check().json()
     assert status["fresh"] is False and "kernel_params" in status["stale_because"]
-    stale = factory("run", "--bundle", bundle, "stale1")
-    assert stale.stdout == "cloned\n"  # booted cold instead
-    assert "stale (kernel_params changed)" in stale.stderr
-    factory("factory", "init").check()  # rebuilt for the new inputs
+    stale = factory("--debug", "run", "--bundle", bundle, "stale1")
+    assert stale.stdout == "cloned\n"
+    assert "is stale (kernel_params changed): making it now" in stale.stderr
+    assert "cloned in" in stale.stderr  # and the start that made it then cloned it
+    status = factory("factory", "status", "--json").check().json()
+    assert status["fresh"] is True and status["created"] > made
+    assert "quiet" in status["inputs"]["kernel_params"]
+
+
+def test_missing_template_is_made_by_the_first_start(factory: Factory) -> None:
+    result = factory("--debug", "run", "--bundle", factory.bundle(["echo", "first"]), "first1")
+    assert result.stdout == "first\n", result.stderr
+    assert "is missing: making it now" in result.stderr and "cloned in" in result.stderr
     assert factory("factory", "status", "--json").check().json()["fresh"] is True
 
 
-def test_missing_template_falls_back_with_one_warning(factory: Factory) -> None:
-    result = factory("run", "--bundle", factory.bundle(["echo", "cold"]), "cold1")
-    assert result.stdout == "cold\n"
-    warnings = [ln for ln in result.stderr.splitlines() if "no VM template" in ln]
-    assert len(warnings) == 1
+def test_concurrent_first_starts_make_one_template(factory: Factory) -> None:
+    bundle = factory.bundle(["echo", "together"])
+    procs = []
+    for i in range(5):
+        argv = cli.strongbox_argv("--config", factory.config, "--root", factory.root,
+                                  "--debug", "run", "--bundle", bundle, f"first{i}")
+        procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    results = [proc.communicate(timeout=240) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 5, [err for _, err in results]
+    assert [out for out, _ in results] == ["together\n"] * 5
+    errors = "".join(err for _, err in results)
+    assert errors.count("making it now") == 1, errors
+    assert errors.count("cloned in") == 5  # the others waited for it, then cloned
+    assert factory("factory", "status", "--json").check().json()["fresh"] is True
+    assert not [p for p in factory.template.parent.iterdir() if p.name.startswith(".template-")]
 
 
 def test_clones_have_their_own_identity(factory: Factory) -> None:

@@ -112,7 +112,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     started = time.monotonic()
     template = None
     if config.factory.enable_template:
-        template = Factory(config, state_dir, root).clone_source(memory_mib, vcpus)
+        template = await Factory(config, state_dir, root).template_for(memory_mib, vcpus)
     run_dir = RunDir.create(root, name)
     vm: GuestVM | None = None
     network: SandboxNetwork | None = None

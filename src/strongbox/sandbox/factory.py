@@ -16,12 +16,16 @@ Layout (``[factory] template_path``, default /dev/shm/strongbox/template)::
     template.json   the inputs it was built from (kernel, initrd, VM shape,
                     QEMU), their hash, sizes, creation time
 
-A template is used only when its inputs equal what a cold boot would use;
-otherwise (stale, or missing) strongbox boots cold and says why, once.
+A template is used only when its inputs equal what a cold boot would use.
+With ``enable_template`` on, a missing or stale template is made by the
+first start that needs it (:meth:`Factory.template_for`), as Kata's factory
+does; that start then clones it, and concurrent first starts wait for the
+one being made. A VM of another shape boots cold.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -31,14 +35,14 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from strongbox.atomicfile import atomic_write
 from strongbox.config import Config
-from strongbox.errors import SandboxError, StateDirError
+from strongbox.errors import SandboxError, StateDirError, StrongboxError
 from strongbox.hypervisor import open_vmm
 from strongbox.protocol import verbs
 from strongbox.sandbox.network.slots import SandboxNetwork, slot_count
@@ -143,24 +147,52 @@ class Factory:
             return None
         return template
 
-    def clone_source(self, memory_mib: int, vcpus: int) -> Template | None:
-        """The template to clone for a VM of this shape, or None (boot cold)."""
+    def _fresh(self, memory_mib: int, vcpus: int) -> tuple[Template | None, str]:
+        """The template if it is fresh for this shape; else None and what is wrong."""
         template = self.load()
         if template is None:
-            self._warn_once("missing", f"no VM template at {self.path}: booting cold "
-                                       "(run `strongbox factory init`)")
-            return None
-        if (memory_mib, vcpus) != (template.inputs.memory_mib, template.inputs.vcpus):
-            log.debug("VM of %d MiB / %d vCPU does not match the template: cold boot",
-                      memory_mib, vcpus)
-            return None
+            return None, "missing"
         wanted = self.inputs(memory_mib, vcpus)
         if wanted != template.inputs:
-            changed = ", ".join(wanted.differences(template.inputs))
-            self._warn_once("stale", f"VM template {self.path} is stale ({changed} changed): "
-                                     "booting cold (run `strongbox factory init` to rebuild)")
+            return None, f"stale ({', '.join(wanted.differences(template.inputs))} changed)"
+        return template, ""
+
+    async def template_for(self, memory_mib: int, vcpus: int, *, wait: float = 120.0
+                           ) -> Template | None:
+        """The template a VM of this shape clones, made now if missing or stale (Kata's
+        ``enable_template``); None means boot cold: another shape, or no template could
+        be made (said once, as a warning).
+
+        Concurrent first starts make one template: the first takes the factory's lock
+        and builds, the others wait for the lock (up to ``wait`` s, else they boot
+        cold) and then find the fresh template.
+        """
+        shape = self.vmm.shape()
+        if (memory_mib, vcpus) != (shape.default_memory_mib, shape.default_vcpus):
+            log.debug("VM of %d MiB / %d vCPU is not the template's shape: cold boot",
+                      memory_mib, vcpus)
             return None
-        return template
+        template, why = self._fresh(memory_mib, vcpus)
+        if template is not None:
+            return template
+        try:
+            async with self._async_locked(wait):
+                template, why = self._fresh(memory_mib, vcpus)
+                if template is not None:
+                    log.debug("VM template %s was made by another start meanwhile", self.path)
+                    return template
+                log.info("VM template %s is %s: making it now (first use)", self.path, why)
+                started = time.monotonic()
+                template = await self._make(self.inputs())
+                log.info("VM template made in %.1fs", time.monotonic() - started)
+                return template
+        except TimeoutError:
+            self._warn_once("busy", f"VM template {self.path} is being made by another "
+                                    f"start for more than {wait:g}s: booting cold")
+        except (StrongboxError, OSError) as exc:
+            self._warn_once("failed", f"cannot make the VM template {self.path} ({why}): "
+                                      f"{exc}: booting cold")
+        return None
 
     @staticmethod
     def _warn_once(key: str, message: str) -> None:
@@ -183,25 +215,53 @@ class Factory:
         finally:
             os.close(fd)
 
+    @contextlib.asynccontextmanager
+    async def _async_locked(self, wait: float) -> AsyncIterator[None]:
+        """The factory's lock, taken without blocking the event loop; TimeoutError after
+        ``wait`` seconds of someone else holding it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path.parent / f".{self.path.name}.lock",
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StateDirError(f"template path {self.path}: {exc.strerror}") from exc
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError from None
+                    await asyncio.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
     async def init(self, progress: Any = None) -> Template:
         """Boot, pause and save a fresh template (replacing any old one)."""
-        say = progress or (lambda message: None)
         inputs = self.inputs()
         with self._locked():
-            building = self.path.with_name(f".{self.path.name}-{secrets.token_hex(4)}")
-            building.mkdir(mode=0o700)
-            try:
-                say("booting the template VM")
-                started = time.monotonic()
-                await self._build(building, inputs)
-                say(f"saved in {time.monotonic() - started:.1f}s")
-                data = {"inputs": inputs.values, "inputs_hash": inputs.digest(),
-                        "created": time.time()}
-                atomic_write(building / "template.json", json.dumps(data, indent=2).encode())
-                self._replace(building)
-            except BaseException:
-                shutil.rmtree(building, ignore_errors=True)
-                raise
+            return await self._make(inputs, progress)
+
+    async def _make(self, inputs: Inputs, progress: Any = None) -> Template:
+        """Build and install a template for ``inputs``; the caller holds the lock."""
+        say = progress or (lambda message: None)
+        building = self.path.with_name(f".{self.path.name}-{secrets.token_hex(4)}")
+        building.mkdir(mode=0o700)
+        try:
+            say("booting the template VM")
+            started = time.monotonic()
+            await self._build(building, inputs)
+            say(f"saved in {time.monotonic() - started:.1f}s")
+            data = {"inputs": inputs.values, "inputs_hash": inputs.digest(),
+                    "created": time.time()}
+            atomic_write(building / "template.json", json.dumps(data, indent=2).encode())
+            self._replace(building)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
         template = self.load()
         assert template is not None
         return template
