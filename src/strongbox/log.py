@@ -24,11 +24,19 @@ class _LineFormatter(logging.Formatter):
         return f"strongbox: {record.levelname.lower()}: {record.getMessage()}"
 
 
+#: The fields of a :mod:`strongbox.timeline` record, written as JSON fields of their own.
+_PHASE_FIELDS = ("subject", "phase", "duration_s")
+
+
 class _JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
-        return json.dumps({"level": record.levelname.lower(), "msg": record.getMessage(),
-                           "time": when.isoformat().replace("+00:00", "Z")})
+        entry = {"level": record.levelname.lower(), "msg": record.getMessage(),
+                 "time": when.isoformat().replace("+00:00", "Z")}
+        for key in _PHASE_FIELDS:  # a timeline record (strongbox.timeline)
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        return json.dumps(entry)
 
 
 class _TextFormatter(logging.Formatter):

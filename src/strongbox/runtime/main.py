@@ -73,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     log.setup(debug=args.debug, log_file=args.log, log_format=args.log_format)
+    if args.debug:
+        from strongbox import timeline
+
+        timeline.phase("cli", "cli start", timeline.since_process_start(), args.command)
     if args.systemd_cgroup:
         logging.getLogger("strongbox").info(
             "--systemd-cgroup changes nothing: the form of linux.cgroupsPath decides")

@@ -48,6 +48,7 @@ from strongbox.sandbox.hooks import HookPlace
 from strongbox.sandbox.plan import ContainerRequest
 from strongbox.sandbox.pump import Sink, Source, StdioPump
 from strongbox.sandbox.sandbox import ExitStatus, Sandbox
+from strongbox.timeline import Timeline, span
 
 log = logging.getLogger("strongbox.monitor")
 
@@ -162,13 +163,16 @@ class Monitor:
         self._save()
 
     async def _wait_init(self) -> None:
+        steps = Timeline(self.id)
         try:
             self.exit = await self.sandbox.wait_process(self.id)
         except StrongboxError as exc:
             log.warning("lost the container's VM: %s", exc)
             self.exit = ExitStatus(128 + signal.SIGKILL, signal.SIGKILL)
+        steps.lap("exit seen", f"status {self.exit.code}, since create")
         if self.pump is not None:
             await self._finish(self.pump)
+            steps.lap("output flushed")
         self._exited.set()
 
     async def start(self) -> None:
@@ -186,7 +190,8 @@ class Monitor:
             self.server = None
         try:
             if not self._destroying:  # a forced delete kills: no guest shutdown to wait for
-                await self.sandbox.stop()
+                with span(self.id, "guest shutdown"):
+                    await self.sandbox.stop()
         finally:
             await self.sandbox.destroy()
         if self.exit is not None:

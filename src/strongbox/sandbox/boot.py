@@ -35,6 +35,7 @@ from strongbox.sandbox.shares import (
     prepare_targets,
 )
 from strongbox.sandbox.vm import GuestVM
+from strongbox.timeline import Timeline
 
 log = logging.getLogger("strongbox.sandbox")
 
@@ -110,9 +111,11 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     QEMU's network namespace once it runs (it is the pid its container reports).
     """
     started = time.monotonic()
+    steps = Timeline(name, started)
     template = None
     if config.factory.enable_template:
         template = await Factory(config, state_dir, root).template_for(memory_mib, vcpus)
+        steps.lap("template", "found" if template is not None else "none: cold boot")
     run_dir = RunDir.create(root, name)
     vm: GuestVM | None = None
     network: SandboxNetwork | None = None
@@ -140,7 +143,12 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
         vm = GuestVM(vmm.new_vm(spec, functools.partial(_vmm_child_setup, export, trees,
                                                          network)),
                      request_timeout=config.agent.request_timeout)
+        steps.lap("prepare", f"run directory, network namespace, {len(shares)} shares")
         await vm.boot(timeout or config.agent.dial_timeout)
+        steps.lap("qemu ready", "QMP connected", at=vm.vmm.qmp_ready_at)
+        steps.lap("vm running", "device state loaded" if template is not None else "",
+                  at=vm.vmm.running_at)
+        steps.lap("agent ready", "", at=vm.ready_at)
         network.handed_over()
         if cgroup is not None:
             cgroup.settle(vm.vmm.vmm_pid)
@@ -151,7 +159,9 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
                 "hostname": name[:64], "time_ns": time.time_ns(),
                 "entropy": base64.b64encode(os.urandom(64)).decode(),
             })
+        steps.lap("owner settled" if template is None else "clone identity")
         await sync_network(vm, network)
+        steps.lap("network")
     except BaseException:
         if vm is not None:
             await vm.destroy()

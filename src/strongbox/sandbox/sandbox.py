@@ -20,14 +20,14 @@ truth, and its ``invalid_state`` answer becomes the same error. Exec processes
 (:func:`.plan.check_exec`) and resource updates are validated here for both front
 doors; agent replies are validated into the models of :mod:`.replies` (another refusal
 raises :class:`SandboxRequestError`; an exec that failed, :class:`ContainerStartError`).
-Each container's OCI hooks run here too, for both front doors (:mod:`.hooks`).
+Each container's OCI hooks run here too, for both front doors (:mod:`.hooks`), and each
+phase is timed (:mod:`strongbox.timeline`).
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ from strongbox.sandbox.replies import (
     stats_from_agent,
 )
 from strongbox.sandbox.vm import GuestVM
+from strongbox.timeline import Timeline, span
 
 log = logging.getLogger("strongbox.sandbox")
 #: Seconds a broken agent channel waits for the VMM's exit before it counts as a fault.
@@ -136,12 +137,13 @@ class Sandbox:
         cid = request.id
         if cid in self.containers:
             raise SandboxRequestError(f"container {cid!r} already exists", "exists")
-        started = time.monotonic()
+        steps = Timeline(cid)
         hosted = self.containers[cid] = Hosted(
             cid, hooks=ContainerHooks.of(cid, request.spec, request.bundle, self.hook_place))
         try:
             if not exported:
                 self._export(plan)
+            steps.lap("rootfs attached", f"{len(plan.shares)} shares")
             io, stdio = self._open_stdio(bool(plan.spec["process"].get("terminal")),
                                          request.stdin)
             try:
@@ -159,9 +161,7 @@ class Sandbox:
             raise malformed("create answer", data)
         hosted.guest_pid = pid
         hosted.status = sm.require(hosted.status, sm.CREATE, cid)
-        log.debug("sandbox %s: container %s created in %.3fs (%d shares%s)", self.id, cid,
-                  time.monotonic() - started, len(plan.shares),
-                  ", containerd's rootfs mounts" if plan.rootfs_mounts else "")
+        steps.lap("container created")
         try:
             await hosted.hooks.creating(self.vmm_pid)
         except HookFailed:  # the creation failed: tear it down (poststop runs there)
@@ -236,7 +236,7 @@ class Sandbox:
     # --- container verbs ----------------------------------------------------------------------
     async def start_container(self, container_id: str) -> None:
         """Let the created container's process run; raises ContainerStartError if exec fails."""
-        hosted = self._require(container_id, sm.START)
+        hosted, steps = self._require(container_id, sm.START), Timeline(container_id)
         if self.booted is not None:  # a hook may have added an interface since create
             await sync_network(self._vm(), self.booted.network)
         try:
@@ -248,6 +248,7 @@ class Sandbox:
             hosted.status = sm.STOPPED
             raise start_error(exc) from exc
         hosted.status = sm.require(hosted.status, sm.START, container_id)
+        steps.lap("process started")
         await hosted.hooks.started(self.vmm_pid)
 
     async def container_status(self, container_id: str) -> ContainerState:
@@ -306,11 +307,9 @@ class Sandbox:
     async def remove_container(self, container_id: str, *, force: bool = False) -> None:
         """Kill whatever runs, free the container's cgroup, rootfs, streams and export.
 
-        Without ``force`` the container must be created or stopped (a running
-        one is killed first only when forced). Every pending ``wait_process``
-        is answered first (137 for killed processes). The id can be created
-        again afterwards.
-        """
+        Without ``force`` the container must be created or stopped (a running one is
+        killed first only when forced). Every pending ``wait_process`` is answered first
+        (137 for killed processes). The id can be created again afterwards."""
         hosted = self._require(container_id, sm.DESTROY if force else sm.DELETE)
         try:
             if self._vm_alive():  # a dead VM's containers went with it
@@ -411,10 +410,11 @@ class Sandbox:
             hosted.status = sm.STOPPED
         if booted is None:
             return
-        try:
-            await booted.vm.destroy()
-        finally:
-            booted.release()
+        with span(self.id, "teardown", "VMM, network, cgroup, run directory"):
+            try:
+                await booted.vm.destroy()
+            finally:
+                booted.release()
         for hosted in self.containers.values():  # deleted with the VM: their poststop hooks
             hooks, hosted.hooks = hosted.hooks, ContainerHooks("", "")
             await hooks.stopped(0)

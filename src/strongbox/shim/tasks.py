@@ -40,6 +40,7 @@ from strongbox.sandbox.sandbox import Sandbox
 from strongbox.shim.address import grouping, is_pod_member, sandbox_name
 from strongbox.shim.fifo_io import fifo_pump
 from strongbox.shim.ttrpc.status import already_exists, failed_precondition, not_found
+from strongbox.timeline import Timeline
 
 log = logging.getLogger("strongbox.shim")
 
@@ -201,6 +202,7 @@ class TaskManager:
         self.events.exec_added(container_id, exec_id)
 
     async def _wait(self, task: Task, proc: Process) -> None:
+        steps = Timeline(proc.exec_id or task.id)
         try:
             if self.sandbox is None:  # the shim is going away: the VM is gone
                 raise SandboxError("the sandbox was destroyed")
@@ -211,8 +213,10 @@ class TaskManager:
             code = 128 + signal.SIGKILL
         if not proc.exec_id and code == 128 + signal.SIGKILL:
             await self._check_oom(task)
+        steps.lap("exit seen", f"status {code}, since start")
         if proc.io is not None:
             await proc.io.finish()
+            steps.lap("output flushed")
         proc.status = sm.require(proc.status, sm.EXIT, task.id)
         proc.exit_status, proc.exited_at = code, time.time()
         proc.exited.set()
