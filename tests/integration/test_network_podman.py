@@ -150,7 +150,8 @@ def test_two_containers_reach_each_other_by_ip(podman: Podman, runtime: str) -> 
         assert got.stdout.encode() == netcheck.PAYLOAD
 
 
-@pytest.mark.parametrize("runtime", netcheck.runtime_params(), indirect=True)
+@pytest.mark.parametrize("runtime", netcheck.runtime_params("strongbox-template"),
+                         indirect=True)
 def test_network_none_has_only_loopback(podman: Podman, runtime: str) -> None:
     got = podman("run", "--rm", "--network=none", IMAGE, "ls", "/sys/class/net",
                  runtime=runtime)

@@ -155,6 +155,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
         if owner_joins_netns:
             join_netns(netns_of(vm.vmm.vmm_pid))
         if template is not None:
+            network.mark_applied(network.hidden())  # as the template left them
             await vm.call(verbs.CLONE_IDENTITY, {
                 "hostname": name[:64], "time_ns": time.time_ns(),
                 "entropy": base64.b64encode(os.urandom(64)).decode(),

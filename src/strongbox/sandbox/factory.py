@@ -54,7 +54,7 @@ log = logging.getLogger("strongbox.factory")
 
 DEFAULT_PATH = Path("/dev/shm/strongbox/template")
 #: Bump when what a template contains changes in a way clones would notice.
-RECIPE = "template-5"  # 4: NIC slots; 5: their offloads (vnet_hdr taps)
+RECIPE = "template-6"  # 4: NIC slots; 5: their offloads (vnet_hdr taps); 6: hidden
 _warned: set[str] = set()
 
 
@@ -287,6 +287,8 @@ class Factory:
             await vm.boot(self.config.agent.dial_timeout)
             network.handed_over()
             await vm.call(verbs.WARM_UP)  # clones wake with the container library imported
+            if network.taps:  # and with every NIC slot hidden: nothing to do for no network
+                await vm.call(verbs.CONFIGURE_NETWORK, network.hidden())
             await vm.vmm.save_state()
             await vm.vmm.stop()
         finally:

@@ -191,6 +191,12 @@ class SandboxNetwork:
         log.debug("sandbox %s: %s (%s) on NIC slot %d", self.sandbox_id, iface.name, iface.mac,
                   free)
 
+    def hidden(self) -> dict[str, Any]:
+        """The request that hides every slot (nothing bound): what a VM template applies
+        before it is saved, so its clones wake with it applied (:meth:`mark_applied`)."""
+        return {"nics": [{"slot_mac": slot_mac(i), "interface": None}
+                         for i in range(len(self.taps))]}
+
     def mark_applied(self, request: dict[str, Any]) -> None:
         """The agent took ``request``: the next :meth:`sync` answers only a change."""
         self.applied = request
