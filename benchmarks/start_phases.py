@@ -5,8 +5,8 @@ Same session, alternating: ``runc run`` of a busybox ``true`` bundle (the baseli
 before timing). Each strongbox run has ``--debug --log F --log-format json``; the
 timeline's records (:mod:`strongbox.timeline`) give every phase's duration. The
 wall time is measured outside; ``exit seen`` counts from create, so it overlaps
-``process started`` and the phases do not add up to the wall time. Medians; a table per mode is appended
-to RESULTS.md.
+``process started`` and the phases do not add up to the wall time. Medians; one
+table is appended to RESULTS.md.
 
 Usage: .venv/bin/python benchmarks/start_phases.py [--runs N] [--no-write]
 """
