@@ -9,14 +9,15 @@ within one file system is atomic. Whatever fails (ENOSPC at the write, the
 fsync or the close; the directory removed under us), the temporary file is
 removed and the OSError is raised for the caller to name in its own terms.
 
-Host side only.
+Host side only. ``state`` and ``list`` load this module without writing
+anything, so ``tempfile`` (with ``random`` and ``shutil`` behind it) is
+imported by the writer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -24,6 +25,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600,
                  owner: tuple[int, int] | None = None) -> None:
     """Replace ``path`` with ``data`` (file mode ``mode``, and ``owner`` (uid, gid) when
     given), atomically; OSError on failure."""
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         try:

@@ -15,12 +15,16 @@ the monitor by every means there is (the record's pid if the record reads,
 the peer of the control socket ``monitor.sock``, the holder of the VM run
 directory's ``owner.lock``), asks it to destroy, kills it if it does not go,
 then removes the VM's run directory and the record.
+
+Every CLI invocation loads this module, most of them (``state``, ``kill``,
+``start`` ...) only to ask a record or send one request: the control socket
+and the sandbox's clean-up code (:mod:`strongbox.sandbox.rundir`, with the
+hypervisor's and the network's leftovers behind it) are imported where they
+are used, and the clean-up only when :mod:`.leftovers` sees something to clean.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import signal
 import time
@@ -29,11 +33,8 @@ from typing import Any
 
 from strongbox import status as sm
 from strongbox.errors import ContainerNotFound, StateDirError, StrongboxError
-from strongbox.runtime import control
+from strongbox.runtime import leftovers
 from strongbox.runtime import state as st
-from strongbox.sandbox.rundir import collect, collect_stale, owner_pid
-
-log = logging.getLogger("strongbox.runtime")
 
 #: `state` and `list` must answer even when a VM is wedged: the monitor answers
 #: status from memory, and if it does not within this, the record is used.
@@ -71,6 +72,8 @@ class Container:
         status = self.record.effective_status()
         if status == sm.STOPPED or not self.record.monitor_alive:
             return status
+        from strongbox.runtime import control
+
         try:
             reply = control.call(self.store.socket_path(self.id), {"op": "status"},
                                  timeout=STATUS_TIMEOUT)
@@ -89,6 +92,8 @@ class Container:
     def _call(self, op: str, verb: str, timeout: float = 120.0, **fields: Any
               ) -> dict[str, Any]:
         self.require_monitor(verb)
+        from strongbox.runtime import control
+
         try:
             return control.call(self.store.socket_path(self.id), {"op": op, **fields},
                                 timeout=timeout)
@@ -138,8 +143,10 @@ def force_delete(store: st.StateStore, container_id: str,
         store.load(container_id)  # the root's own problem, or ContainerNotFound
         raise ContainerNotFound(container_id)
     if record is None:
-        with contextlib.suppress(StrongboxError):
+        try:
             record = store.load(container_id)
+        except StrongboxError:
+            pass
     _clear(store, container_id, record, find_monitor=True)
 
 
@@ -151,8 +158,12 @@ def _clear(store: st.StateStore, container_id: str, record: st.ContainerState | 
     """
     if find_monitor:
         _stop_monitors(store, container_id, record)
-    _remove_vm(store.root, container_id)
-    collect_stale(store.root)
+    if leftovers.vm_dir_present(store.root, container_id):
+        _remove_vm(store.root, container_id)
+    if leftovers.dead_owners_possible(store.root):
+        from strongbox.sandbox.rundir import collect_stale
+
+        collect_stale(store.root)
     _remove_record(store, container_id)
 
 
@@ -174,6 +185,8 @@ def _stop_monitors(store: st.StateStore, container_id: str,
 
 def _request_destroy(socket_path: Path) -> Process | None:
     """Send ``destroy`` to whoever listens on the control socket: who heard it, if anyone."""
+    from strongbox.runtime import control
+
     try:
         conn = control.connect(socket_path, timeout=DESTROY_REQUEST_TIMEOUT)
     except control.ControlError:
@@ -208,8 +221,10 @@ def _kill(processes: set[Process]) -> None:
     """SIGKILL those still alive and wait for them to be gone."""
     for pid, ticks in processes:
         if _alive((pid, ticks)):
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     _wait_gone(processes, KILL_WAIT)
 
 
@@ -221,6 +236,10 @@ def _remove_vm(root: Path, container_id: str) -> None:
     hold a run directory of the same name, which is then left to its owner
     (the id is cleared all the same).
     """
+    import logging
+
+    from strongbox.sandbox.rundir import collect, owner_pid
+
     if collect(root, container_id, wait=0.5):
         return
     pid = owner_pid(root, container_id)
@@ -228,8 +247,9 @@ def _remove_vm(root: Path, container_id: str) -> None:
     if pid and ticks is not None and pid != os.getpid() and _is_monitor_of(pid, container_id):
         _kill({(pid, ticks)})
     if not collect(root, container_id, wait=5.0):
-        log.warning("container %s: %s is held by process %s, not its monitor: left alone",
-                    container_id, root / "vms" / container_id, pid)
+        logging.getLogger("strongbox.runtime").warning(
+            "container %s: %s is held by process %s, not its monitor: left alone",
+            container_id, root / "vms" / container_id, pid)
 
 
 def _is_monitor_of(pid: int, container_id: str) -> bool:

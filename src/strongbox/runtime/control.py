@@ -14,22 +14,27 @@ may hold, so both ends go through ``/proc/self/fd/<dir fd>/monitor.sock``.
 On the client's side every OSError (the socket missing, refused, reset, a
 broken pipe because a forced delete took the monitor away mid-request) is a
 :class:`MonitorUnreachable`: one line, never a traceback.
+
+The client's side is on the path of every CLI verb, so what only the
+monitor's side uses (threads, the event-loop bridge) is imported there.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import socket
-import struct
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from strongbox.errors import StrongboxError
+
+TYPE_CHECKING = False  # `typing` and `asyncio` cost a CLI verb milliseconds; checkers see them
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
+    from typing import Any
 
 #: Room for the largest request the guest accepts (an exec's process: one agent
 #: message, protocol MAX_PAYLOAD = 1 MiB) with its JSON wrapping.
@@ -111,13 +116,16 @@ class Connection:
 
     def peer_pid(self) -> int:
         """The pid of the process at the other end (the kernel's word: SO_PEERCRED)."""
+        import struct
+
         creds = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                      struct.calcsize("3i"))
         pid: int = struct.unpack("3i", creds)[0]
         return pid
 
 
-Handler = Callable[[Connection, dict[str, Any], list[int]], "dict[str, Any] | None"]
+if TYPE_CHECKING:
+    Handler = Callable[[Connection, dict[str, Any], list[int]], "dict[str, Any] | None"]
 
 
 class ControlServer:
@@ -139,6 +147,8 @@ class ControlServer:
         os.chmod(path, 0o600)
         self._sock.listen(16)
         self._closed = False
+        import threading
+
         self._thread = threading.Thread(target=self._accept, name="control", daemon=True)
         self._thread.start()
 
@@ -148,6 +158,8 @@ class ControlServer:
                 sock, _ = self._sock.accept()
             except OSError:
                 return
+            import threading
+
             threading.Thread(target=self._serve, args=(Connection(sock),), daemon=True).start()
 
     def _serve(self, conn: Connection) -> None:
@@ -224,4 +236,6 @@ def call(path: Path, request: dict[str, Any], *, fds: tuple[int, ...] = (),
 
 def run_on_loop(loop: asyncio.AbstractEventLoop, coro: Any, timeout: float | None = None) -> Any:
     """From a control thread: run ``coro`` on the monitor's loop and wait for it."""
+    import asyncio
+
     return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)

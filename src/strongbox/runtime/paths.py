@@ -17,16 +17,21 @@
 A root that exists but is not a directory (or lies under a file) is refused
 here, once for every command, as one line naming it: otherwise each verb
 would meet it as a different OSError in a different place.
+
+Every verb comes here first: the configuration (TOML parsing) is only a type
+here, and ``hashlib`` is imported for a client's root only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
-from strongbox.config import Config
 from strongbox.errors import StateDirError
+
+TYPE_CHECKING = False  # checkers take this as True; `state` need not load the config module
+if TYPE_CHECKING:
+    from strongbox.config import Config
 
 DEFAULT_STATE_DIR = Path("/var/lib/strongbox")
 DEFAULT_ROOT = Path("/run/strongbox")
@@ -57,6 +62,8 @@ def is_runc_root(root: Path) -> bool:
 
 def client_root(root: Path) -> Path:
     """The root of strongbox's own that stands for a client's ``--root`` in runc's directory."""
+    import hashlib
+
     path = os.path.normpath(root)
     digest = hashlib.sha256(path.encode()).hexdigest()[:12]
     return own_root() / "clients" / f"{root.name}-{digest}"

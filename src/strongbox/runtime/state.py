@@ -28,27 +28,31 @@ stopped. Every failure to read or write is a :class:`StateDirError` or a
 one line; a record that cannot be parsed (corrupt, wrongly typed) is one
 too, and ``delete --force`` clears such an id all the same
 (:func:`strongbox.runtime.container.force_delete`).
+
+Reading is on the path of every ``state`` and ``list``: what only writers
+and removers use (``secrets``, ``shutil``, ``datetime``; the atomic writer's
+``tempfile``) is imported where it is used, and the record is a plain class
+rather than a dataclass (``dataclasses`` brings ``inspect``: milliseconds).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import fcntl
 import json
 import os
-import secrets
-import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from strongbox.atomicfile import atomic_write
 from strongbox.errors import ContainerExists, ContainerNotFound, StateDirError, StrongboxError
 from strongbox.status import CREATING, STOPPED, ContainerStatus
+
+TYPE_CHECKING = False  # checkers take this as True; `typing` costs every command milliseconds
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
@@ -60,6 +64,8 @@ OCI_VERSION = "1.0.2"
 
 
 def now_rfc3339() -> str:
+    import datetime
+
     return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -79,24 +85,48 @@ def process_alive(pid: int, start_ticks: int | None) -> bool:
     return pid > 0 and start_ticks is not None and process_start_ticks(pid) == start_ticks
 
 
-@dataclass
-class ContainerState:
-    """Everything the CLI knows about one container between invocations."""
+#: The record's fields, in the order state.json lists them.
+FIELDS = ("id", "bundle", "rootfs", "status", "created", "monitor_pid", "monitor_start",
+          "annotations", "exit_code", "exit_signal", "terminal", "overlay", "owner", "version")
 
-    id: str
-    bundle: str
-    rootfs: str
-    status: ContainerStatus = CREATING
-    created: str = field(default_factory=now_rfc3339)
-    monitor_pid: int = 0
-    monitor_start: int | None = None
-    annotations: dict[str, str] = field(default_factory=dict)
-    exit_code: int | None = None
-    exit_signal: int | None = None
-    terminal: bool = False
-    overlay: bool = False
-    owner: str = ""
-    version: int = STATE_VERSION
+
+class ContainerState:
+    """Everything the CLI knows about one container between invocations.
+
+    A dataclass in all but name (keyword construction, ``==`` by value, a
+    field-by-field repr): see the module's docstring for why it is not one.
+    """
+
+    def __init__(self, id: str, bundle: str, rootfs: str, status: ContainerStatus = CREATING,
+                 created: str | None = None, monitor_pid: int = 0,
+                 monitor_start: int | None = None, annotations: dict[str, str] | None = None,
+                 exit_code: int | None = None, exit_signal: int | None = None,
+                 terminal: bool = False, overlay: bool = False, owner: str = "",
+                 version: int = STATE_VERSION) -> None:
+        self.id = id
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.status = status
+        self.created: str = created if created is not None else now_rfc3339()
+        self.monitor_pid = monitor_pid
+        self.monitor_start = monitor_start
+        self.annotations: dict[str, str] = annotations if annotations is not None else {}
+        self.exit_code = exit_code
+        self.exit_signal = exit_signal
+        self.terminal = terminal
+        self.overlay = overlay
+        self.owner = owner
+        self.version = version
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ContainerState):
+            return NotImplemented
+        return self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable and compared by value
+
+    def __repr__(self) -> str:
+        return f"ContainerState({', '.join(f'{k}={getattr(self, k)!r}' for k in FIELDS)})"
 
     @property
     def monitor_alive(self) -> bool:
@@ -124,7 +154,9 @@ class ContainerState:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        record = {name: getattr(self, name) for name in FIELDS}
+        record["annotations"] = dict(self.annotations)
+        return record
 
     @classmethod
     def from_json(cls, data: Any) -> ContainerState:
@@ -194,6 +226,9 @@ class StateStore:
         rename(2) refuses to replace a non-empty directory, so of concurrent
         creates exactly one wins, and a failure at any step leaves no trace.
         """
+        import secrets
+        import shutil
+
         self._make_base()
         self._sweep_abandoned()
         building = self.base / f"{BUILDING_PREFIX}{secrets.token_hex(8)}"
@@ -231,6 +266,8 @@ class StateStore:
             entries = [p for p in self.base.iterdir() if p.name.startswith(BUILDING_PREFIX)]
         except OSError:
             return
+        import shutil
+
         for path in entries:
             with contextlib.suppress(OSError):
                 if path.lstat().st_mtime < cutoff:
@@ -290,6 +327,8 @@ class StateStore:
             with contextlib.suppress(OSError):
                 path.unlink()
             return
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)
 
     @contextlib.contextmanager

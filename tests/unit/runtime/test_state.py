@@ -442,9 +442,12 @@ def test_a_wrongly_typed_record_is_a_one_line_error(store: StateStore, field: st
 
 
 def test_every_field_has_a_declared_type() -> None:
-    from strongbox.runtime.state import _FIELD_TYPES
+    import inspect
 
-    assert set(_FIELD_TYPES) == set(ContainerState.__dataclass_fields__)
+    from strongbox.runtime.state import _FIELD_TYPES, FIELDS
+
+    assert set(_FIELD_TYPES) == set(FIELDS)
+    assert tuple(inspect.signature(ContainerState).parameters) == FIELDS
 
 
 def test_a_record_under_another_id_is_refused(store: StateStore) -> None:

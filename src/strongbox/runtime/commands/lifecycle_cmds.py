@@ -1,4 +1,9 @@
-"""``create``, ``start``, ``run``, ``delete``: bringing containers up and down."""
+"""``create``, ``start``, ``run``, ``delete``: bringing containers up and down.
+
+``start`` and ``delete`` are one request to the monitor: they must not pay for
+what ``create`` and ``run`` need (the configuration, the sandbox, asyncio), so
+:mod:`strongbox.runtime.lifecycle` and the config are imported by those two only.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,8 @@ import argparse
 import sys
 from typing import Any
 
-from strongbox.config import load_config
 from strongbox.ids import validate_id
-from strongbox.runtime import lifecycle, paths
+from strongbox.runtime import paths
 from strongbox.runtime.container import Container, force_delete
 from strongbox.runtime.state import StateStore
 
@@ -56,6 +60,9 @@ def _bundle_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, ...]:
+    from strongbox.config import load_config
+    from strongbox.runtime import lifecycle
+
     validate_id(args.id)  # before any work, as runc (lifecycle.load checks it again)
     config = load_config(args.config)
     overlay = bool(args.overlay or config.runtime.overlay)
@@ -69,6 +76,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, ...]:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    from strongbox.runtime import lifecycle
+
     config, record, spec, store, state_dir = _prepare(args)
     lifecycle.check_console(record, args.console_socket, detach=True)
     lifecycle.create_detached(config, store, record, spec, state_dir=state_dir,
@@ -84,6 +93,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from strongbox.runtime import lifecycle
+
     config, record, spec, store, state_dir = _prepare(args)
     lifecycle.check_console(record, args.console_socket, detach=args.detach)
     if args.detach:
