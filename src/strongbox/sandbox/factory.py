@@ -201,14 +201,18 @@ class Factory:
             log.warning("%s", message)
 
     # --- lifecycle ----------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _lock_fd(self) -> int:
+        """The factory's lock file beside the template, opened (not yet locked)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path.parent / f".{self.path.name}.lock",
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            return os.open(self.path.parent / f".{self.path.name}.lock",
+                           os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StateDirError(f"template path {self.path}: {exc.strerror}") from exc
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = self._lock_fd()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -219,12 +223,7 @@ class Factory:
     async def _async_locked(self, wait: float) -> AsyncIterator[None]:
         """The factory's lock, taken without blocking the event loop; TimeoutError after
         ``wait`` seconds of someone else holding it."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path.parent / f".{self.path.name}.lock",
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise StateDirError(f"template path {self.path}: {exc.strerror}") from exc
+        fd = self._lock_fd()
         try:
             deadline = time.monotonic() + wait
             while True:
