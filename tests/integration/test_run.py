@@ -103,6 +103,32 @@ def test_stderr_kept_separate(bundles: Bundles) -> None:
     assert "to-err" in result.stderr and "to-out" not in result.stderr
 
 
+def test_small_writes_to_both_outputs_arrive_whole_and_in_order(bundles: Bundles) -> None:
+    # Thousands of short numbered lines, alternating between stdout and stderr: the
+    # agent gathers small writes into big frames, and neither stream may lose,
+    # repeat or reorder a line, up to the last one written just before the exit.
+    script = ("i=0; while [ $i -lt 4000 ]; do echo out-$i; echo err-$i >&2; "
+              "i=$((i+1)); done; printf last-out; printf last-err >&2")
+    result = bundles.run_bytes(bundles.make(["sh", "-c", script]), timeout=600)
+    assert result.returncode == 0, result.stderr[-500:]
+    numbers = range(4000)
+    assert result.stdout == "".join(f"out-{i}\n" for i in numbers).encode() + b"last-out"
+    assert result.stderr.endswith(
+        "".join(f"err-{i}\n" for i in numbers).encode() + b"last-err")
+
+
+def test_large_stdin_arrives_intact_before_its_eof(bundles: Bundles) -> None:
+    # 24 MiB in: far more than any window, frame or pipe holds, so flow control,
+    # the agent's batched port reads and its stdin writes all take part; the digest
+    # is printed only after cat saw the end of its input.
+    data = os.urandom(24 * 1024 * 1024)
+    result = bundles.run_bytes(bundles.make(["sh", "-c", "sha256sum; echo after-eof"]),
+                               input=data, timeout=600)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.split() == [hashlib.sha256(data).hexdigest().encode(), b"-",
+                                     b"after-eof"]
+
+
 def test_missing_executable(bundles: Bundles) -> None:
     result = bundles.run(bundles.make(["no-such-binary"]))
     assert result.returncode == 127

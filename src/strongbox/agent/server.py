@@ -23,13 +23,13 @@ so the host can tell this answer from stale bytes.
 from __future__ import annotations
 
 import _signal
-import errno
 import os
 import select
 import sys
 import time
 
 from strongbox import __version__
+from strongbox.agent.portio import PortBroken, PortInput, PortOutput
 from strongbox.agent.reaper import Reaper
 from strongbox.errors import ContainerStateError
 from strongbox.protocol import (
@@ -131,7 +131,8 @@ class Server:
         self._resync: bytes | None = None
         self._epoll = select.epoll()
         self._callbacks: dict[int, Callable[[int], None]] = {}
-        self._out = bytearray()
+        self._out = PortOutput(fd)
+        self._in = PortInput(fd)
         self._running = True
         self._soon: list[Callable[[], None]] = []
         #: (monotonic deadline, callback); few at a time, so a list scanned each turn.
@@ -178,7 +179,7 @@ class Server:
         self._after_flush.append(fn)
 
     def send(self, data: bytes) -> None:
-        self._out += data
+        self._out.append(data)
 
     def send_event(self, name: str, data: dict[str, Any]) -> None:
         self.send(Event(name, data).encode())
@@ -190,6 +191,8 @@ class Server:
     def serve(self) -> None:
         while self._running:
             self._pump_streams()
+            if self._out and self.fd in self._callbacks:
+                self._write_out()  # most turns the port takes it now: no poll for it
             self._update_interest()
             port_watched = self.fd in self._callbacks
             timeout = 0 if self._soon else (-1 if port_watched else _RECONNECT_POLL)
@@ -236,8 +239,7 @@ class Server:
 
     def _pump_streams(self) -> None:
         if self.mux.has_outgoing():
-            for frame in self.mux.outgoing():
-                self._out += frame
+            self._out.extend(self.mux.outgoing_parts())
 
     def _on_wakeup(self, _mask: int) -> None:
         try:
@@ -249,27 +251,25 @@ class Server:
 
     def _on_port(self, mask: int) -> None:
         if mask & (_IN | select.EPOLLHUP | select.EPOLLERR):
+            data: bytes | memoryview | None
             try:
-                data = os.read(self.fd, _READ_SIZE)
-            except BlockingIOError:
-                data = None
+                data = self._in.read()
             except OSError as exc:
                 self.log(f"agent: port read failed: {exc}")
                 data = b""
-            if data == b"":
+            if data is not None and not data:
                 self._disconnected()
                 return
             if data:
                 self._feed(data)
         if mask & _OUT and self._out:
-            try:
-                n = os.write(self.fd, self._out[:_READ_SIZE])
-                del self._out[:n]
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EINTR):
-                    self._disconnected()
+            self._write_out()
+
+    def _write_out(self) -> None:
+        try:
+            self._out.flush()
+        except PortBroken:
+            self._disconnected()
 
     def _disconnected(self) -> None:
         """Host went away: stop polling the port (it would read EOF in a loop)."""
@@ -291,9 +291,11 @@ class Server:
             self._feed(data)
 
     # --- frames --------------------------------------------------------------
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes | memoryview) -> None:
+        """Decode what the port gave; ``data`` may be a view of the read buffer, so it
+        is copied (by the decoder, or here when resynchronising) before the next read."""
         if self._resync is not None:
-            data = self._find_hello(self._resync + data)
+            data = self._find_hello(self._resync + bytes(data))
             if not data:
                 return
         try:
@@ -304,7 +306,7 @@ class Server:
             self.log(f"agent: protocol error from host: {exc}")
             self.decoder = FrameDecoder()
             self._resync = b""
-            rest = self._find_hello(data[2:])
+            rest = self._find_hello(bytes(data[2:]))
             if rest:
                 self._feed(rest)
             return

@@ -19,7 +19,7 @@ import struct
 import termios
 
 from strongbox.agent.server import EPOLLIN, EPOLLOUT
-from strongbox.protocol import StreamData, StreamEof, StreamReset, StreamWritable
+from strongbox.protocol import MAX_DATA_CHUNK, StreamData, StreamEof, StreamReset, StreamWritable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,13 +28,36 @@ if TYPE_CHECKING:
 
     from strongbox.agent.server import Server
 
-_CHUNK = 64 * 1024
+#: One read of a process's output is one DATA frame: under emulation every turn
+#: of the loop costs more than moving the bytes, so each takes a whole frame.
+_CHUNK = MAX_DATA_CHUNK
 #: Stop reading a process's output while this much is queued but not yet sent.
 _HIGH_WATER = 256 * 1024
+#: Size of the process's stdio pipes (Linux gives 64 KiB): a writer that
+#: writes little at a time (busybox ``head`` writes 4 KiB) then fills a frame
+#: before the agent has to wake, so the agent reads whole frames, not scraps.
+PIPE_SIZE = 1024 * 1024
+#: After a read that took less than half a frame, wait this long before the
+#: next one (seconds). A process writing in small pieces (busybox ``head``:
+#: 4 KiB) would otherwise wake the agent for every piece, and each turn of the
+#: agent's loop, emulated, costs more than the piece: the pump would spend the
+#: VM's one CPU on frame headers. The first output of a quiet process is read
+#: at once; only what follows it within the pause waits, by at most the pause.
+_COALESCE = 0.005
+#: At most this many queued chunks go to one writev() of a process's stdin.
+_IOV_MAX = 64
 
 
 def _set_nonblocking(fd: int) -> None:
     os.set_blocking(fd, False)
+
+
+def _grow_pipe(fd: int) -> None:
+    """Best effort: a pipe keeps working at its default size if the kernel refuses."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass
 
 
 def set_window_size(fd: int, rows: int, cols: int) -> None:
@@ -90,6 +113,7 @@ def open_stdio(stdio: dict[str, Any], console_size: tuple[int, int] | None,
             child.append(null)
             continue
         r, w = os.pipe2(os.O_CLOEXEC)
+        _grow_pipe(r)
         if name == "stdin":
             child.append(r)
             ours[name] = w
@@ -113,6 +137,7 @@ class OutputPump:
         self.on_eof = on_eof
         self.finished = False
         self._reading = False
+        self._waiting = False  # a coalescing pause is under way
         _set_nonblocking(fd)
         server.mux.open(stream_id, readable=False, writable=True)
         server.stream_sinks[stream_id] = self._on_stream
@@ -149,8 +174,25 @@ class OutputPump:
             data = b""
         if data:
             mux.write(self.stream_id, data)
+            self._coalesce(len(data))
         else:
             self.finish()
+
+    def _coalesce(self, taken: int) -> None:
+        if taken < _CHUNK // 2:
+            self._pause()
+            self._waiting = True
+            self.server.call_later(_COALESCE, self._after_pause)
+
+    def _after_pause(self) -> None:
+        """Read at once (the pipe has most likely filled meanwhile), unwatched: no poll
+        and no epoll registration for a read that pauses again; watch otherwise."""
+        self._waiting = False
+        if self.finished or self._reading:
+            return
+        self._on_ready(EPOLLIN)
+        if not self._waiting:
+            self._resume()
 
     def finish(self, send_eof: bool = True) -> None:
         """The process side is done: flush EOF and release the fd."""
@@ -189,7 +231,9 @@ class InputPump:
         self.fd = fd
         self.stream_id = stream_id
         self.close_on_eof = close_on_eof
-        self._pending = bytearray()
+        #: Received chunks not yet written, in order; _pending[0] is written up to _offset.
+        self._pending: list[bytes] = []
+        self._offset = 0
         self._eof = False
         self.closed = False
         _set_nonblocking(fd)
@@ -198,7 +242,7 @@ class InputPump:
 
     def _on_stream(self, event: object) -> None:
         if isinstance(event, StreamData):
-            self._pending += event.data
+            self._pending.append(event.data)
             self._flush()
         elif isinstance(event, StreamEof | StreamReset):
             self._eof = True
@@ -208,17 +252,30 @@ class InputPump:
         if self.closed:
             return
         written = 0
-        while self._pending:
+        pending = self._pending
+        while pending:
+            offset = self._offset
+            iov = [memoryview(pending[0])[offset:] if offset else pending[0],
+                   *pending[1:_IOV_MAX]]
             try:
-                n = os.write(self.fd, self._pending[:_CHUNK])
+                n = os.writev(self.fd, iov)
             except BlockingIOError:
                 break
             except OSError:  # the process closed its stdin: drop what it will never read
-                written += len(self._pending)
-                self._pending.clear()
+                written += sum(len(chunk) for chunk in pending) - offset
+                pending.clear()
+                self._offset = 0
                 break
-            del self._pending[:n]
             written += n
+            n += offset
+            done = 0
+            for chunk in pending:
+                if n < len(chunk):
+                    break
+                n -= len(chunk)
+                done += 1
+            del pending[:done]
+            self._offset = n
         if written:
             self.server.mux.consumed(self.stream_id, written)
         if self._pending:

@@ -40,8 +40,9 @@ Streams: the host allocates stream ids (it creates the processes and tells the a
 which ids carry their stdin/stdout/stderr) and never reuses one within a connection.
 Each stream direction has a credit window (INITIAL_WINDOW); the receiver returns credit
 only after its application has consumed the data, so a stalled reader stops its writer
-instead of exhausting memory.  DATA chunks are small (MAX_DATA_CHUNK) and interleaved
-across streams, so control frames and other streams stay responsive.
+instead of exhausting memory.  DATA chunks are bounded (MAX_DATA_CHUNK, a few ms of
+transfer) and interleaved across streams, so control frames and other streams stay
+responsive.
 
 Bounds: any payload is at most MAX_PAYLOAD and is rejected from the header alone; a
 peer that breaks any rule gets a ProtocolError and the connection is torn down.

@@ -31,8 +31,14 @@ HEADER = struct.Struct(">2sBBHHII")
 MAX_PAYLOAD = 1 << 20
 """Largest payload of any frame (1 MiB); bounds what a peer can make us buffer."""
 
-MAX_DATA_CHUNK = 64 * 1024
-"""Largest DATA payload a sender produces, so control frames never queue behind a big chunk."""
+MAX_DATA_CHUNK = 256 * 1024
+"""Largest DATA payload a sender produces.
+
+Big enough that moving a stream costs few frames (every frame is several
+interpreted Python steps on each side, and the guest's run under emulation),
+small enough that a control frame queued behind a chunk waits a few
+milliseconds at most, and well under MAX_PAYLOAD.
+"""
 
 FLAG_NONE = 0
 """No flags are defined yet.  Unknown flag bits are ignored so later versions can add hints."""
@@ -155,6 +161,18 @@ def encode_frame(kind: int, channel: int, payload: bytes = b"", flags: int = FLA
     return header + payload
 
 
+def encode_data_header(channel: int, length: int) -> bytes:
+    """The header of a DATA frame whose ``length`` payload bytes the caller writes after it.
+
+    Lets a sender write a big payload as it is (a separate iovec) instead of
+    copying it behind its header; the values are the caller's own, already
+    bounded by the stream layer (channel a u32, length <= its chunk size).
+    """
+    if length > MAX_PAYLOAD:
+        raise ValueError(f"payload of {length} bytes exceeds MAX_PAYLOAD ({MAX_PAYLOAD})")
+    return HEADER.pack(MAGIC, VERSION, Kind.DATA, FLAG_NONE, 0, channel, length)
+
+
 class FrameDecoder:
     """Incremental decoder: feed it whatever the transport delivered, get whole frames back.
 
@@ -180,7 +198,7 @@ class FrameDecoder:
         """Bytes received but not yet returned as part of a frame."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """Append data and return every frame it completed, in stream order."""
         if self._error is not None:
             raise ProtocolError(f"decoder already failed: {self._error}")
@@ -190,19 +208,26 @@ class FrameDecoder:
         pos = 0
         end = len(buf)
         size = HEADER.size
+        # Payloads are copied out through a memoryview: one copy per byte, where
+        # bytes(buf[a:b]) would make two (the slice, then the bytes).  The view is
+        # released before the buffer is resized.
+        view = memoryview(buf)
         try:
             while end - pos >= size:
                 length, kind, flags, channel = self._parse_header(buf, pos)
                 start = pos + size
                 if end - start < length:
                     break
-                payload = bytes(buf[start : start + length])
+                payload = bytes(view[start : start + length])
                 frames.append(Frame(kind, channel, payload, flags))
                 pos = start + length
         except ProtocolError as exc:
             self._error = exc
+            view.release()
             buf.clear()
             raise
+        finally:
+            view.release()  # idempotent
         if pos:
             del buf[:pos]
         return frames

@@ -24,10 +24,26 @@ from __future__ import annotations
 
 import struct
 
-from .frame import MAX_DATA_CHUNK, Frame, Kind, ProtocolError, _Value, encode_frame
+from .frame import (
+    MAX_DATA_CHUNK,
+    Frame,
+    Kind,
+    ProtocolError,
+    encode_data_header,
+    encode_frame,
+)
+from .streamevents import StreamData, StreamEof, StreamEvent, StreamReset, StreamWritable
 
-INITIAL_WINDOW = 256 * 1024
-"""Bytes a sender may have unacknowledged per stream and direction."""
+__all__ = ["INITIAL_WINDOW", "MAX_WINDOW", "StreamData", "StreamEof", "StreamEvent",
+           "StreamMux", "StreamReset", "StreamWritable"]
+
+INITIAL_WINDOW = 1024 * 1024
+"""Bytes a sender may have unacknowledged per stream and direction.
+
+Four full chunks: with credit returned every half window, the sender still
+has two chunks it may send while the credit for the first ones is on its
+way back, so a busy stream never stalls waiting for it.
+"""
 
 MAX_WINDOW = 2**31 - 1
 """Upper bound of any send window; more credit than this means the peer's accounting is broken."""
@@ -36,57 +52,6 @@ _CREDIT = struct.Struct(">I")
 _MAX_STREAM_ID = 0xFFFFFFFF
 
 
-class StreamData(_Value):
-    """Bytes received on a stream; call StreamMux.consumed() once they are really used."""
-
-    __match_args__ = ("stream_id", "data")
-    __slots__ = __match_args__
-
-    stream_id: int
-    data: bytes
-
-    def __init__(self, stream_id: int, data: bytes) -> None:
-        self.stream_id = stream_id
-        self.data = data
-
-
-class StreamEof(_Value):
-    """The peer will send no more data on this stream."""
-
-    __match_args__ = ("stream_id",)
-    __slots__ = __match_args__
-
-    stream_id: int
-
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
-
-
-class StreamWritable(_Value):
-    """Our send window went from 0 to positive: an IO loop waiting to send may resume."""
-
-    __match_args__ = ("stream_id",)
-    __slots__ = __match_args__
-
-    stream_id: int
-
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
-
-
-class StreamReset(_Value):
-    """The peer abandoned the stream: it will neither read nor write it any more."""
-
-    __match_args__ = ("stream_id",)
-    __slots__ = __match_args__
-
-    stream_id: int
-
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
-
-
-StreamEvent = StreamData | StreamEof | StreamWritable | StreamReset
 
 
 class _Stream:
@@ -267,12 +232,24 @@ class StreamMux:
         return any(self._streams[sid].wants_send() for sid in self._sending)
 
     def outgoing(self) -> list[bytes]:
-        """Encode every frame that may be sent now.
+        """Encode every frame that may be sent now, one item per frame.
 
         CREDIT and RESET go first: they are tiny and unblock the peer.  DATA is then
         emitted one chunk per stream per round so a busy stream cannot starve the
         others; EOF follows a stream's last chunk.
         """
+        return self._collect(split_data=False)
+
+    def outgoing_parts(self) -> list[bytes]:
+        """Like outgoing(), but each DATA frame is two items: its header, then its payload.
+
+        The payload is the queued bytes object itself, never copied behind its
+        header; a writer hands the items to writev() in order.  This is the
+        guest's path, where every copy of a stream's bytes is emulated.
+        """
+        return self._collect(split_data=True)
+
+    def _collect(self, *, split_data: bool) -> list[bytes]:
         out = [encode_frame(Kind.CREDIT, sid, _CREDIT.pack(n)) for sid, n in self._credits.items()]
         self._credits.clear()
         out.extend(encode_frame(Kind.RESET, sid) for sid in self._resets)
@@ -285,7 +262,11 @@ class StreamMux:
                 if st.queued and st.send_window:
                     n = min(st.queued, st.send_window, self._max_chunk)
                     st.send_window -= n
-                    out.append(encode_frame(Kind.DATA, sid, st.take(n)))
+                    if split_data:
+                        out.append(encode_data_header(sid, n))
+                        out.append(st.take(n))
+                    else:
+                        out.append(encode_frame(Kind.DATA, sid, st.take(n)))
                     progressed = True
                 if not st.queued and st.write_closed and not st.eof_sent:
                     st.eof_sent = True

@@ -125,7 +125,10 @@ class AgentClient:
     async def handshake(self, timeout: float) -> Hello:
         """Say HELLO and wait for the agent's answer: the agent is then ready."""
         loop = asyncio.get_running_loop()
-        self._reader, self._writer = await asyncio.open_unix_connection(sock=self._sock)
+        # A buffer limit of a few reads: asyncio pauses the socket past twice its
+        # limit, and the 64 KiB default would stop it every few frames.
+        self._reader, self._writer = await asyncio.open_unix_connection(
+            sock=self._sock, limit=4 * _READ_SIZE)
         self._hello = loop.create_future()
         self._task = asyncio.create_task(self._read_loop(), name="agent-reader")
         nonce = secrets.token_hex(8)

@@ -42,7 +42,8 @@ from typing import Any, Protocol
 
 #: How long to keep draining output after the process exited.
 OUTPUT_GRACE = 5.0
-CHUNK = 64 * 1024
+#: One read of a caller's stdin: a whole DATA frame (the protocol's largest chunk).
+CHUNK = 256 * 1024
 
 
 class Stream(Protocol):

@@ -326,3 +326,33 @@ def test_stream_events_have_value_semantics() -> None:
     assert hash(StreamData(1, b"x")) == hash(StreamData(1, b"x"))
     assert repr(StreamData(1, b"x")) == "StreamData(stream_id=1, data=b'x')"
     assert isinstance(StreamReset(1), StreamEof | StreamReset)
+
+
+def test_outgoing_parts_are_the_same_bytes_with_payloads_uncopied() -> None:
+    # The guest writes DATA frames as header + payload iovecs: the bytes on the wire
+    # must be exactly what outgoing() would have sent, and a whole queued chunk must
+    # go out as the very object that was written (no copy behind its header).
+    chunks = [bytes([n]) * 70_000 for n in range(5)]
+    expected_mux, split_mux = pair(max_chunk=70_000)
+    for mux in (expected_mux, split_mux):
+        mux.open(1, readable=False)
+        mux.open(2, readable=False)
+        for chunk in chunks:
+            mux.write(1, chunk)
+        mux.write(2, b"small")
+        mux.close_write(2)
+    parts = split_mux.outgoing_parts()
+    assert b"".join(parts) == b"".join(expected_mux.outgoing())
+    assert any(part is chunks[0] for part in parts)
+    frames = FrameDecoder().feed(memoryview(b"".join(parts)))
+    assert [f.kind for f in frames if f.channel == 2] == [Kind.DATA, Kind.EOF]
+    assert b"".join(f.payload for f in frames if f.channel == 1) == b"".join(chunks)
+
+
+def test_default_window_keeps_several_full_chunks_in_flight() -> None:
+    # With credit returned each half window, a sender must still hold credit for
+    # at least one more full chunk while the first credit is on its way back.
+    from strongbox.protocol.frame import MAX_DATA_CHUNK, MAX_PAYLOAD
+
+    assert INITIAL_WINDOW // 2 >= 2 * MAX_DATA_CHUNK
+    assert MAX_DATA_CHUNK <= MAX_PAYLOAD

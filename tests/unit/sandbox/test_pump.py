@@ -236,7 +236,7 @@ def test_output_to_a_regular_file_is_written_directly(tmp_path: Path) -> None:
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "own"])
 def test_large_output_arrives_intact_and_in_order_to_a_slow_reader(shared: bool) -> None:
     r, w = pipe()
-    data = chunks(256)  # 16 MiB
+    data = chunks(256, 64 * 1024)  # 16 MiB
     reader = Reader(r, size=32 * 1024, pause=0.0005)
 
     async def scenario() -> None:
