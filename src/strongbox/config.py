@@ -35,6 +35,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 NETWORK_MODELS = ("tcfilter", "none")
 #: microvm has 8 virtio-mmio transports; rng, serial and 9p take three.
 MAX_NIC_SLOTS = 4
+#: More warm VMs than this would only hold memory a 2-core host cannot use.
+MAX_VM_CACHE = 64
 #: A jailed uid is jailer_uid_base + [0, 65536) and must stay below (uid_t)-1.
 JAILER_UID_BASE_MAX = 2**32 - 2 - 65536
 
@@ -162,10 +164,17 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class FactoryConfig:
-    """``[factory]``: VM templates (reserved until templates land)."""
+    """``[factory]``: VM templates and the warm VM pool (Kata's names)."""
 
     enable_template: bool = False
     template_path: str = ""
+    #: Warm VMs ``strongbox factory serve`` keeps running for starts to take (0: no pool).
+    vm_cache_number: int = 0
+
+    def validate(self) -> None:
+        if not 0 <= self.vm_cache_number <= MAX_VM_CACHE:
+            raise ConfigError(f"factory.vm_cache_number: expected 0..{MAX_VM_CACHE}, "
+                              f"got {self.vm_cache_number}")
 
 
 @dataclass(frozen=True)
@@ -183,6 +192,7 @@ class Config:
         self.agent.validate()
         self.runtime.validate()
         self.network.validate()
+        self.factory.validate()
 
     def with_guest(self, *, kernel: str | None = None, initrd: str | None = None,
                    accelerator: str | None = None) -> Config:

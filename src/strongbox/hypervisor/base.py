@@ -15,6 +15,7 @@ how to size guests a container says nothing about, and the
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,18 @@ class VMSpec:
         return self.run_dir / "console.log"
 
 
+def log_tail(path: Path, lines: int = 5) -> list[str]:
+    """The last non-empty lines of a VM's log (its console, its VMM's stderr)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [ln for ln in text.splitlines() if ln.strip()][-lines:]
+
+
 class VM(Protocol):
     """One launched guest: a VMM process that must never outlive its owner.
 
@@ -139,6 +152,11 @@ class VM(Protocol):
 
     def console_tail(self, lines: int = 5) -> list[str]:
         """The guest console's last non-empty lines."""
+        ...
+
+    def namespace_fd(self) -> int:
+        """A new pidfd of the VMM (the caller closes it), for setns(2) into its mount or
+        network namespace: valid whichever pid namespace the caller is in."""
         ...
 
     def failure_reason(self) -> str:

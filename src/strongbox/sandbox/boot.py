@@ -14,18 +14,21 @@ import base64
 import functools
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from strongbox.config import Config
-from strongbox.errors import AgentRequestError, SandboxError
+from strongbox.errors import AgentRequestError, SandboxError, StrongboxError
 from strongbox.hypervisor.base import VMM
 from strongbox.protocol import verbs
 from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.netns import join_netns, netns_of
 from strongbox.sandbox.network.slots import SandboxNetwork
+from strongbox.sandbox.pool.take import Adoption, claim, pool_key
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.shares import (
     SHARE_TAG,
@@ -52,6 +55,11 @@ class Booted:
     network: SandboxNetwork
     #: The host cgroup the owner and QEMU are in (the spec's ``linux.cgroupsPath``).
     cgroup: HostCgroup | None = None
+    #: A pooled VM's export (in its keeper's run directory); else ``<run dir>/shared``.
+    export_dir: Path | None = None
+    #: The pooled VM's name when the VM came from the warm pool (its shares are then
+    #: attached after the hand-over, as a pod member's are).
+    pooled: str = ""
 
     def release(self) -> None:
         """After the VM is gone: its taps and redirects, the host cgroup (the owner leaves
@@ -60,7 +68,7 @@ class Booted:
 
     @property
     def export(self) -> Path:
-        return self.run_dir.path / "shared"
+        return self.export_dir or self.run_dir.path / "shared"
 
 
 def _release(network: SandboxNetwork | None, cgroup: HostCgroup | None, run_dir: RunDir
@@ -100,18 +108,79 @@ async def sync_network(vm: GuestVM, network: SandboxNetwork) -> None:
               time.monotonic() - started - host)
 
 
+async def as_clone(vm: GuestVM, network: SandboxNetwork, name: str) -> None:
+    """A VM that woke as a template (a clone, a pooled VM): its own hostname, clock and
+    entropy; its NIC slots are as the template left them (hidden)."""
+    network.mark_applied(network.hidden())
+    await vm.call(verbs.CLONE_IDENTITY, {
+        "hostname": name[:64], "time_ns": time.time_ns(),
+        "entropy": base64.b64encode(os.urandom(64)).decode(),
+    })
+
+
+async def _from_pool(config: Config, vmm: VMM, claim_sock: socket.socket, *, name: str,
+                     root: Path, netns: str | None, cgroup: HostCgroup | None,
+                     owner_joins_netns: bool, timeout: float, steps: Timeline) -> Booted:
+    """Adopt a claimed pooled VM (:mod:`.pool.take`); nothing is left on failure."""
+    run_dir = RunDir.create(root, name)
+    step = Adoption(claim_sock, run_dir)
+    try:
+        vm = await step.take(config, vmm, name=name, netns=netns, cgroup=cgroup,
+                             owner_joins_netns=owner_joins_netns, timeout=timeout)
+        steps.lap("pool hand-over", f"VM {step.vm_name}, agent ready")
+        assert step.network is not None
+        await as_clone(vm, step.network, name)
+        steps.lap("clone identity")
+        await sync_network(vm, step.network)
+        steps.lap("network")
+    except BaseException:
+        await step.undo()
+        _release(step.network, cgroup, run_dir)
+        raise
+    return Booted(vm, run_dir, True, step.network, cgroup, export_dir=step.export,
+                  pooled=step.vm_name)
+
+
+async def _pooled(config: Config, vmm: VMM, *, name: str, memory_mib: int, vcpus: int,
+                  steps: Timeline, **adopt: Any) -> tuple[Booted | None, str]:
+    """A VM from the warm pool, or None and why not (the start goes on without it)."""
+    got = await claim(config, name, pool_key(config, vmm, memory_mib, vcpus))
+    if isinstance(got, str):
+        return None, got
+    try:
+        return await _from_pool(config, vmm, got, name=name, steps=steps, **adopt), ""
+    except (StrongboxError, OSError) as exc:
+        log.warning("sandbox %s: the pooled VM failed its hand-over (%s); starting without "
+                    "the pool", name, exc)
+        return None, f"hand-over failed: {exc}"
+
+
 async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Path,
                memory_mib: int, vcpus: int, shares: list[Share], netns: str | None,
                cgroup: HostCgroup | None = None, owner_joins_netns: bool = False,
-               timeout: float | None = None) -> Booted:
+               timeout: float | None = None, pool: bool = True) -> Booted:
     """Start the VM with ``shares`` exported and wait for its agent; nothing is left on failure.
 
+    With ``[factory] vm_cache_number`` (and ``pool``) a free VM of the warm pool comes
+    first: it is running already and ``shares`` are the caller's to attach (``pooled``).
     With a host ``cgroup`` the owner (this process) joins it first, recorded in the run
     directory beforehand, and QEMU inherits it. With ``owner_joins_netns`` the owner joins
     QEMU's network namespace once it runs (it is the pid its container reports).
     """
     started = time.monotonic()
     steps = Timeline(name, started)
+    wait = timeout or config.agent.dial_timeout
+    why_not = "not for this VM" if config.factory.vm_cache_number else \
+        "off ([factory] vm_cache_number = 0)"
+    if config.factory.vm_cache_number and pool:
+        booted, why_not = await _pooled(
+            config, vmm, name=name, memory_mib=memory_mib, vcpus=vcpus, steps=steps,
+            root=root, netns=netns, cgroup=cgroup, owner_joins_netns=owner_joins_netns,
+            timeout=wait)
+        if booted is not None:
+            log.debug("sandbox %s: VM from the warm pool (%s) in %.3fs", name, booted.pooled,
+                      time.monotonic() - started)
+            return booted
     template = None
     if config.factory.enable_template:
         template = await Factory(config, state_dir, root).template_for(memory_mib, vcpus)
@@ -144,7 +213,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
                                                          network)),
                      request_timeout=config.agent.request_timeout)
         steps.lap("prepare", f"run directory, network namespace, {len(shares)} shares")
-        await vm.boot(timeout or config.agent.dial_timeout)
+        await vm.boot(wait)
         steps.lap("qemu ready", "QMP connected", at=vm.vmm.qmp_ready_at)
         steps.lap("vm running", "device state loaded" if template is not None else "",
                   at=vm.vmm.running_at)
@@ -155,11 +224,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
         if owner_joins_netns:
             join_netns(netns_of(vm.vmm.vmm_pid))
         if template is not None:
-            network.mark_applied(network.hidden())  # as the template left them
-            await vm.call(verbs.CLONE_IDENTITY, {
-                "hostname": name[:64], "time_ns": time.time_ns(),
-                "entropy": base64.b64encode(os.urandom(64)).decode(),
-            })
+            await as_clone(vm, network, name)
         steps.lap("owner settled" if template is None else "clone identity")
         await sync_network(vm, network)
         steps.lap("network")
@@ -173,7 +238,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
             os.close(state_fd)
         for tree, _ in trees:
             os.close(tree)
-    log.debug("sandbox %s: %s in %.3fs (%d MiB, %d vCPU, %s)", name,
+    log.debug("sandbox %s: %s in %.3fs (%d MiB, %d vCPU, %s; warm pool: %s)", name,
               "cloned" if template is not None else "booted", time.monotonic() - started,
-              memory_mib, vcpus, vmm.accelerator().name)
+              memory_mib, vcpus, vmm.accelerator().name, why_not)
     return Booted(vm, run_dir, template is not None, network, cgroup)

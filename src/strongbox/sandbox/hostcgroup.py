@@ -202,6 +202,16 @@ class HostCgroup:
                 raise SandboxError(f"host cgroup {self.path(hierarchy)}: joining it: "
                                    f"{exc.strerror}") from exc
 
+    def take_in(self, vmm_pid: int) -> None:
+        """Move a VMM started elsewhere (a pooled VM's, by its keeper) in, then settle it."""
+        for hierarchy in self.hierarchies:
+            try:
+                _write(self.path(hierarchy) / "cgroup.procs", str(vmm_pid))
+            except OSError as exc:
+                raise SandboxError(f"host cgroup {self.path(hierarchy)}: moving the VMM in: "
+                                   f"{exc.strerror}") from exc
+        self.settle(vmm_pid)
+
     def settle(self, vmm_pid: int) -> None:
         """Once QEMU runs: its emulator threads leave the CPU hierarchies (see the module)."""
         if not self.with_emulator and any(h.version == 2 for h in self.hierarchies):

@@ -95,13 +95,11 @@ class Sandbox:
         return self.booted.vm if self.booted is not None else None
 
     # --- the launch path --------------------------------------------------------------------
-    async def launch(self, request: ContainerRequest, *, timeout: float | None = None
-                     ) -> ProcessIO:
-        """Boot the VM for ``request`` and create it, stopped at its start barrier.
-
-        The VM is sized from the request's limits and runs in the host network namespace
-        and cgroup its spec names. On failure nothing is left (no VMM, no run directory).
-        """
+    async def launch(self, request: ContainerRequest, *, timeout: float | None = None,
+                     pool: bool = True) -> ProcessIO:
+        """Boot (or take from the warm pool, if ``pool``) the VM for ``request`` and create
+        it, stopped at its start barrier: sized from the request's limits, in the network
+        namespace and host cgroup its spec names. On failure nothing is left (no VMM...)."""
         if self.booted is not None:
             raise SandboxError(f"sandbox {self.id} is running already")
         if request.pod_member:
@@ -113,10 +111,11 @@ class Sandbox:
                                  shares=[] if plan.rootfs_mounts else plan.shares,
                                  netns=plan.netns, timeout=timeout, cgroup=HostCgroup.for_spec(
                                      request.spec, self.config, self.id, memory),
-                                 owner_joins_netns=self.hook_place is not None)
+                                 owner_joins_netns=self.hook_place is not None, pool=pool)
         self.booted.vm.watch(self._vm_exited)
-        try:
-            return await self._create(request, plan, exported=not plan.rootfs_mounts)
+        try:  # a pooled VM was running before its shares were known: they are attached now
+            return await self._create(request, plan, exported=not plan.rootfs_mounts
+                                      and not self.booted.pooled)
         except BaseException:
             await self.destroy()
             raise
@@ -172,12 +171,12 @@ class Sandbox:
 
     def _export(self, plan: ContainerPlan) -> None:
         """Put a container's rootfs and bind sources into the running VM's export."""
-        vmmounts.export_container(self.vmm_pid, self.export, plan.rootfs_target,
+        vmmounts.export_container(self._vm().vmm.namespace_fd, self.export, plan.rootfs_target,
                                   plan.rootfs_mounts, plan.shares)
 
     def _unexport(self, container_id: str) -> None:
         if self._vm_alive():  # else: no VM, no namespace, nothing mounted any more
-            vmmounts.unexport_container(self.vmm_pid, self.export, container_id)
+            vmmounts.unexport_container(self._vm().vmm.namespace_fd, self.export, container_id)
 
     def _vm_alive(self) -> bool:
         return self.vm is not None and self.vm.alive

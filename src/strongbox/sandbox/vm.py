@@ -10,6 +10,7 @@ leaves no process behind.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -94,6 +95,20 @@ class GuestVM:
                 await self.agent.close()
 
         self._watcher = asyncio.create_task(watcher())
+
+    async def release_agent(self) -> int:
+        """Stop reading the agent channel and watching the VMM; a dup of the channel for the
+        VM's next owner (a pool keeper hands its warmed VM over: the agent takes a new HELLO
+        at any time). This object keeps the VMM itself."""
+        assert self.vmm.agent_socket is not None
+        fd = os.dup(self.vmm.agent_socket.fileno())
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        if self.agent is not None:
+            await self.agent.close()
+            self.agent = None
+        return fd
 
     def _console_hint(self) -> str:
         """The most telling recent console line: a panic or error if there is one."""

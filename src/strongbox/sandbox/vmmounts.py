@@ -44,17 +44,20 @@ from strongbox.sandbox.shares import (
     prepare_targets,
 )
 
+#: Opens a pidfd (or namespace fd) of the VMM for setns(2): the VM's ``namespace_fd``. A
+#: pidfd names QEMU in any pid namespace, so a VM started by a pool keeper works too.
+NamespaceOf = Callable[[], int]
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 log = logging.getLogger("strongbox.sandbox")
 
 
-def _in_namespace(pid: int, what: str, work: Callable[[], None]) -> None:
-    """Run ``work`` in a child that joined ``pid``'s mount namespace."""
+def _in_namespace(vmm: NamespaceOf, what: str, work: Callable[[], None]) -> None:
+    """Run ``work`` in a child that joined the VMM's mount namespace."""
     try:
-        ns_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise SandboxError(f"{what}: the VMM (pid {pid}) is gone") from None
+        ns_fd = vmm()
+    except OSError:
+        raise SandboxError(f"{what}: the VMM is gone") from None
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
         child = os.fork()
@@ -84,18 +87,18 @@ def _in_namespace(pid: int, what: str, work: Callable[[], None]) -> None:
                 os.close(fd)
 
 
-def attach_share(qemu_pid: int, export: Path, share: Share) -> None:
+def attach_share(vmm: NamespaceOf, export: Path, share: Share) -> None:
     """Bind a host path into the running VM's export, read-only if asked."""
     prepare_targets(export, [share])
     tree = open_share(share)
     try:
-        _in_namespace(qemu_pid, f"sharing {share.source}",
+        _in_namespace(vmm, f"sharing {share.source}",
                       lambda: attach_beneath(export, tree, share.target))
     finally:
         os.close(tree)
 
 
-def mount_rootfs(qemu_pid: int, export: Path, target: str, mounts: list[dict[str, Any]]) -> None:
+def mount_rootfs(vmm: NamespaceOf, export: Path, target: str, mounts: list[dict[str, Any]]) -> None:
     """Mount containerd's rootfs mounts (overlay, bind ...) at ``target`` in the export."""
     try:
         make_beneath(str(export), target, directory=True)
@@ -126,7 +129,7 @@ def mount_rootfs(qemu_pid: int, export: Path, target: str, mounts: list[dict[str
             finally:
                 os.close(point)
 
-    _in_namespace(qemu_pid, f"mounting the rootfs of {target}", work)
+    _in_namespace(vmm, f"mounting the rootfs of {target}", work)
 
 
 def _attrs(flags: int) -> int:
@@ -135,7 +138,7 @@ def _attrs(flags: int) -> int:
             | (MOUNT_ATTR_NOEXEC if flags & MS_NOEXEC else 0))
 
 
-def detach(qemu_pid: int, export: Path, target: str) -> None:
+def detach(vmm: NamespaceOf, export: Path, target: str) -> None:
     """Unmount everything at ``target`` in the VM's export (lazily, recursively)."""
     path = str(export / target)
 
@@ -143,26 +146,26 @@ def detach(qemu_pid: int, export: Path, target: str) -> None:
         while os.path.ismount(path):
             umount(path, MNT_DETACH | UMOUNT_NOFOLLOW)
 
-    _in_namespace(qemu_pid, f"unsharing {target}", work)
+    _in_namespace(vmm, f"unsharing {target}", work)
 
 
-def export_container(qemu_pid: int, export: Path, rootfs_target: str,
+def export_container(vmm: NamespaceOf, export: Path, rootfs_target: str,
                      rootfs_mounts: list[dict[str, Any]], shares: list[Share]) -> None:
     """Export a container added to a running VM: its rootfs (containerd's mounts, when
     given) and its shares."""
     if rootfs_mounts:
-        mount_rootfs(qemu_pid, export, rootfs_target, rootfs_mounts)
+        mount_rootfs(vmm, export, rootfs_target, rootfs_mounts)
     for share in shares:
-        attach_share(qemu_pid, export, share)
+        attach_share(vmm, export, share)
 
 
-def unexport_container(qemu_pid: int, export: Path, container_id: str) -> None:
+def unexport_container(vmm: NamespaceOf, export: Path, container_id: str) -> None:
     """Unmount what was exported for a container, and remove its mount points."""
     base = export / container_id
     # Shares are at mounts/<n>/<name> (mounts/<n> for a source of "/"): deepest first.
     for target in [*base.glob("mounts/*/*"), *base.glob("mounts/*"), base / "rootfs"]:
         try:
-            detach(qemu_pid, export, str(target.relative_to(export)))
+            detach(vmm, export, str(target.relative_to(export)))
         except StrongboxError as exc:
             log.warning("unexporting %s: %s", target, exc)
     shutil.rmtree(base, ignore_errors=True)

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from strongbox.errors import HypervisorError, HypervisorNotFound
-from strongbox.hypervisor.base import Accelerator, ChildSetup, VMSpec
+from strongbox.hypervisor.base import Accelerator, ChildSetup, VMSpec, log_tail
 from strongbox.hypervisor.cappedlog import Recorder
 from strongbox.hypervisor.jailer import Jail, JailPolicy
 from strongbox.hypervisor.qemu import migration
@@ -245,14 +245,12 @@ class QemuVM:
         return "no error output"
 
     def console_tail(self, lines: int = 5) -> list[str]:
-        try:
-            with open(self.spec.console_log, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 8192))
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return []
-        return [ln for ln in text.splitlines() if ln.strip()][-lines:]
+        return log_tail(self.spec.console_log, lines)
+
+    def namespace_fd(self) -> int:
+        if not self.vmm_pid:
+            raise ProcessLookupError("QEMU is not running")
+        return os.pidfd_open(self.vmm_pid)
 
     async def wait(self) -> int:
         if self.process is None:

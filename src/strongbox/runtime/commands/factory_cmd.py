@@ -1,4 +1,4 @@
-"""``strongbox factory init | status | destroy``: the VM template."""
+"""``strongbox factory init | status | destroy | serve``: the VM template and the warm pool."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def register(sub: Any) -> None:
     status.set_defaults(func=cmd_status)
     destroy = verbs.add_parser("destroy", help="remove the VM template")
     destroy.set_defaults(func=cmd_destroy)
+    serve = verbs.add_parser("serve", help="run the warm VM pool ([factory] vm_cache_number)")
+    serve.add_argument("--size", type=int, default=None,
+                       help="warm VMs to keep (default: [factory] vm_cache_number)")
+    serve.set_defaults(func=cmd_serve)
 
 
 def _factory(args: argparse.Namespace) -> Any:
@@ -51,13 +55,35 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pool_status(args: argparse.Namespace) -> dict[str, Any] | None:
+    from strongbox.sandbox.pool.server import query_status
+
+    return asyncio.run(query_status(load_config(args.config)))
+
+
+def _print_pool(pool: dict[str, Any] | None, configured: int) -> None:
+    if pool is None:
+        print(f"pool       not running ([factory] vm_cache_number = {configured}; "
+              "`strongbox factory serve` runs it)")
+        return
+    refill = f"{pool['refill_s']:.2f} s per VM" if pool["refill_s"] is not None else "none yet"
+    print(f"pool       pid {pool['pid']}: {pool['free']} free of {pool['size']}, "
+          f"{pool['warming']} warming, {pool['in_use']} in use ({pool['memory_mib']} MiB, "
+          f"{pool['vcpus']} vCPU)")
+    print(f"refill     {refill}, {pool['made_last_minute']} in the last minute; "
+          f"{pool['claims']} claims, {pool['misses']} missed, {pool['failures']} failed")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     status = _factory(args).status()
+    pool = _pool_status(args)
     if args.json:
-        print(json.dumps(status, indent=2))
+        print(json.dumps({**status, "pool": pool}, indent=2))
         return 0
+    configured = load_config(args.config).factory.vm_cache_number
     if not status["present"]:
         print(f"no template at {status['path']} (run `strongbox factory init`)")
+        _print_pool(pool, configured)
         return 0
     inputs = status["inputs"]
     freshness = "fresh" if status["fresh"] else \
@@ -69,10 +95,32 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"({status['memory_resident_bytes'] / 2**20:.1f} MiB in use), device state "
           f"{status['state_file_bytes']:,} bytes")
     print(f"age        {status['age_s']:.0f} s")
+    _print_pool(pool, configured)
     return 0
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
     removed = _factory(args).destroy()
     print("template removed" if removed else "no template to remove")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from strongbox.errors import ConfigError
+    from strongbox.sandbox.pool.server import Pool
+
+    config = load_config(args.config)
+    size = config.factory.vm_cache_number if args.size is None else args.size
+    if not 1 <= size <= 64:
+        raise ConfigError(f"--size / factory.vm_cache_number: expected 1..64 warm VMs, "
+                          f"got {size}")
+    pool = Pool(config, state_dir=paths.state_dir(args.state_dir, config),
+                root=paths.root_dir(args.root), size=size, config_path=args.config,
+                debug=args.debug)
+
+    def ready(path: object) -> None:
+        sys.stderr.write(f"factory: serving {size} warm VMs on {path}\n")
+        sys.stderr.flush()
+
+    asyncio.run(pool.serve(on_ready=ready))
     return 0

@@ -121,6 +121,23 @@ class SandboxNetwork:
             raise
         return net
 
+    @classmethod
+    def adopted(cls, *, sandbox_id: str, netns: str | None, vm_netns_fd: int,
+                taps: list[str], run_dir: Path) -> SandboxNetwork:
+        """The network of a pooled VM's new owner: the spec's namespace (the keeper then moves
+        the VM's taps into it), else the VM's own (``vm_netns_fd``, taken over)."""
+        if netns:
+            os.close(vm_netns_fd)
+            fd = open_netns(netns)
+        else:
+            fd = vm_netns_fd
+        net = cls(sandbox_id, fd, netns, run_dir / RECORD)
+        net.taps, net.bound = list(taps), [None] * len(taps)
+        if taps:
+            _preload()
+            net._save()  # before the taps move: a crash from here on is reaped
+        return net
+
     @property
     def path(self) -> str:
         """A path of the namespace that lives as long as this object (our own fd)."""

@@ -171,3 +171,34 @@ def teardown(netns: str, splices: list[tuple[str, str]], taps: list[str]) -> Non
     except (OSError, NetlinkError) as exc:
         raise SandboxError(f"network namespace {netns}: tcfilter teardown failed: {exc}"
                            ) from exc
+
+
+def move_links(netns: str, names: list[str], target_fd: int) -> None:
+    """Move the links ``names`` of ``netns`` into the namespace open at ``target_fd``: a
+    pooled VM's taps into the engine's namespace (QEMU's fds keep them working)."""
+    def work(ipr: Any) -> None:
+        for name in names:
+            index = _link_index(ipr, name)
+            if index is None:
+                raise SandboxError(f"tap {name}: not in {netns}")
+            ipr.link("set", index=index, net_ns_fd=target_fd)
+
+    try:
+        in_netns(netns, work)
+    except (OSError, NetlinkError) as exc:
+        raise SandboxError(f"moving taps {names} out of {netns}: {exc}") from exc
+
+
+def set_up(netns: str, names: list[str]) -> None:
+    """Bring the links ``names`` of ``netns`` up (a link moved between namespaces is down)."""
+    def work(ipr: Any) -> None:
+        for name in names:
+            index = _link_index(ipr, name)
+            if index is None:
+                raise SandboxError(f"tap {name}: not in {netns}")
+            ipr.link("set", index=index, state="up")
+
+    try:
+        in_netns(netns, work)
+    except (OSError, NetlinkError) as exc:
+        raise SandboxError(f"setting taps {names} up in {netns}: {exc}") from exc
