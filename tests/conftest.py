@@ -87,18 +87,34 @@ def template_config(guest_assets: dict[str, Path]) -> Iterator[Path]:
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module", params=["cold", "template"])
+@pytest.fixture(scope="session")
+def pool_config(guest_assets: dict[str, Path]) -> Iterator[Path]:
+    """A config with a warm pool of 2 VMs, and that pool running for the session."""
+    import shutil
+
+    from tests.framework.pool import WarmPool
+
+    base = Path(tempfile.mkdtemp(prefix="sbx-pool-", dir="/dev/shm"))
+    with WarmPool(base, size=2, extra=JAILER_TOML) as pool:
+        yield pool.config
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=["cold", "template", "pool"])
 def factory_mode(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run a whole module twice: cold boots, then clones of a VM template.
+    """Run a whole module cold, then as clones of a VM template, then (the tests marked
+    ``pool`` only) with VMs from a warm pool.
 
     The configuration reaches every strongbox process (CLI, monitors, shims
     started by containerd, runtimes started by podman) through
-    $STRONGBOX_CONFIG. Both modes jail QEMU (the default) unless STRONGBOX_TEST_UNJAILED=1.
+    $STRONGBOX_CONFIG. Every mode jails QEMU (the default) unless STRONGBOX_TEST_UNJAILED=1.
     """
 
     previous = os.environ.get("STRONGBOX_CONFIG")
     if request.param == "template":
         os.environ["STRONGBOX_CONFIG"] = str(request.getfixturevalue("template_config"))
+    elif request.param == "pool":
+        os.environ["STRONGBOX_CONFIG"] = str(request.getfixturevalue("pool_config"))
     elif (cold := request.getfixturevalue("cold_config")) is not None:
         os.environ["STRONGBOX_CONFIG"] = str(cold)
     else:
@@ -108,3 +124,35 @@ def factory_mode(request: pytest.FixtureRequest) -> Iterator[str]:
         os.environ.pop("STRONGBOX_CONFIG", None)
     else:
         os.environ["STRONGBOX_CONFIG"] = previous
+
+
+def _pool_mode(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("factory_mode") == "pool"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The pool mode runs only the tests marked ``pool`` (each suite's representative
+    flows): tripling every suite would not fit CI's time."""
+    dropped = [i for i in items if _pool_mode(i) and i.get_closest_marker("pool") is None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if not (_pool_mode(i) and i.get_closest_marker("pool")
+                                             is None)]
+
+
+@pytest.fixture(autouse=True)
+def _pooled_vm_used(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In the pool mode: a warm VM is free before the test, and the test took one."""
+    if not _pool_mode(request.node):
+        yield
+        return
+    from tests.framework.pool import pool_status
+
+    config = request.getfixturevalue("pool_config")
+    assert wait_until(lambda: pool_status(config)["free"] >= 1, 120), "the pool did not refill"
+    before = pool_status(config)
+    yield
+    after = pool_status(config)
+    assert after["claims"] - after["misses"] > before["claims"] - before["misses"], \
+        f"the test took no VM from the pool: {before} -> {after}"

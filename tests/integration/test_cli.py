@@ -79,6 +79,7 @@ def _wait_output(rt: Runtime, cid: str, text: str, timeout: float = 30) -> None:
 
 # --- the lifecycle ---------------------------------------------------------------------------
 
+@pytest.mark.pool
 def test_create_start_kill_delete(rt: Runtime) -> None:
     rt.create("life").check()
     state = rt("state", "life").check().json()
@@ -203,6 +204,7 @@ def test_state_never_hangs_on_a_wedged_monitor(rt: Runtime) -> None:
 
 # --- exec, ps, pause, update, events ----------------------------------------------------------
 
+@pytest.mark.pool
 def test_exec(rt: Runtime) -> None:
     rt.create("ex", rt.bundle(process__env=["PATH=/bin", "BASE=1"])).check()
     rt("start", "ex").check()
@@ -267,6 +269,7 @@ def _lineage(pid: int) -> list[int]:
     return chain
 
 
+@pytest.mark.pool
 def test_ps(rt: Runtime) -> None:
     """JSON: host pids, all of this container's own processes (its monitor, the pid
     `state` gives, and what it runs: QEMU), never another host process, since clients
@@ -285,6 +288,7 @@ def test_ps(rt: Runtime) -> None:
     assert any("sh -c" in line for line in table[1:])
 
 
+@pytest.mark.pool
 def test_pause_resume(rt: Runtime) -> None:
     rt.create("pz").check()
     rt("start", "pz").check()

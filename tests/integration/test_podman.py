@@ -32,6 +32,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory, factory_mode: str,
         else True
 
 
+@pytest.mark.pool
 def test_run_foreground(podman: Podman) -> None:
     result = podman("run", "--rm", "--network=none", IMAGE, "sh", "-c",
                     "echo hello from podman; uname -r")
@@ -51,6 +52,7 @@ def test_run_rm_leaves_nothing(podman: Podman) -> None:
     assert wait_until(lambda: not qemu_pids(str(podman.root)), 10)
 
 
+@pytest.mark.pool
 def test_detached_logs_exec_stop_rm(podman: Podman) -> None:
     podman("run", "-d", "--name", "bg", "--network=none", IMAGE, "sh", "-c",
            'trap "echo stopping; exit 0" TERM; i=0; '

@@ -36,6 +36,7 @@ def _with_mounts(bundles: Bundles, bundle: Path, *extra: dict[str, object]) -> P
 
 # --- exit status and stdio ---------------------------------------------------------------
 
+@pytest.mark.pool
 def test_echo(bundles: Bundles) -> None:
     result = bundles.run(bundles.make(["echo", "hello from the microVM"]))
     assert result.returncode == 0, result.stderr
@@ -85,6 +86,7 @@ def test_fifty_mib_through_stdout(bundles: Bundles) -> None:
     assert hashlib.sha256(result.stdout).hexdigest() == expected
 
 
+@pytest.mark.pool
 def test_stdin_round_trips_through_cat(bundles: Bundles) -> None:
     data = os.urandom(3 * 1024 * 1024) + bytes(range(256))
     result = bundles.run_bytes(bundles.make(["cat"]), input=data)
@@ -97,6 +99,7 @@ def test_stdin_eof_is_delivered(bundles: Bundles) -> None:
     assert result.stdout.split() == ["2", "after-eof"]
 
 
+@pytest.mark.pool
 def test_stderr_kept_separate(bundles: Bundles) -> None:
     result = bundles.run(bundles.make(["sh", "-c", "echo to-out; echo to-err >&2"]))
     assert result.stdout == "to-out\n"
@@ -149,11 +152,13 @@ def test_env_cwd_user_groups(bundles: Bundles) -> None:
     assert "5(tty)" in lines[2] and "100(users)" in lines[2]
 
 
+@pytest.mark.pool
 def test_hostname(bundles: Bundles) -> None:
     bundle = bundles.make(["hostname"], hostname="boxy")
     assert bundles.run(bundle).check().stdout == "boxy\n"
 
 
+@pytest.mark.pool
 @pytest.mark.parametrize("network", ["new", "none"])
 def test_loopback_is_up(bundles: Bundles, network: str) -> None:
     """A new network namespace (runc's default spec) and none at all (``--network host``:
@@ -207,6 +212,7 @@ def test_writes_reach_the_host_rootfs_by_default(bundles: Bundles) -> None:
     assert (bundle / "rootfs" / "written").read_text() == "persisted\n"
 
 
+@pytest.mark.pool
 def test_bind_mounts_rw_and_ro(bundles: Bundles, tmp_path: Path) -> None:
     rw, ro = tmp_path / "rw", tmp_path / "ro"
     rw.mkdir()
@@ -225,6 +231,7 @@ def test_bind_mounts_rw_and_ro(bundles: Bundles, tmp_path: Path) -> None:
     assert not (ro / "denied").exists()
 
 
+@pytest.mark.pool
 def test_overlay_leaves_host_rootfs_untouched(bundles: Bundles) -> None:
     bundle = bundles.make(["sh", "-c", "echo new > /newfile; echo x >> /etc/passwd; "
                                        "rm /bin/ls; mkdir /newdir; cat /newfile"])

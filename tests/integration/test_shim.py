@@ -51,6 +51,7 @@ def _wait_status(containerd: Containerd, cid: str, status: str, timeout: float =
     return wait_until(check, timeout)
 
 
+@pytest.mark.pool
 def test_run_echo(containerd: Containerd) -> None:
     result = _run(containerd, "echo1", "echo", "hi")
     assert result.returncode == 0, result.stderr.decode()
@@ -62,6 +63,7 @@ def test_exit_code_passes_through(containerd: Containerd, code: int) -> None:
     assert _run(containerd, f"exit{code}", "sh", "-c", f"exit {code}").returncode == code
 
 
+@pytest.mark.pool
 def test_stdin_round_trip(containerd: Containerd) -> None:
     data = os.urandom(200_000)
     result = containerd.ctr("run", "--rm", "--runtime", RUNTIME, IMAGE, "cat1", "sh", "-c",

@@ -136,10 +136,12 @@ class Kept:
         vmm = self.booted.vm.vmm
         exited: asyncio.Task[int] | None = asyncio.create_task(vmm.wait())
         stopping = asyncio.create_task(stop.wait())
+        receiving: asyncio.Task[tuple[dict[str, Any] | None, list[int]]] | None = None
         try:
             wire.send(self.claim, {"ready": self.info()})
             while True:
-                receiving = asyncio.create_task(wire.receive(self.claim))
+                if receiving is None:
+                    receiving = asyncio.create_task(wire.receive(self.claim))
                 waiting: set[asyncio.Future[Any]] = {receiving, stopping}
                 if exited is not None:
                     waiting.add(exited)
@@ -148,17 +150,17 @@ class Kept:
                     with contextlib.suppress(OSError):
                         wire.send(self.claim, {"exit": exited.result()})
                     exited = None
-                if receiving not in done:
-                    receiving.cancel()
-                    if stopping in done:
+                if receiving in done:
+                    message, fds = receiving.result()
+                    receiving = None
+                    if message is None:
                         return
-                    continue
-                message, fds = receiving.result()
-                if message is None:
+                    self._answer(message, fds)
+                elif stopping in done:
                     return
-                self._answer(message, fds)
         finally:
             stopping.cancel()
+            await wire.cancel(receiving)
             if exited is not None:
                 exited.cancel()
             await self.booted.vm.destroy()
@@ -220,7 +222,7 @@ async def keep(config: Config, *, state_dir: Path, root: Path, name: str,
     warming = asyncio.create_task(warm(sandbox, bundle))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({pool_gone, warming, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    pool_gone.cancel()
+    await wire.cancel(pool_gone)
     stopping.cancel()
     if not warming.done():
         warming.cancel()

@@ -113,7 +113,7 @@ class Pool:
                 task.cancel()
             for free in list(self.free.values()):
                 self._drop(free)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.05)  # watchers stop, then their sockets close
             os.close(lock)
 
     def _spawn(self, work: Any) -> None:
@@ -139,13 +139,13 @@ class Pool:
                 return
             with contextlib.suppress(OSError):
                 if "claim" in message:
-                    self._claim(conn, message["claim"])
+                    await self._claim(conn, message["claim"])
                 elif "status" in message:
                     wire.send(conn, {"status": self.status()})
                 else:
                     wire.send(conn, {"error": f"unknown request {next(iter(message), '')!r}"})
 
-    def _claim(self, conn: socket.socket, args: Any) -> None:
+    async def _claim(self, conn: socket.socket, args: Any) -> None:
         key = args.get("key") if isinstance(args, dict) else None
         owner = args.get("owner", "?") if isinstance(args, dict) else "?"
         self.claims += 1
@@ -158,8 +158,7 @@ class Pool:
             wire.send(conn, {"none": f"no free VM ({self.warming} warming)"})
             return
         free = self.free.pop(next(iter(self.free)))  # the oldest: longest warm
-        if free.watcher is not None:
-            free.watcher.cancel()
+        await wire.cancel(free.watcher)  # this VM's messages are its owner's from now on
         try:
             wire.send(conn, {"vm": free.name}, [free.claim.fileno()])
         except OSError:
@@ -177,11 +176,14 @@ class Pool:
         self.handed.pop(name, None)
 
     def _drop(self, free: Free) -> None:
-        """A free VM goes: its keeper reads EOF and removes it."""
+        """A free VM goes: its keeper reads EOF and removes it (its watcher stops first)."""
         self.free.pop(free.name, None)
-        if free.watcher is not None:
-            free.watcher.cancel()
-        free.claim.close()
+        watcher = free.watcher
+        if watcher is not None and not watcher.done() and watcher is not asyncio.current_task():
+            watcher.add_done_callback(lambda _: free.claim.close())
+            watcher.cancel()
+        else:
+            free.claim.close()
         self._changed.set()
 
     async def _watch(self, free: Free) -> None:
@@ -249,6 +251,7 @@ class Pool:
         now = time.monotonic()
         recent = [t for t in self.made_at if now - t <= 60.0]
         return {"pid": os.getpid(), "size": self.size, "free": len(self.free),
+                "free_vms": list(self.free), "in_use_vms": sorted(self.handed),
                 "warming": self.warming, "in_use": len(self.handed),
                 "memory_mib": self.shape[0], "vcpus": self.shape[1],
                 "claims": self.claims, "misses": self.misses, "failures": self.failures,

@@ -14,6 +14,7 @@ directory) and the warm-up container's root filesystem.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -73,19 +74,21 @@ def _wake(ready: asyncio.Future[None]) -> None:
 
 
 async def receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-    """The next message and the fds that came with it; (None, []) at EOF or reset."""
+    """The next message and the fds that came with it; (None, []) at EOF or reset. One
+    reader per socket at a time (see :func:`cancel`)."""
     loop = asyncio.get_running_loop()
     sock.setblocking(False)
+    fileno = sock.fileno()
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
         except BlockingIOError:
             ready: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(sock.fileno(), _wake, ready)
+            loop.add_reader(fileno, _wake, ready)
             try:
                 await ready
             finally:
-                loop.remove_reader(sock.fileno())
+                loop.remove_reader(fileno)
             continue
         except (ConnectionResetError, OSError):
             return None, []
@@ -97,6 +100,16 @@ async def receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]
             for fd in fds:
                 os.close(fd)
             raise
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a task reading a socket and wait until it stopped reading: only then may the
+    socket be read by another task or closed (one reader per fd in asyncio's selector)."""
+    if task is None or task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 async def request(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None,
