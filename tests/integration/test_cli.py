@@ -269,7 +269,6 @@ def _lineage(pid: int) -> list[int]:
     return chain
 
 
-@pytest.mark.pool
 def test_ps(rt: Runtime) -> None:
     """JSON: host pids, all of this container's own processes (its monitor, the pid
     `state` gives, and what it runs: QEMU), never another host process, since clients

@@ -77,7 +77,11 @@ def tenant(pool: WarmPool, no_leaks: Path, tmp_path: Path) -> Iterator[Tenant]:
     if pool.process is None:  # a test killed it
         pool.start()
     assert wait_until(lambda: pool.status()["free"] == pool.size, 120), "the pool did not refill"
-    yield Tenant(pool, no_leaks, tmp_path)
+    tenant = Tenant(pool, no_leaks, tmp_path)
+    yield tenant
+    for cid in tenant.vms:  # a failed test's containers: their VMs must not outlive it
+        tenant("delete", "--force", cid)
+    assert wait_until(lambda: all(gone(pool, vm) for vm in tenant.vms.values()), 15)
 
 
 def gone(pool: WarmPool, vm: str) -> bool:

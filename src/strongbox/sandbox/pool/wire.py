@@ -115,7 +115,10 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
 async def request(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None,
                   timeout: float = 10.0) -> tuple[dict[str, Any], list[int]]:
     """Send ``message`` and wait for the answer; EOF, a timeout or ``{"error"}`` raise."""
-    send(sock, message, fds)
+    try:
+        send(sock, message, fds)
+    except OSError:
+        raise SandboxError(f"pool: the peer went away before {next(iter(message))!r}") from None
     try:
         answer, got = await asyncio.wait_for(receive(sock), timeout)
     except TimeoutError:
