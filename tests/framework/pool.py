@@ -34,6 +34,7 @@ class WarmPool:
 
     def __init__(self, base: Path, *, size: int, extra: str = "") -> None:
         self.base, self.size = base, size
+        base.mkdir(parents=True, exist_ok=True)
         self.root = base / "root"
         self.config = base / "config.toml"
         self.config.write_text(f'{extra}[factory]\nenable_template = true\n'

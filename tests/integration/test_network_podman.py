@@ -9,7 +9,8 @@ published port answers on the host's 127.0.0.1; the container reaches a
 server the test runs on the bridge's host address; two containers reach each
 other by IP; ``--network=none`` leaves only ``lo``; the engine's hosts, hostname and
 resolv.conf arrive unchanged and resolve. The ``-p`` check also runs
-with template clones, and two clones side by side must differ in MAC and IP.
+with template clones and pooled VMs, and two of those side by side must differ in MAC
+and IP.
 Every variant runs with the jailer unless STRONGBOX_TEST_UNJAILED=1 (conftest).
 
 Traffic goes only to 127.0.0.1 and to addresses on cni-podman0.
@@ -58,8 +59,14 @@ def runtime(request: pytest.FixtureRequest, podman: Podman) -> str:
         assert path is not None
     else:
         request.getfixturevalue("guest_assets")
-        fixture = "template_config" if name == "strongbox-template" else "cold_config"
-        path = str(podman.runtime_wrapper(name, request.getfixturevalue(fixture)))
+        fixture = {"strongbox-template": "template_config",
+                   "strongbox-pool": "pool_config"}.get(name, "cold_config")
+        config = request.getfixturevalue(fixture)
+        if name == "strongbox-pool":  # both VMs free: the test's containers take pooled ones
+            from tests.framework.pool import pool_status
+
+            assert wait_until(lambda: pool_status(config)["free"] == 2, 120)
+        path = str(podman.runtime_wrapper(name, config))
     _USED.add(path)
     return path
 
@@ -114,8 +121,8 @@ def test_eth0_has_the_address_podman_assigned(podman: Podman, runtime: str) -> N
         assert assigned in netcheck.local_ipv4s_of_fib_trie(trie.stdout)
 
 
-@pytest.mark.parametrize("runtime", netcheck.runtime_params("strongbox-template"),
-                         indirect=True)
+@pytest.mark.parametrize("runtime", netcheck.runtime_params("strongbox-template",
+                                                         "strongbox-pool"), indirect=True)
 def test_published_port_answers_on_host_loopback(podman: Podman, runtime: str) -> None:
     """``-p 127.0.0.1:PORT:80``: portmap's DNAT into the namespace, then (strongbox) the VM."""
     port = netcheck.free_port()
@@ -159,7 +166,8 @@ def test_network_none_has_only_loopback(podman: Podman, runtime: str) -> None:
     assert got.stdout.split() == ["lo"]
 
 
-@pytest.mark.parametrize("runtime", netcheck.runtime_params("strongbox-template", cold=False),
+@pytest.mark.parametrize("runtime", netcheck.runtime_params("strongbox-template",
+                                                         "strongbox-pool", cold=False),
                          indirect=True)
 def test_clones_side_by_side_have_distinct_macs_and_ips(podman: Podman, runtime: str) -> None:
     """Template clones start from one snapshot: each must still get its own NIC identity

@@ -202,14 +202,25 @@ def test_pod_shares_one_vm_and_one_shim(containerd: Containerd) -> None:
             containerd.ctr("container", "delete", cid)
 
 
-def test_sigkill_of_shim_then_delete_cleans_up(containerd: Containerd) -> None:
+@pytest.mark.pool
+def test_sigkill_of_shim_then_delete_cleans_up(containerd: Containerd, factory_mode: str,
+                                              request: pytest.FixtureRequest) -> None:
+    """Also with a pooled VM: the shim held its claim, so its death ends that VM (keeper
+    and QEMU), and only that one."""
+    from tests.framework.pool import pool_status
+
+    pool = request.getfixturevalue("pool_config") if factory_mode == "pool" else None
+    before = set(pool_status(pool)["in_use_vms"]) if pool else set()
     assert containerd.ctr("run", "-d", "--runtime", RUNTIME, IMAGE, "doomed", "sleep",
                           "600").returncode == 0
+    pooled = set(pool_status(pool)["in_use_vms"]) - before if pool else set()
+    assert len(pooled) == (1 if pool else 0), pooled
     bundle = containerd.base / "state" / "io.containerd.runtime.v2.task" / "sbtest" / "doomed"
     shim_pid = int((bundle / "shim.pid").read_text())
     address = (bundle / "address").read_text().removeprefix("unix://")
     os.kill(shim_pid, signal.SIGKILL)
-    assert wait_until(lambda: not qemu_pids(str(containerd.sbroot)), 10)
+    assert wait_until(lambda: not qemu_pids(str(containerd.sbroot))
+                      and not any(pids_with_cmdline(vm) for vm in pooled), 10)
     containerd.ctr("task", "delete", "-f", "doomed")
     containerd.ctr("container", "delete", "doomed")
     assert containerd.ctr("container", "ls", "-q").stdout.decode().split().count("doomed") == 0

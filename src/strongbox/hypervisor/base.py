@@ -15,9 +15,10 @@ how to size guests a container says nothing about, and the
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -110,6 +111,16 @@ def log_tail(path: Path, lines: int = 5) -> list[str]:
     except OSError:
         return []
     return [ln for ln in text.splitlines() if ln.strip()][-lines:]
+
+
+async def exits_within(wait: Callable[[], Awaitable[int]], timeout: float) -> bool:
+    """True when ``wait()`` (a VM's) returns within ``timeout``; the wait goes on either way
+    (shielded: a VM's status is collected once, whoever asked first)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(wait()), timeout)
+        return True
+    except TimeoutError:
+        return False
 
 
 class VM(Protocol):

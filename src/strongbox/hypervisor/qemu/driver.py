@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from strongbox.errors import HypervisorError, HypervisorNotFound
-from strongbox.hypervisor.base import Accelerator, ChildSetup, VMSpec, log_tail
+from strongbox.hypervisor.base import Accelerator, ChildSetup, VMSpec, exits_within, log_tail
 from strongbox.hypervisor.cappedlog import Recorder
 from strongbox.hypervisor.jailer import Jail, JailPolicy
 from strongbox.hypervisor.qemu import migration
@@ -262,11 +262,7 @@ class QemuVM:
 
     async def wait_exit(self, timeout: float) -> bool:
         """True when QEMU exited within ``timeout``."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self.wait()), timeout)
-            return True
-        except TimeoutError:
-            return False
+        return await exits_within(self.wait, timeout)
 
     async def stop(self, timeout: float = 5.0) -> int:
         """Ask QEMU to quit over QMP, and kill it if it does not within ``timeout``."""

@@ -29,6 +29,7 @@ import importlib
 import json
 import logging
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ from strongbox.container._syscalls import CLONE_NEWNET, setns
 from strongbox.errors import SandboxError
 from strongbox.hypervisor.base import NicSpec
 from strongbox.sandbox.network import taps as tapdev
-from strongbox.sandbox.network.nsthread import new_netns, open_netns
+from strongbox.sandbox.network.nsthread import new_netns, open_netns, run_in
 
 if TYPE_CHECKING:  # pyroute2 (under these) is imported on a thread while QEMU boots
     from strongbox.sandbox.network.interfaces import Interface
@@ -133,8 +134,7 @@ class SandboxNetwork:
             fd = vm_netns_fd
         net = cls(sandbox_id, fd, netns, run_dir / RECORD)
         net.taps, net.bound = list(taps), [None] * len(taps)
-        if taps:
-            _preload()
+        if taps:  # (no preload: a thread importing pyroute2 would slow the hand-over)
             net._save()  # before the taps move: a crash from here on is reaped
         return net
 
@@ -168,6 +168,9 @@ class SandboxNetwork:
         """
         if not self.taps:
             return None
+        if not any(self.bound) and not self._foreign_interfaces():
+            request = self.hidden()  # nothing to bind: no netlink (pyroute2) on this start
+            return None if request == self.applied else request
         tcfilter = _netlink()
         found = {i.name: i for i in tcfilter.list_interfaces(self.path)}
         for slot, old in enumerate(self.bound):
@@ -185,6 +188,15 @@ class SandboxNetwork:
         request = {"nics": [{"slot_mac": slot_mac(i), "interface": b.to_agent() if b else None}
                             for i, b in enumerate(self.bound)]}
         return None if request == self.applied else request
+
+    def _foreign_interfaces(self) -> bool:
+        """Whether the namespace holds an interface besides ``lo`` and strongbox's taps: a
+        standard-library look (if_nameindex on a thread in the namespace, ~1 ms) that
+        spares the common start with no network, or with a namespace strongbox made,
+        the netlink library."""
+        names = run_in(self.path, socket.if_nameindex)
+        return any(name != "lo" and not name.startswith(tapdev.TAP_PREFIX)
+                   for _, name in names)
 
     def _bind(self, iface: Interface) -> None:
         tcfilter = _netlink()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from strongbox.errors import HypervisorError
-from strongbox.hypervisor.base import Accelerator, VMSpec, log_tail
+from strongbox.hypervisor.base import Accelerator, VMSpec, exits_within, log_tail
 from strongbox.sandbox import rundir
 from strongbox.sandbox.pool import wire
 
@@ -71,11 +71,7 @@ class AdoptedVM:
         return self.returncode
 
     async def wait_exit(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(asyncio.shield(self.wait()), timeout)
-            return True
-        except TimeoutError:
-            return False
+        return await exits_within(self.wait, timeout)
 
     def _signal(self, signum: int) -> None:
         if self.returncode is None and self._pidfd >= 0:
