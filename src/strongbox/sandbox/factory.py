@@ -58,6 +58,12 @@ RECIPE = "template-6"  # 4: NIC slots; 5: their offloads (vnet_hdr taps); 6: hid
 _warned: set[str] = set()
 
 
+def template_path(config: Config) -> Path:
+    """Where the template of ``config`` lives (``[factory] template_path``, or the default)."""
+    return Path(config.factory.template_path) if config.factory.template_path \
+        else DEFAULT_PATH
+
+
 @dataclass(frozen=True)
 class Inputs:
     """Everything a template's contents depend on; a clone must match all of it.
@@ -123,8 +129,7 @@ class Factory:
         self.config = config
         self.state_dir = state_dir
         self.root = root
-        self.path = Path(config.factory.template_path) if config.factory.template_path \
-            else DEFAULT_PATH
+        self.path = template_path(config)
         self.vmm = open_vmm(config, state_dir)
 
     # --- what a template must match -----------------------------------------------------

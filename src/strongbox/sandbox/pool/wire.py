@@ -27,14 +27,13 @@ from strongbox.errors import SandboxError
 #: Bytes of one message; fds travel beside it.
 MAX_MESSAGE = 64 * 1024
 MAX_FDS = 8
-DEFAULT_TEMPLATE = Path("/dev/shm/strongbox/template")
 
 
 def pool_dir(config: Config) -> Path:
     """The pool's directory: beside the template, so a test's template has its own pool."""
-    template = Path(config.factory.template_path) if config.factory.template_path \
-        else DEFAULT_TEMPLATE
-    return template.parent / "pool"
+    from strongbox.sandbox.factory import template_path
+
+    return template_path(config).parent / "pool"
 
 
 def socket_path(config: Config) -> Path:
