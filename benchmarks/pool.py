@@ -101,8 +101,7 @@ def timeline(pool: WarmPool, base: Path, bundle: Path) -> dict[str, float]:
 
 
 def qemu_of(vm: str) -> int:
-    return next(p for p in pids_with_cmdline(f"strongbox-{vm},")
-                if b"qemu-system" in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0])
+    return pids_with_cmdline(f"strongbox-{vm},", "qemu-system")[0]
 
 
 def idle_memory(pool: WarmPool, base: Path, count: int) -> dict[str, float]:

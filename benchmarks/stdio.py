@@ -48,8 +48,14 @@ def _run_argv(runtime: list[str], bundle: Path, cid: str) -> list[str]:
 
 def stdout_run(runtime: list[str], bundle: Path, cid: str, nbytes: int) -> float:
     """Seconds for ``run`` of a bundle writing ``nbytes`` to stdout, read here to the end."""
+    return read_all(_run_argv(runtime, bundle, cid), nbytes)
+
+
+def read_all(argv: list[str], nbytes: int) -> float:
+    """Seconds for ``argv`` to exit 0 having written exactly ``nbytes`` to its stdout (a
+    pipe read here to the end)."""
     started = time.monotonic()
-    proc = subprocess.Popen(_run_argv(runtime, bundle, cid), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     got = 0
@@ -58,14 +64,20 @@ def stdout_run(runtime: list[str], bundle: Path, cid: str, nbytes: int) -> float
     code = proc.wait(timeout=300)
     elapsed = time.monotonic() - started
     if code != 0 or got != nbytes:
-        raise SystemExit(f"{runtime[0]} {cid}: exit {code}, {got} of {nbytes} bytes")
+        raise SystemExit(f"{argv}: exit {code}, {got} of {nbytes} bytes")
     return elapsed
 
 
 def stdin_run(runtime: list[str], bundle: Path, cid: str, nbytes: int) -> float:
     """Seconds for ``run`` of a bundle reading its stdin to the end, fed ``nbytes`` here."""
+    return feed_all(_run_argv(runtime, bundle, cid), nbytes)
+
+
+def feed_all(argv: list[str], nbytes: int) -> float:
+    """Seconds for ``argv`` to exit 0 once fed ``nbytes`` on its stdin (a pipe closed
+    after the last byte)."""
     started = time.monotonic()
-    proc = subprocess.Popen(_run_argv(runtime, bundle, cid), stdin=subprocess.PIPE,
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert proc.stdin is not None
     feed = proc.stdin
@@ -86,7 +98,7 @@ def stdin_run(runtime: list[str], bundle: Path, cid: str, nbytes: int) -> float:
     thread.join(10)
     elapsed = time.monotonic() - started
     if code != 0:
-        raise SystemExit(f"{runtime[0]} {cid}: exit {code}")
+        raise SystemExit(f"{argv}: exit {code}")
     return elapsed
 
 

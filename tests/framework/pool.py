@@ -25,8 +25,7 @@ def pool_status(config: Path) -> dict[str, Any]:
 
 def keepers(marker: Path) -> list[int]:
     """Keeper processes of a pool (their command lines name its root)."""
-    return [p for p in pids_with_cmdline("strongbox.sandbox.pool.keeper")
-            if str(marker).encode() in Path(f"/proc/{p}/cmdline").read_bytes()]
+    return pids_with_cmdline("strongbox.sandbox.pool.keeper", str(marker))
 
 
 class WarmPool:

@@ -23,10 +23,11 @@ def _live_processes() -> Iterator[tuple[int, bytes]]:
             yield int(entry), cmdline
 
 
-def pids_with_cmdline(fragment: str) -> list[int]:
-    """Live processes whose command line contains ``fragment``."""
-    needle = fragment.encode()
-    return [pid for pid, cmdline in _live_processes() if needle in cmdline]
+def pids_with_cmdline(fragment: str, *also: str) -> list[int]:
+    """Live processes whose command line contains ``fragment`` and every one of ``also``
+    (read once per process: one that exits meanwhile is simply not listed)."""
+    needles = [f.encode() for f in (fragment, *also)]
+    return [pid for pid, cmdline in _live_processes() if all(n in cmdline for n in needles)]
 
 
 def _root(pid: int) -> str:

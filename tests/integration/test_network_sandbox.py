@@ -184,8 +184,7 @@ def test_under_the_shim_kill_9_then_delete_leaves_nothing(world: World, containe
                            show(world.veth))
     assert "10.231.7.2/24" in shown.stdout.decode(), shown.stderr.decode()
     assert world.ingress_qdiscs()
-    shims = [p for p in pids_with_cmdline("strongbox.shim.main")
-             if str(containerd.address).encode() in Path(f"/proc/{p}/cmdline").read_bytes()]
+    shims = pids_with_cmdline("strongbox.shim.main", str(containerd.address))
     pid = shims[0] if victim == "shim" else qemu_pids(str(containerd.sbroot))[0]
     os.kill(pid, signal.SIGKILL)
     assert wait_until(lambda: not qemu_pids(str(containerd.sbroot)), 15)

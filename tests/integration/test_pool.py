@@ -86,15 +86,13 @@ def tenant(pool: WarmPool, no_leaks: Path, tmp_path: Path) -> Iterator[Tenant]:
 
 def gone(pool: WarmPool, vm: str) -> bool:
     """Nothing of pooled VM ``vm`` is left: keeper, QEMU, run directory."""
-    alive = [p for p in keepers(pool.root)
-             if f"--name\0{vm}\0".encode() in Path(f"/proc/{p}/cmdline").read_bytes()]
+    alive = pids_with_cmdline("strongbox.sandbox.pool.keeper", str(pool.root), f"--name\0{vm}\0")
     qemus = [p for p in pids_with_cmdline(f"strongbox-{vm},")]
     return not alive and not qemus and not (pool.root / "vms" / vm).exists()
 
 
 def qemu_of(vm: str) -> int:
-    (pid,) = [p for p in pids_with_cmdline(f"strongbox-{vm},")
-              if b"qemu-system" in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0]]
+    (pid,) = pids_with_cmdline(f"strongbox-{vm},", "qemu-system")
     return pid
 
 

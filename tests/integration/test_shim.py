@@ -33,8 +33,7 @@ def containerd(tmp_path_factory: pytest.TempPathFactory, factory_mode: str,
 
 
 def _shims(daemon: Containerd) -> list[int]:
-    return [p for p in pids_with_cmdline("strongbox.shim.main")
-            if str(daemon.address).encode() in Path(f"/proc/{p}/cmdline").read_bytes()]
+    return pids_with_cmdline("strongbox.shim.main", str(daemon.address))
 
 
 def _run(containerd: Containerd, cid: str, *args: str, options: tuple[str, ...] = (),
