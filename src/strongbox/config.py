@@ -31,6 +31,11 @@ from strongbox.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/strongbox/config.toml")
 ACCELERATORS = ("auto", "kvm", "tcg")
+MACHINE_TYPES = ("microvm", "q35")
+#: How a block device reaches the guest, per machine type (StratoVirt's names).
+BLOCK_DRIVERS = {"microvm": ("virtio-mmio",), "q35": ("virtio-blk",)}
+#: Root ports a q35 guest may have (each one is a PCI slot of the root complex).
+PCIE_ROOT_PORT_MAX = 16
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NETWORK_MODELS = ("tcfilter", "none")
 #: microvm has 8 virtio-mmio transports; rng, serial and 9p take three.
@@ -50,7 +55,16 @@ class QemuConfig:
     kernel: str = ""
     #: Guest initrd (uncompressed cpio); empty means the built asset.
     initrd: str = ""
+    #: microvm: virtio-mmio, nothing hot-plugged. q35: the standard PC with PCIe, its
+    #: devices on virtio-pci, ``pcie_root_port`` root ports for hotplug.
     machine_type: str = "microvm"
+    #: Empty PCIe root ports on q35: each takes one hot-plugged device (a disk, a NIC).
+    pcie_root_port: int = 0
+    #: How block-device root file systems and volumes reach the guest: "virtio-blk"
+    #: (q35) or "virtio-mmio" (microvm); empty means the machine type's one.
+    block_device_driver: str = ""
+    #: True: a block-device rootfs or volume travels over 9p like any directory.
+    disable_block_device_use: bool = True
     default_vcpus: int = 1
     #: Guest RAM in MiB when the container sets no memory limit.
     default_memory: int = 256
@@ -88,10 +102,22 @@ class QemuConfig:
         _at_least("hypervisor.qemu.memory_margin", self.memory_margin, 16)
         _at_least("hypervisor.qemu.tcg_tb_size", self.tcg_tb_size, 8)
         _at_least("hypervisor.qemu.console_log_size", self.console_log_size, 16)
-        if self.machine_type != "microvm":
+        _choice("hypervisor.qemu.machine_type", self.machine_type, MACHINE_TYPES)
+        _at_least("hypervisor.qemu.pcie_root_port", self.pcie_root_port, 0)
+        _at_most("hypervisor.qemu.pcie_root_port", self.pcie_root_port, PCIE_ROOT_PORT_MAX)
+        if self.pcie_root_port and self.machine_type != "q35":
+            raise ConfigError("hypervisor.qemu.pcie_root_port: root ports need "
+                              f"machine_type = 'q35', not {self.machine_type!r}")
+        allowed = BLOCK_DRIVERS[self.machine_type]
+        if self.block_device_driver and self.block_device_driver not in allowed:
             raise ConfigError(
-                f"hypervisor.qemu.machine_type: expected 'microvm', got {self.machine_type!r}"
-            )
+                f"hypervisor.qemu.block_device_driver: machine_type {self.machine_type!r} "
+                f"takes {' or '.join(map(repr, allowed))}, got {self.block_device_driver!r}")
+
+    @property
+    def block_driver(self) -> str:
+        """The block driver in use: the configured one, else the machine type's."""
+        return self.block_device_driver or BLOCK_DRIVERS[self.machine_type][0]
 
 
 @dataclass(frozen=True)
@@ -195,12 +221,15 @@ class Config:
         self.factory.validate()
 
     def with_guest(self, *, kernel: str | None = None, initrd: str | None = None,
-                   accelerator: str | None = None) -> Config:
-        """This configuration with another guest kernel, initrd or accelerator where given
-        (``strongbox guest boot``'s flags)."""
+                   accelerator: str | None = None, machine_type: str | None = None) -> Config:
+        """This configuration with another guest kernel, initrd, accelerator or machine type
+        where given (``strongbox guest boot``'s flags)."""
         old = self.hypervisor.qemu
         qemu = dataclasses.replace(old, kernel=kernel or old.kernel, initrd=initrd or old.initrd,
-                                   accelerator=accelerator or old.accelerator)
+                                   accelerator=accelerator or old.accelerator,
+                                   machine_type=machine_type or old.machine_type)
+        if qemu.machine_type != "q35":
+            qemu = dataclasses.replace(qemu, pcie_root_port=0, block_device_driver="")
         qemu.validate()
         return dataclasses.replace(self, hypervisor=dataclasses.replace(self.hypervisor,
                                                                         qemu=qemu))

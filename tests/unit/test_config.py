@@ -49,6 +49,17 @@ def test_full_file(tmp_path: Path) -> None:
      "network.internetworking_model: expected one of tcfilter, none, got 'macvtap'"),
     ("[network]\nnic_slots = 0\n", "network.nic_slots: expected 1..4, got 0"),
     ("[network]\nnic_slots = 5\n", "network.nic_slots: expected 1..4, got 5"),
+    ("[hypervisor.qemu]\nmachine_type = \"pc\"\n",
+     "hypervisor.qemu.machine_type: expected one of microvm, q35, got 'pc'"),
+    ("[hypervisor.qemu]\npcie_root_port = 2\n",
+     "hypervisor.qemu.pcie_root_port: root ports need machine_type = 'q35', not 'microvm'"),
+    ("[hypervisor.qemu]\nmachine_type = \"q35\"\npcie_root_port = 99\n",
+     "hypervisor.qemu.pcie_root_port: expected at most 16"),
+    ("[hypervisor.qemu]\nmachine_type = \"q35\"\nblock_device_driver = \"virtio-mmio\"\n",
+     "hypervisor.qemu.block_device_driver: machine_type 'q35' takes 'virtio-blk', "
+     "got 'virtio-mmio'"),
+    ("[hypervisor.qemu]\nblock_device_driver = \"virtio-blk\"\n",
+     "machine_type 'microvm' takes 'virtio-mmio', got 'virtio-blk'"),
 ])
 def test_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "c.toml"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from strongbox import status as sm
-from strongbox.agent import share
+from strongbox.agent import disks, share
 from strongbox.agent.server import EPOLLIN, RequestError
 from strongbox.agent.stdio import InputPump, OutputPump, set_window_size
 from strongbox.protocol import E_CONTAINER, E_NOT_FOUND, E_STATE
@@ -259,8 +259,12 @@ def cgroup_for(container_id: str, resources: dict[str, Any]) -> Cgroup:
 
 
 def rootfs_for(container_id: str, rootfs: dict[str, Any]) -> str:
-    share.ensure_share()
-    source = share.shared_path(rootfs["path"])
+    disk = rootfs.get("disk")
+    if disk is not None:  # the host gave its block device: mounted here, not shared
+        source = disks.mount_disk(container_id, disk)
+    else:
+        share.ensure_share()
+        source = share.shared_path(rootfs["path"])
     return share.prepare_rootfs(container_id, source, bool(rootfs.get("overlay")))
 
 
@@ -272,3 +276,4 @@ def release_resources(container_id: str, cgroup: Cgroup | None) -> None:
         except Exception:
             pass
     share.release_rootfs(container_id)
+    disks.release_disk(container_id)

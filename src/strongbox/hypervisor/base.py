@@ -37,7 +37,8 @@ class Accelerator:
 
 @dataclass(frozen=True)
 class VMShape:
-    """How guests are sized by default, from the VMM's configuration (:meth:`VMM.shape`)."""
+    """How guests are sized and equipped by default, from the VMM's configuration
+    (:meth:`VMM.shape`)."""
 
     #: Guest RAM when the container sets no memory limit.
     default_memory_mib: int
@@ -46,6 +47,8 @@ class VMShape:
     memory_margin_mib: int
     #: No guest gets more vCPUs than this (the host's CPUs).
     max_vcpus: int
+    #: A rootfs that is a block device's file system goes to the guest as a disk.
+    block_devices: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,16 @@ class NicSpec:
     mac: str
     #: An open /dev/vhost-net for this NIC, or None: QEMU moves the frames itself.
     vhost_fd: int | None = None
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """One block device the VMM gets as an open descriptor (it never opens a host path):
+    the guest finds it by ``serial``, the sandbox's name for it."""
+
+    fd: int
+    serial: str
+    readonly: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,8 @@ class VMSpec:
     host_cgroup: bool = False
     #: The NIC slots, in order (taps made by the sandbox in its network namespace).
     nics: tuple[NicSpec, ...] = ()
+    #: Block devices present from boot (a cold-booted first container's rootfs).
+    disks: tuple[DiskSpec, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -162,10 +162,12 @@ WARM_UP = Verb("warm_up")
 CLONE_IDENTITY = Verb("clone_identity", {"hostname": str, "time_ns": int, "entropy": str})
 
 # --- containers -------------------------------------------------------------------------
+#: A file system on a virtio-blk disk (found by its serial) instead of a 9p directory.
+DISK = Shape({"serial": str, "fstype": str}, {"readonly": bool})
 CREATE_CONTAINER = Verb(
     "create_container",
     {"id": str, "spec": dict, "stdio": STDIO, "mounts": MapOf(str),
-     "rootfs": Shape({"path": str}, {"overlay": bool})},
+     "rootfs": Shape({"path": str}, {"overlay": bool, "disk": DISK})},
     errors=(E_EXISTS, E_CONTAINER))
 START_CONTAINER = Verb("start_container", _ID, errors=_LIFECYCLE)
 CONTAINER_STATUS = Verb("container_status", _ID, errors=_PROCESS)

@@ -16,18 +16,21 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from strongbox.config import Config
 from strongbox.errors import AgentRequestError, SandboxError, StrongboxError
-from strongbox.hypervisor.base import VMM
+from strongbox.hypervisor.base import VMM, DiskSpec
 from strongbox.protocol import verbs
+from strongbox.sandbox import blockroot
 from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.netns import join_netns, netns_of
 from strongbox.sandbox.network.slots import SandboxNetwork
+from strongbox.sandbox.plan import RootDisk
 from strongbox.sandbox.pool.take import Adoption, claim, pool_key
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.shares import (
@@ -60,26 +63,33 @@ class Booted:
     #: The pooled VM's name when the VM came from the warm pool (its shares are then
     #: attached after the hand-over, as a pod member's are).
     pooled: str = ""
+    #: Runs host programs in the host's mount namespace (the monitor has its own).
+    enter_host: Callable[[], None] | None = None
 
     def release(self) -> None:
         """After the VM is gone: its taps and redirects, the host cgroup (the owner leaves
-        it first) and the run directory."""
-        _release(self.network, self.cgroup, self.run_dir)
+        it first), the block devices it took (mounted back) and the run directory."""
+        _release(self.network, self.cgroup, self.run_dir, self.enter_host)
 
     @property
     def export(self) -> Path:
         return self.export_dir or self.run_dir.path / "shared"
 
 
-def _release(network: SandboxNetwork | None, cgroup: HostCgroup | None, run_dir: RunDir
-             ) -> None:
+def _release(network: SandboxNetwork | None, cgroup: HostCgroup | None, run_dir: RunDir,
+             enter_host: Callable[[], None] | None = None) -> None:
     try:
         if network is not None:
             network.close()
     finally:
         if cgroup is not None:
             cgroup.remove()
-        run_dir.remove()
+        failed = blockroot.release(run_dir.path, enter_host)
+        if failed:  # its record stays: the run directory with it, for a later reaper
+            log.warning("sandbox %s: could not mount %s back", run_dir.path.name,
+                        ", ".join(failed))
+        else:
+            run_dir.remove()
 
 
 def _vmm_child_setup(export: Path, trees: list[tuple[int, str]], network: SandboxNetwork
@@ -87,6 +97,11 @@ def _vmm_child_setup(export: Path, trees: list[tuple[int, str]], network: Sandbo
     """Runs in the VMM's process before exec: its network and mount namespaces."""
     network.enter()
     bind_in_new_namespace(export, trees)
+
+
+def _close_disks(taken: list[DiskSpec]) -> None:
+    while taken:
+        os.close(taken.pop().fd)
 
 
 async def sync_network(vm: GuestVM, network: SandboxNetwork) -> None:
@@ -158,7 +173,8 @@ async def _pooled(config: Config, vmm: VMM, *, name: str, memory_mib: int, vcpus
 async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Path,
                memory_mib: int, vcpus: int, shares: list[Share], netns: str | None,
                cgroup: HostCgroup | None = None, owner_joins_netns: bool = False,
-               timeout: float | None = None, pool: bool = True) -> Booted:
+               timeout: float | None = None, pool: bool = True, disk: RootDisk | None = None,
+               enter_host: Callable[[], None] | None = None) -> Booted:
     """Start the VM with ``shares`` exported and wait for its agent; nothing is left on failure.
 
     With ``[factory] vm_cache_number`` (and ``pool``) a free VM of the warm pool comes
@@ -166,12 +182,16 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     With a host ``cgroup`` the owner (this process) joins it first, recorded in the run
     directory beforehand, and QEMU inherits it. With ``owner_joins_netns`` the owner joins
     QEMU's network namespace once it runs (it is the pid its container reports).
+    A ``disk`` (a block-device root file system) is taken from the host (``enter_host``
+    runs mount(8) where the host's mounts are) and attached at boot: such a VM boots cold.
     """
     started = time.monotonic()
     steps = Timeline(name, started)
     wait = timeout or config.agent.dial_timeout
     why_not = "not for this VM" if config.factory.vm_cache_number else \
         "off ([factory] vm_cache_number = 0)"
+    if disk is not None:
+        pool, why_not = False, "not with a block-device rootfs (attached at boot)"
     if config.factory.vm_cache_number and pool:
         booted, why_not = await _pooled(
             config, vmm, name=name, memory_mib=memory_mib, vcpus=vcpus, steps=steps,
@@ -182,7 +202,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
                       time.monotonic() - started)
             return booted
     template = None
-    if config.factory.enable_template:
+    if config.factory.enable_template and disk is None:
         template = await Factory(config, state_dir, root).template_for(memory_mib, vcpus)
         steps.lap("template", "found" if template is not None else "none: cold boot")
     run_dir = RunDir.create(root, name)
@@ -190,6 +210,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     network: SandboxNetwork | None = None
     state_fd = None
     trees: list[tuple[int, str]] = []  # each share resolved once, before the fork
+    taken: list[DiskSpec] = []  # the devices' descriptors: QEMU inherits them
     try:
         network = SandboxNetwork.open(config.network, sandbox_id=name, netns=netns,
                                       run_dir=run_dir.path)
@@ -202,8 +223,13 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
         prepare_targets(export, shares)
         for share in shares:
             trees.append((open_share(share), share.target))
+        if disk is not None:
+            taken.append(DiskSpec(blockroot.take(disk.mount, "root.path", run_dir.path,
+                                                 readonly=disk.readonly,
+                                                 enter_host=enter_host),
+                                  disk.serial, disk.readonly))
         devices: dict[str, object] = {"share_dir": export, "share_tag": SHARE_TAG,
-                                      "nics": network.nics()}
+                                      "nics": network.nics(), "disks": tuple(taken)}
         if template is not None:
             state_fd = os.open(template.state_file, os.O_RDONLY | os.O_CLOEXEC)
             devices.update(memory_file=template.memory_file, state_fd=state_fd, incoming=True)
@@ -231,14 +257,16 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     except BaseException:
         if vm is not None:
             await vm.destroy()
-        _release(network, cgroup, run_dir)
+        _close_disks(taken)  # our descriptors hold the devices too: before they go back
+        _release(network, cgroup, run_dir, enter_host)
         raise
     finally:
         if state_fd is not None:
             os.close(state_fd)
+        _close_disks(taken)
         for tree, _ in trees:
             os.close(tree)
     log.debug("sandbox %s: %s in %.3fs (%d MiB, %d vCPU, %s; warm pool: %s)", name,
               "cloned" if template is not None else "booted", time.monotonic() - started,
               memory_mib, vcpus, vmm.accelerator().name, why_not)
-    return Booted(vm, run_dir, template is not None, network, cgroup)
+    return Booted(vm, run_dir, template is not None, network, cgroup, enter_host=enter_host)

@@ -25,10 +25,12 @@ from strongbox.sandbox.vm import GuestVM
 def boot_and_report(config: Config, *, state_dir: Path, root: Path,
                     memory_mib: int | None = None, vcpus: int | None = None,
                     kernel: str | None = None, initrd: str | None = None,
-                    timeout: float | None = None, accelerator: str | None = None) -> dict[str, Any]:
-    """Boot one VM (the configured guest, or ``kernel``/``initrd``/``accelerator``
-    instead), ask the agent what it sees, power it off; the report."""
-    config = config.with_guest(kernel=kernel, initrd=initrd, accelerator=accelerator)
+                    timeout: float | None = None, accelerator: str | None = None,
+                    machine_type: str | None = None) -> dict[str, Any]:
+    """Boot one VM (the configured guest, or ``kernel``/``initrd``/``accelerator``/
+    ``machine_type`` instead), ask the agent what it sees, power it off; the report."""
+    config = config.with_guest(kernel=kernel, initrd=initrd, accelerator=accelerator,
+                               machine_type=machine_type)
     vmm = open_vmm(config, state_dir)
     shape = vmm.shape()
     name = f"boot-{secrets.token_hex(4)}"
@@ -38,6 +40,7 @@ def boot_and_report(config: Config, *, state_dir: Path, root: Path,
                            memory_mib=memory_mib or shape.default_memory_mib,
                            vcpus=vcpus or shape.default_vcpus)
         report = asyncio.run(_boot(config, vmm, spec, timeout or config.agent.dial_timeout))
+        report["machine"] = config.hypervisor.qemu.machine_type
     finally:
         run_dir.remove()
     return report

@@ -1,6 +1,7 @@
 """Plan turns one container request into what the sandbox does for it: spec, shares, rootfs, size.
 
-Pure logic, the same for both front doors: the CLI's monitor and the shim
+Logic over the request (and, for a rootfs on a block device, the host's mount
+table), the same for both front doors: the CLI's monitor and the shim
 each describe the container they want as a :class:`ContainerRequest` (a
 validated OCI spec, where its root filesystem is on the host, how its stdio
 is used) and :class:`~strongbox.sandbox.sandbox.Sandbox` plans and carries it
@@ -14,6 +15,8 @@ out. ``plan_container`` decides
   bind-mount sources, with the agent's map of mount index -> share path;
 * containerd's rootfs mounts, when it gave a mount list instead of a
   directory (mounted into the export inside the VMM's mount namespace);
+* a rootfs that is the whole file system of a block device, with block devices on
+  (``disable_block_device_use = false``): a disk for the guest, not a share;
 
 and ``vm_size_for`` sizes the VM from the first container's limits.
 
@@ -26,6 +29,7 @@ process to run in a container, before it is sent.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +42,8 @@ from strongbox.protocol.frame import MAX_PAYLOAD
 from strongbox.protocol.jsoncodec import dumps
 from strongbox.protocol.messages import InvalidParams
 from strongbox.protocol.verbs import Verb
+from strongbox.sandbox.blockroot import BlockMount
+from strongbox.sandbox.blockroot import find as find_block_mount
 from strongbox.sandbox.guestspec import guest_spec
 from strongbox.sandbox.shares import Share, bind_shares
 
@@ -80,6 +86,8 @@ class ContainerPlan:
     mounts: dict[str, str]
     #: containerd's rootfs mounts, to mount at ``<id>/rootfs`` (else ``shares`` has it).
     rootfs_mounts: list[dict[str, Any]] = field(default_factory=list)
+    #: The rootfs as a block device the guest mounts (then no share has it).
+    disk: RootDisk | None = None
 
     @property
     def rootfs_target(self) -> str:
@@ -91,18 +99,39 @@ def rootfs_target(container_id: str) -> str:
     return f"{container_id}/rootfs"
 
 
-def plan_container(request: ContainerRequest, join: dict[str, str] | None = None
-                   ) -> ContainerPlan:
-    """Plan ``request``; ``join`` maps namespace types to the guest paths a pod member joins."""
+def disk_serial(container_id: str) -> str:
+    """The serial the guest finds a container's rootfs disk by: virtio-blk carries 20
+    bytes, so a digest of the id (ids are longer, and unique only whole)."""
+    return "sb" + hashlib.sha256(container_id.encode()).hexdigest()[:18]
+
+
+@dataclass(frozen=True)
+class RootDisk:
+    """A rootfs that is a block device's whole file system (:mod:`.blockroot`): the guest
+    gets the device and mounts it, read-only where the spec (or ``overlay``) says so."""
+
+    mount: BlockMount
+    serial: str
+    readonly: bool
+
+
+def plan_container(request: ContainerRequest, join: dict[str, str] | None = None, *,
+                   block_devices: bool = False) -> ContainerPlan:
+    """Plan ``request``; ``join`` maps namespace types to the guest paths a pod member joins;
+    with ``block_devices`` a rootfs that is a block device's file system becomes a disk."""
     spec, netns = guest_spec(request.spec, join, bundle=request.bundle)
     binds, mounts = bind_shares(request.id, spec)
-    shares = binds
-    if not request.rootfs_mounts:
-        readonly = bool(spec["root"].get("readonly")) or request.overlay
+    shares, disk = binds, None
+    readonly = bool(spec["root"].get("readonly")) or request.overlay
+    block = find_block_mount(request.rootfs) if block_devices and not request.rootfs_mounts \
+        else None
+    if block is not None:
+        disk = RootDisk(block, disk_serial(request.id), readonly)
+    elif not request.rootfs_mounts:
         shares = [Share(request.rootfs, rootfs_target(request.id), readonly, field="root.path",
                         exact=True), *binds]
     plan = ContainerPlan(id=request.id, spec=spec, netns=netns, shares=shares, mounts=mounts,
-                         rootfs_mounts=list(request.rootfs_mounts))
+                         rootfs_mounts=list(request.rootfs_mounts), disk=disk)
     check_guest_request(verbs.CREATE_CONTAINER, create_params(request, plan, LARGEST_STDIO),
                         "config.json")
     return plan
@@ -126,8 +155,12 @@ LARGEST_CONSOLE = {"height": 0xFFFF, "width": 0xFFFF}
 def create_params(request: ContainerRequest, plan: ContainerPlan,
                   stdio: dict[str, Any]) -> dict[str, Any]:
     """The parameters of ``create_container`` for a planned container."""
+    rootfs: dict[str, Any] = {"path": plan.rootfs_target, "overlay": request.overlay}
+    if plan.disk is not None:
+        rootfs["disk"] = {"serial": plan.disk.serial, "fstype": plan.disk.mount.fstype,
+                          "readonly": plan.disk.readonly}
     return {"id": request.id, "spec": plan.spec, "stdio": stdio, "mounts": plan.mounts,
-            "rootfs": {"path": plan.rootfs_target, "overlay": request.overlay}}
+            "rootfs": rootfs}
 
 
 def exec_params(container_id: str, exec_id: str, process: dict[str, Any],

@@ -6,9 +6,11 @@ exclusive ``flock`` on ``owner.lock`` for the VM's whole life; the kernel
 drops it when that process dies, however it dies. So "the lock can be
 taken" means "the owner is gone", with no pid-reuse races, and any later
 strongbox command can remove what a killed owner left: the QEMU process (if
-it somehow survived its parent-death signal), the directory, and the cgroup
-of a jailed QEMU (:func:`strongbox.hypervisor.jailer.remove_leftovers`) and the
-host cgroup its spec named (:func:`.hostcgroup.recorded`).
+it somehow survived its parent-death signal), the directory, the cgroup
+of a jailed QEMU (:func:`strongbox.hypervisor.jailer.remove_leftovers`), the
+host cgroup its spec named (:func:`.hostcgroup.recorded`) and the block devices
+it took from the host, mounted back (:func:`.blockroot.release`; only from the
+mount namespace they were taken from: elsewhere the directory counts as live).
 
 Race-free by construction, whatever runs at the same time:
 
@@ -43,7 +45,7 @@ from pathlib import Path
 
 from strongbox.errors import StateDirError
 from strongbox.hypervisor import remove_leftovers
-from strongbox.sandbox import hostcgroup
+from strongbox.sandbox import blockroot, hostcgroup
 from strongbox.sandbox.network import slots
 
 log = logging.getLogger("strongbox.sandbox")
@@ -213,6 +215,8 @@ def _reap(path: Path) -> bool:
         return not path.is_dir()
     try:
         killed = _kill_leftover_qemu(path)
+        if blockroot.release(path):  # not from this mount namespace: left for the host's
+            return False
         cgroup = hostcgroup.recorded(path)
         slots.reap(path)  # our redirects on the engine's veths (the taps died with QEMU)
         _dismantle(path)

@@ -84,6 +84,7 @@ class Sandbox:
         self.booted: Booted | None = None
         self.containers: dict[str, Hosted] = {}
         self.hook_place = hook_place  # the CLI's monitor stands for its container
+        self.enter_host = hook_place.child_setup if hook_place else None  # for mount(8)
 
     @property
     def cloned(self) -> bool:
@@ -104,14 +105,15 @@ class Sandbox:
             raise SandboxError(f"sandbox {self.id} is running already")
         if request.pod_member:
             raise SandboxError("a pod container was created before its sandbox container")
-        plan = plan_container(request)
+        plan = plan_container(request, block_devices=self.vmm.shape().block_devices)
         memory, vcpus = vm_size_for(plan.spec, self.vmm.shape())
         self.booted = await boot(self.config, self.vmm, name=self.id, root=self.root,
                                  state_dir=self.state_dir, memory_mib=memory, vcpus=vcpus,
                                  shares=[] if plan.rootfs_mounts else plan.shares,
                                  netns=plan.netns, timeout=timeout, cgroup=HostCgroup.for_spec(
                                      request.spec, self.config, self.id, memory),
-                                 owner_joins_netns=self.hook_place is not None, pool=pool)
+                                 owner_joins_netns=self.hook_place is not None, pool=pool,
+                                 disk=plan.disk, enter_host=self.enter_host)
         self.booted.vm.watch(self._vm_exited)
         try:  # a pooled VM was running before its shares were known: they are attached now
             return await self._create(request, plan, exported=not plan.rootfs_mounts
@@ -284,9 +286,8 @@ class Sandbox:
         return merged
 
     async def stats_container(self, container_id: str) -> dict[str, Any]:
-        """``Cgroup.stats()`` of the container plus ``status`` and ``procs`` (guest pids).
-
-        Keys: ``memory`` {current, max, stat{...}, oom, oom_kill}, ``pids``
+        """``Cgroup.stats()`` of the container plus ``status`` and ``procs`` (guest pids):
+        ``memory`` {current, max, stat{...}, oom, oom_kill}, ``pids``
         {current, max}, ``cpu`` {usage_usec, user_usec, system_usec,
         nr_periods, nr_throttled, throttled_usec}; a limit of "max" is None.
         """

@@ -23,7 +23,9 @@ def test_fragment_has_what_the_issue_requires() -> None:
                    "VIRTIO_CONSOLE", "HW_RANDOM_VIRTIO", "VIRTIO_NET", "NET_9P_VIRTIO", "9P_FS",
                    "OVERLAY_FS", "TMPFS", "DEVTMPFS", "EXT4_FS", "UNIX", "INET", "UTS_NS",
                    "IPC_NS", "PID_NS", "NET_NS", "USER_NS", "CGROUPS", "MEMCG", "CGROUP_PIDS",
-                   "CGROUP_SCHED", "CPUSETS", "CGROUP_FREEZER", "SECCOMP_FILTER", "PVH"):
+                   "CGROUP_SCHED", "CPUSETS", "CGROUP_FREEZER", "SECCOMP_FILTER", "PVH",
+                   # q35: PCI Express with native hotplug, virtio on PCI, ACPI
+                   "ACPI", "PCI", "PCIEPORTBUS", "HOTPLUG_PCI", "HOTPLUG_PCI_PCIE", "VIRTIO_PCI"):
         assert cfg.get(f"CONFIG_{option}") == "y", option
-    for option in ("ACPI", "PCI", "MODULES"):
+    for option in ("MODULES", "VIRTIO_PCI_LEGACY"):
         assert cfg.get(f"CONFIG_{option}") == "n", option

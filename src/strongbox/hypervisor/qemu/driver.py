@@ -36,7 +36,8 @@ from strongbox.hypervisor.base import Accelerator, ChildSetup, VMSpec, exits_wit
 from strongbox.hypervisor.cappedlog import Recorder
 from strongbox.hypervisor.jailer import Jail, JailPolicy
 from strongbox.hypervisor.qemu import migration
-from strongbox.hypervisor.qemu.cmdline import build_argv
+from strongbox.hypervisor.qemu.cmdline import MICROVM, build_argv
+from strongbox.hypervisor.qemu.machine import Machine
 from strongbox.hypervisor.qemu.qmp import Monitor
 
 _PR_SET_PDEATHSIG = 1
@@ -72,12 +73,14 @@ def find_qemu(path: str) -> str:
 
 
 class QemuVM:
-    """A QEMU ``microvm`` guest: launch, QMP, stop, kill (a :class:`~.base.VM`)."""
+    """A QEMU guest (``microvm`` or ``q35``): launch, QMP, stop, kill (a :class:`~.base.VM`)."""
 
     def __init__(self, spec: VMSpec, accel: Accelerator, qemu: str = "qemu-system-x86_64",
                  tcg_tb_size_mib: int = 64, child_setup: ChildSetup | None = None,
-                 jail: JailPolicy | None = None, log_cap: int = 1 << 20) -> None:
+                 jail: JailPolicy | None = None, log_cap: int = 1 << 20,
+                 machine: Machine = MICROVM) -> None:
         self.spec = spec
+        self.machine = machine
         self.child_setup = child_setup
         self.jail_policy = jail
         self.jail: Jail | None = None
@@ -118,7 +121,7 @@ class QemuVM:
                                         self.log_cap))
         argv = build_argv(binary, self.spec, self.accel, qmp_fd=qmp_guest.fileno(),
                           agent_fd=agent_guest.fileno(), console_fd=console_guest.fileno(),
-                          tcg_tb_size_mib=self.tcg_tb_size_mib)
+                          tcg_tb_size_mib=self.tcg_tb_size_mib, machine=self.machine)
         setup, env = self.child_setup, None
         if self.jail_policy is not None:
             try:
@@ -201,10 +204,11 @@ class QemuVM:
             await asyncio.sleep(0.02)
 
     def _extra_fds(self) -> tuple[int, ...]:
-        """Descriptors QEMU inherits besides its channels: taps (and vhost) of its NICs, a
-        clone's device state."""
+        """Descriptors QEMU inherits besides its channels: taps (and vhost) of its NICs, its
+        disks, a clone's device state."""
         fds = [fd for nic in self.spec.nics for fd in (nic.tap_fd, nic.vhost_fd)
                if fd is not None]
+        fds += [disk.fd for disk in self.spec.disks]
         if self.spec.state_fd is not None and self.spec.incoming:
             fds.append(self.spec.state_fd)
         return tuple(fds)

@@ -22,6 +22,7 @@ from strongbox.hypervisor.jailer import JailPolicy
 from strongbox.hypervisor.qemu.accel import choose
 from strongbox.hypervisor.qemu.cmdline import BASE_KERNEL_PARAMS, TCG_KERNEL_PARAMS
 from strongbox.hypervisor.qemu.driver import QemuVM, find_qemu
+from strongbox.hypervisor.qemu.machine import Machine
 
 
 def _stamp(path: Path) -> str:
@@ -31,7 +32,7 @@ def _stamp(path: Path) -> str:
 
 
 class QemuVMM:
-    """QEMU ``microvm`` guests, configured by one ``[hypervisor.qemu]`` table."""
+    """QEMU guests on one machine type, configured by one ``[hypervisor.qemu]`` table."""
 
     name = "qemu"
 
@@ -39,12 +40,14 @@ class QemuVMM:
         self.config = config
         self.state_dir = state_dir
         self._accel: Accelerator | None = None
+        self.machine = Machine(config.machine_type, config.pcie_root_port)
 
     def shape(self) -> VMShape:
         return VMShape(default_memory_mib=self.config.default_memory,
                        default_vcpus=self.config.default_vcpus,
                        memory_margin_mib=self.config.memory_margin,
-                       max_vcpus=os.cpu_count() or 1)
+                       max_vcpus=os.cpu_count() or 1,
+                       block_devices=not self.config.disable_block_device_use)
 
     def accelerator(self) -> Accelerator:
         if self._accel is None:
@@ -68,18 +71,21 @@ class QemuVMM:
         jail = JailPolicy(uid_base=qemu.jailer_uid_base, pids_max=qemu.jailer_pids_max,
                           memory_overhead_mib=qemu.jailer_memory_overhead) if qemu.jailer else None
         return QemuVM(spec, self.accelerator(), qemu.path, qemu.tcg_tb_size, child_setup,
-                      jail=jail, log_cap=qemu.console_log_size * 1024)
+                      jail=jail, log_cap=qemu.console_log_size * 1024, machine=self.machine)
 
     def identity(self, memory_mib: int, vcpus: int) -> dict[str, Any]:
         kernel, initrd = self.boot_assets()
         binary = Path(find_qemu(self.config.path))
         accel = self.accelerator()
-        params = list(BASE_KERNEL_PARAMS) + (list(TCG_KERNEL_PARAMS) if accel.name == "tcg"
-                                             else []) + self.config.kernel_params.split()
+        params = [*BASE_KERNEL_PARAMS, *self.machine.kernel_params(),
+                  *(TCG_KERNEL_PARAMS if accel.name == "tcg" else ()),
+                  *self.config.kernel_params.split()]
         return {
             "kernel": str(kernel), "kernel_stamp": _stamp(kernel),
             "initrd": str(initrd), "initrd_stamp": _stamp(initrd),
             "qemu": str(binary), "qemu_stamp": _stamp(binary),
             "accelerator": accel.name, "memory_mib": memory_mib, "vcpus": vcpus,
             "kernel_params": " ".join(params),
+            # A saved guest's devices are the machine's: a clone must have the same board.
+            "machine": self.machine.name, "pcie_root_port": self.machine.root_ports,
         }

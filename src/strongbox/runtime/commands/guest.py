@@ -35,6 +35,8 @@ def register(sub: Any) -> None:
     boot.add_argument("--initrd", help="guest initrd (default: the built one)")
     boot.add_argument("--timeout", type=float, help="seconds to wait for the agent")
     boot.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="accelerator")
+    boot.add_argument("--machine", choices=("microvm", "q35"),
+                      help="machine type (default: the configured machine_type)")
     boot.set_defaults(func=cmd_boot)
 
 
@@ -90,6 +92,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         initrd=args.initrd,
         timeout=args.timeout,
         accelerator=args.accel,
+        machine_type=args.machine,
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -100,7 +103,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 def _print_boot(report: dict[str, Any]) -> None:
     out = sys.stdout
-    out.write(f"guest kernel   {report['kernel_release']} ({report['accelerator']}, "
+    out.write(f"guest kernel   {report['kernel_release']} ({report['machine']}, "
+              f"{report['accelerator']}, "
               f"{report['cpus']} vCPU, {report['mem_total_kib'] // 1024} MiB)\n")
     out.write(f"memory         used {report['mem_used_kib'] / 1024:.1f} MiB, available "
               f"{report['mem_available_kib'] / 1024:.1f} MiB\n")

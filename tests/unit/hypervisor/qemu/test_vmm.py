@@ -65,7 +65,7 @@ def test_identity_names_everything_a_template_depends_on(guest: dict[str, str],
     identity = vmm.identity(256, 1)
     assert set(identity) == {"kernel", "kernel_stamp", "initrd", "initrd_stamp", "qemu",
                              "qemu_stamp", "accelerator", "memory_mib", "vcpus",
-                             "kernel_params"}
+                             "kernel_params", "machine", "pcie_root_port"}
     assert "noapictimer" in identity["kernel_params"]  # TCG's own parameters count
     Path(guest["kernel"]).write_bytes(b"a new kernel")
     assert vmm.identity(256, 1)["kernel_stamp"] != identity["kernel_stamp"]
