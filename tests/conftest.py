@@ -70,21 +70,53 @@ def cold_config() -> Iterator[Path | None]:
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def template_config(guest_assets: dict[str, Path]) -> Iterator[Path]:
+#: The q35 modes' machine: the standard PC with two PCIe root ports for hotplug.
+Q35_TOML = 'machine_type = "q35"\npcie_root_port = 2\n'
+
+
+def _hypervisor_toml(q35: bool) -> str:
+    if not q35:
+        return JAILER_TOML
+    return "[hypervisor.qemu]\n" + ("jailer = false\n" if UNJAILED else "") + Q35_TOML
+
+
+def _made_template(prefix: str, q35: bool = False) -> Iterator[Path]:
     """A config file with the factory on, and its template built once per session."""
     import shutil
     import subprocess
     import sys
 
-    base = Path(tempfile.mkdtemp(prefix="sbx-tpl-", dir="/dev/shm"))
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/dev/shm"))
     config = base / "config.toml"
-    config.write_text(f'{JAILER_TOML}[factory]\nenable_template = true\n'
+    config.write_text(f'{_hypervisor_toml(q35)}[factory]\nenable_template = true\n'
                       f'template_path = "{base}/template"\n')
     subprocess.run([sys.executable, "-m", "strongbox", "--config", str(config), "--root",
                     str(base / "root"), "factory", "init"], check=True, capture_output=True)
     yield config
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_config(guest_assets: dict[str, Path]) -> Iterator[Path]:
+    """A config file with the factory on, and its template built once per session."""
+    yield from _made_template("sbx-tpl-")
+
+
+@pytest.fixture(scope="session")
+def q35_config() -> Iterator[Path]:
+    """The q35 mode's config: machine_type = "q35", cold boots."""
+    import shutil
+
+    base = Path(tempfile.mkdtemp(prefix="sbx-q35-", dir="/dev/shm"))
+    (base / "config.toml").write_text(_hypervisor_toml(True))
+    yield base / "config.toml"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def q35_template_config(guest_assets: dict[str, Path]) -> Iterator[Path]:
+    """q35 clones: a q35 template made once per session."""
+    yield from _made_template("sbx-q35tpl-", q35=True)
 
 
 @pytest.fixture(scope="session")
@@ -100,10 +132,18 @@ def pool_config(guest_assets: dict[str, Path]) -> Iterator[Path]:
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module", params=["cold", "template", "pool"])
+#: Modes that run a subset of each suite: the tests with that marker.
+SUBSET_MODES = {"pool": "pool", "q35": "q35", "q35-template": "q35"}
+#: Each mode's config fixture (the cold mode has its own rule).
+MODE_CONFIGS = {"template": "template_config", "pool": "pool_config", "q35": "q35_config",
+                "q35-template": "q35_template_config"}
+
+
+@pytest.fixture(scope="module", params=["cold", "template", "pool", "q35", "q35-template"])
 def factory_mode(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run a whole module cold, then as clones of a VM template, then (the tests marked
-    ``pool`` only) with VMs from a warm pool.
+    """Run a whole module cold, then as clones of a VM template, then the tests marked
+    ``pool`` with VMs from a warm pool, and those marked ``q35`` on the q35 machine, cold
+    and cloned.
 
     The configuration reaches every strongbox process (CLI, monitors, shims
     started by containerd, runtimes started by podman) through
@@ -111,10 +151,8 @@ def factory_mode(request: pytest.FixtureRequest) -> Iterator[str]:
     """
 
     previous = os.environ.get("STRONGBOX_CONFIG")
-    if request.param == "template":
-        os.environ["STRONGBOX_CONFIG"] = str(request.getfixturevalue("template_config"))
-    elif request.param == "pool":
-        os.environ["STRONGBOX_CONFIG"] = str(request.getfixturevalue("pool_config"))
+    if request.param in MODE_CONFIGS:
+        os.environ["STRONGBOX_CONFIG"] = str(request.getfixturevalue(MODE_CONFIGS[request.param]))
     elif (cold := request.getfixturevalue("cold_config")) is not None:
         os.environ["STRONGBOX_CONFIG"] = str(cold)
     else:
@@ -126,19 +164,27 @@ def factory_mode(request: pytest.FixtureRequest) -> Iterator[str]:
         os.environ["STRONGBOX_CONFIG"] = previous
 
 
-def _pool_mode(item: pytest.Item) -> bool:
+def _mode(item: pytest.Item) -> str:
     callspec = getattr(item, "callspec", None)
-    return callspec is not None and callspec.params.get("factory_mode") == "pool"
+    return str(callspec.params.get("factory_mode", "")) if callspec is not None else ""
+
+
+def _pool_mode(item: pytest.Item) -> bool:
+    return _mode(item) == "pool"
+
+
+def _outside_subset(item: pytest.Item) -> bool:
+    marker = SUBSET_MODES.get(_mode(item))
+    return marker is not None and item.get_closest_marker(marker) is None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The pool mode runs only the tests marked ``pool`` (each suite's representative
-    flows): tripling every suite would not fit CI's time."""
-    dropped = [i for i in items if _pool_mode(i) and i.get_closest_marker("pool") is None]
+    """The pool and q35 modes run only the tests marked ``pool`` or ``q35`` (each suite's
+    representative flows): running every suite in every mode would not fit CI's time."""
+    dropped = [i for i in items if _outside_subset(i)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [i for i in items if not (_pool_mode(i) and i.get_closest_marker("pool")
-                                             is None)]
+        items[:] = [i for i in items if not _outside_subset(i)]
 
 
 @pytest.fixture(autouse=True)

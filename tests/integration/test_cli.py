@@ -80,6 +80,7 @@ def _wait_output(rt: Runtime, cid: str, text: str, timeout: float = 30) -> None:
 # --- the lifecycle ---------------------------------------------------------------------------
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_create_start_kill_delete(rt: Runtime) -> None:
     rt.create("life").check()
     state = rt("state", "life").check().json()
@@ -205,6 +206,7 @@ def test_state_never_hangs_on_a_wedged_monitor(rt: Runtime) -> None:
 # --- exec, ps, pause, update, events ----------------------------------------------------------
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_exec(rt: Runtime) -> None:
     rt.create("ex", rt.bundle(process__env=["PATH=/bin", "BASE=1"])).check()
     rt("start", "ex").check()
@@ -288,6 +290,7 @@ def test_ps(rt: Runtime) -> None:
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_pause_resume(rt: Runtime) -> None:
     rt.create("pz").check()
     rt("start", "pz").check()

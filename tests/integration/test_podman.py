@@ -33,6 +33,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory, factory_mode: str,
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_run_foreground(podman: Podman) -> None:
     result = podman("run", "--rm", "--network=none", IMAGE, "sh", "-c",
                     "echo hello from podman; uname -r")
@@ -53,6 +54,7 @@ def test_run_rm_leaves_nothing(podman: Podman) -> None:
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_detached_logs_exec_stop_rm(podman: Podman) -> None:
     podman("run", "-d", "--name", "bg", "--network=none", IMAGE, "sh", "-c",
            'trap "echo stopping; exit 0" TERM; i=0; '

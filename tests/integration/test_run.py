@@ -37,10 +37,25 @@ def _with_mounts(bundles: Bundles, bundle: Path, *extra: dict[str, object]) -> P
 # --- exit status and stdio ---------------------------------------------------------------
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_echo(bundles: Bundles) -> None:
     result = bundles.run(bundles.make(["echo", "hello from the microVM"]))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello from the microVM\n"
+
+
+@pytest.mark.pool
+@pytest.mark.q35
+def test_the_machine_is_the_configured_one(bundles: Bundles, factory_mode: str) -> None:
+    """q35 puts the guest's devices on PCI (virtio-pci, the root ports); microvm has no PCI."""
+    result = bundles.run(bundles.make(["sh", "-c", "ls /sys/bus/pci/devices 2>/dev/null | "
+                                       "wc -l; cat /sys/bus/pci/devices/*/vendor 2>/dev/null; true"]))
+    assert result.returncode == 0, result.stderr
+    count, *vendors = result.stdout.split()
+    if factory_mode.startswith("q35"):
+        assert "0x1af4" in vendors, result.stdout  # virtio's vendor id: devices on PCI
+    else:
+        assert count == "0", result.stdout
 
 
 @pytest.mark.parametrize("code", [0, 1, 42])
@@ -87,6 +102,7 @@ def test_fifty_mib_through_stdout(bundles: Bundles) -> None:
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_stdin_round_trips_through_cat(bundles: Bundles) -> None:
     data = os.urandom(3 * 1024 * 1024) + bytes(range(256))
     result = bundles.run_bytes(bundles.make(["cat"]), input=data)
@@ -100,6 +116,7 @@ def test_stdin_eof_is_delivered(bundles: Bundles) -> None:
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_stderr_kept_separate(bundles: Bundles) -> None:
     result = bundles.run(bundles.make(["sh", "-c", "echo to-out; echo to-err >&2"]))
     assert result.stdout == "to-out\n"
@@ -153,12 +170,14 @@ def test_env_cwd_user_groups(bundles: Bundles) -> None:
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_hostname(bundles: Bundles) -> None:
     bundle = bundles.make(["hostname"], hostname="boxy")
     assert bundles.run(bundle).check().stdout == "boxy\n"
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 @pytest.mark.parametrize("network", ["new", "none"])
 def test_loopback_is_up(bundles: Bundles, network: str) -> None:
     """A new network namespace (runc's default spec) and none at all (``--network host``:
@@ -213,6 +232,7 @@ def test_writes_reach_the_host_rootfs_by_default(bundles: Bundles) -> None:
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_bind_mounts_rw_and_ro(bundles: Bundles, tmp_path: Path) -> None:
     rw, ro = tmp_path / "rw", tmp_path / "ro"
     rw.mkdir()
@@ -232,6 +252,7 @@ def test_bind_mounts_rw_and_ro(bundles: Bundles, tmp_path: Path) -> None:
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_overlay_leaves_host_rootfs_untouched(bundles: Bundles) -> None:
     bundle = bundles.make(["sh", "-c", "echo new > /newfile; echo x >> /etc/passwd; "
                                        "rm /bin/ls; mkdir /newdir; cat /newfile"])

@@ -51,6 +51,7 @@ def _wait_status(containerd: Containerd, cid: str, status: str, timeout: float =
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_run_echo(containerd: Containerd) -> None:
     result = _run(containerd, "echo1", "echo", "hi")
     assert result.returncode == 0, result.stderr.decode()
@@ -63,6 +64,7 @@ def test_exit_code_passes_through(containerd: Containerd, code: int) -> None:
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_stdin_round_trip(containerd: Containerd) -> None:
     data = os.urandom(200_000)
     result = containerd.ctr("run", "--rm", "--runtime", RUNTIME, IMAGE, "cat1", "sh", "-c",
@@ -202,6 +204,7 @@ def test_pod_shares_one_vm_and_one_shim(containerd: Containerd) -> None:
 
 
 @pytest.mark.pool
+@pytest.mark.q35
 def test_sigkill_of_shim_then_delete_cleans_up(containerd: Containerd, factory_mode: str,
                                               request: pytest.FixtureRequest) -> None:
     """Also with a pooled VM: the shim held its claim, so its death ends that VM (keeper
