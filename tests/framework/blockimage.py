@@ -22,6 +22,7 @@ class LoopImage:
         self.device = ""
 
     def __enter__(self) -> LoopImage:
+        self.image.parent.mkdir(parents=True, exist_ok=True)
         with self.image.open("wb") as f:
             f.truncate(self.size_mib << 20)
         subprocess.run(["mkfs.ext4", "-q", "-F", str(self.image)], check=True)

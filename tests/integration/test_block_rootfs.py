@@ -19,14 +19,28 @@ from tests.framework.procs import wait_until
 
 pytestmark = pytest.mark.vm
 
-MACHINES = {"microvm": "", "q35": 'machine_type = "q35"\npcie_root_port = 2\n'}
+Q35 = 'machine_type = "q35"\npcie_root_port = 2\n'
+#: microvm attaches the disk at boot (virtio-mmio); q35 hot-plugs it, into a clone too.
+MACHINES = {"microvm": "", "q35": Q35, "q35-clone": Q35}
+
+
+@pytest.fixture(scope="module")
+def q35_template(tmp_path_factory: pytest.TempPathFactory, guest_assets: dict[str, Path]
+                 ) -> str:
+    base = tmp_path_factory.mktemp("q35tpl")
+    factory = f'[factory]\nenable_template = true\ntemplate_path = "{base}/template"\n'
+    config = base / "config.toml"
+    config.write_text(f"[hypervisor.qemu]\n{Q35}{factory}")
+    cli.run("--config", config, "--root", base / "root", "factory", "init").check()
+    return factory
 
 
 @pytest.fixture(params=list(MACHINES))
 def config(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
+    factory = request.getfixturevalue("q35_template") if request.param == "q35-clone" else ""
     path.write_text(f"[hypervisor.qemu]\ndisable_block_device_use = false\n"
-                    f"{MACHINES[request.param]}")
+                    f"{MACHINES[request.param]}{factory}")
     return path
 
 
@@ -117,3 +131,17 @@ def test_block_device_use_off_keeps_9p(image: LoopImage, no_leaks: Path) -> None
                      "/proc/mounts"), "blk6", input="")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[2] == "9p" and image.mounted()
+
+
+@pytest.mark.parametrize(("toml", "fragment"), [
+    ('block_device_driver = "virtio-blk"\n', "machine_type 'microvm' takes 'virtio-mmio'"),
+    ('machine_type = "q35"\nblock_device_driver = "virtio-mmio"\n',
+     "machine_type 'q35' takes 'virtio-blk'"),
+])
+def test_a_block_driver_the_machine_lacks_is_one_clear_error(tmp_path: Path, no_leaks: Path,
+                                                             toml: str, fragment: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(f"[hypervisor.qemu]\ndisable_block_device_use = false\n{toml}")
+    bundle = make_bundle(tmp_path / "b", ["true"])
+    result = cli.run("--config", config, "--root", no_leaks, "run", "--bundle", bundle, "bad1")
+    cli.assert_one_line_error(result, "hypervisor.qemu.block_device_driver", fragment)

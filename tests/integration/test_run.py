@@ -48,8 +48,8 @@ def test_echo(bundles: Bundles) -> None:
 @pytest.mark.q35
 def test_the_machine_is_the_configured_one(bundles: Bundles, factory_mode: str) -> None:
     """q35 puts the guest's devices on PCI (virtio-pci, the root ports); microvm has no PCI."""
-    result = bundles.run(bundles.make(["sh", "-c", "ls /sys/bus/pci/devices 2>/dev/null | "
-                                       "wc -l; cat /sys/bus/pci/devices/*/vendor 2>/dev/null; true"]))
+    result = bundles.run(bundles.make(["sh", "-c", "ls /sys/bus/pci/devices 2>/dev/null | wc -l;"
+                                       " cat /sys/bus/pci/devices/*/vendor 2>/dev/null; true"]))
     assert result.returncode == 0, result.stderr
     count, *vendors = result.stdout.split()
     if factory_mode.startswith("q35"):

@@ -49,6 +49,8 @@ class VMShape:
     max_vcpus: int
     #: A rootfs that is a block device's file system goes to the guest as a disk.
     block_devices: bool = False
+    #: Devices a running guest can take (q35's root ports; microvm takes none).
+    hotplug_slots: int = 0
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,13 @@ class VM(Protocol):
     def failure_reason(self) -> str:
         """The VMM's last complaint, for error messages."""
         ...
+
+    async def add_disk(self, disk: DiskSpec, timeout: float = 10.0) -> None:
+        """Hot-plug ``disk`` into the running guest (the VMM keeps its own descriptor); a
+        VM that cannot (no hotplug, no free slot) raises HypervisorError saying why."""
+
+    async def remove_disk(self, serial: str, timeout: float = 20.0) -> None:
+        """Unplug a hot-plugged disk once the guest let it go (it acknowledges)."""
 
     async def close(self) -> None:
         """Release host-side handles (after the process is gone)."""

@@ -86,6 +86,11 @@ def _mounts(pid: str = "self") -> list[tuple[int, str, str, str, str, str, str]]
     return entries
 
 
+def mounts_of(rdev: int) -> list[str]:
+    """Where block device ``rdev`` is mounted in this mount namespace."""
+    return [point for dev, _, point, *_ in _mounts() if dev == rdev]
+
+
 def _device_node(rdev: int) -> str | None:
     """/dev/NAME of block device ``rdev``, if it is one."""
     sys_dir = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}")
@@ -149,11 +154,12 @@ def _mounted_there(mount: BlockMount, enter_host: Callable[[], None] | None) -> 
 
 
 def take(mount: BlockMount, field: str, run_dir: Path, *, readonly: bool,
-         enter_host: Callable[[], None] | None = None) -> int:
+         enter_host: Callable[[], None] | None = None,
+         also: Callable[[], None] | None = None) -> int:
     """Take ``mount`` from the host for a guest (see the module's steps); the device's
-    exclusive descriptor, for QEMU. ``field`` names it in errors (``root.path``)."""
-    others = [point for dev, _, point, *_ in _mounts() if dev == mount.rdev
-              and point != mount.mount_point]
+    exclusive descriptor, for QEMU. ``field`` names it in errors (``root.path``); ``also``
+    unmounts the copies a running VMM's namespace holds."""
+    others = [point for point in mounts_of(mount.rdev) if point != mount.mount_point]
     if others:
         raise SandboxError(f"{field}: block device {mount.device} is also mounted at "
                            f"{others[0]}: it must not be in use elsewhere while a guest "
@@ -169,6 +175,13 @@ def take(mount: BlockMount, field: str, run_dir: Path, *, readonly: bool,
     if enter_host is not None and os.path.ismount(mount.mount_point):
         with contextlib.suppress(OSError):  # our own namespace's copy of it
             umount(mount.mount_point, 0)
+    if also is not None:
+        try:
+            also()
+        except SandboxError:
+            give_back(mount, enter_host)
+            _forget(run_dir, mount)
+            raise
     flags = (os.O_RDONLY if readonly else os.O_RDWR) | os.O_EXCL | os.O_CLOEXEC
     try:
         return os.open(mount.device, flags)
@@ -214,7 +227,16 @@ def _record(run_dir: Path, mount: BlockMount) -> None:
 
 
 def _forget(run_dir: Path, mount: BlockMount) -> None:
-    _save(run_dir, [m for m in _load(run_dir) if m != mount])
+    _save(run_dir, [m for m in _load(run_dir)
+                    if (m.device, m.mount_point) != (mount.device, mount.mount_point)])
+
+
+def hand_back(run_dir: Path, mount: BlockMount,
+              enter_host: Callable[[], None] | None = None) -> None:
+    """Give one taken device back now (its disk was unplugged), or leave its record for
+    the VM's end if it cannot be mounted yet."""
+    if give_back(mount, enter_host):
+        _forget(run_dir, mount)
 
 
 def release(run_dir: Path, enter_host: Callable[[], None] | None = None) -> list[str]:

@@ -65,6 +65,8 @@ class Booted:
     pooled: str = ""
     #: Runs host programs in the host's mount namespace (the monitor has its own).
     enter_host: Callable[[], None] | None = None
+    #: The serial of the rootfs disk attached at boot ("" if none: disks are hot-plugged).
+    boot_disk: str = ""
 
     def release(self) -> None:
         """After the VM is gone: its taps and redirects, the host cgroup (the owner leaves
@@ -174,7 +176,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
                memory_mib: int, vcpus: int, shares: list[Share], netns: str | None,
                cgroup: HostCgroup | None = None, owner_joins_netns: bool = False,
                timeout: float | None = None, pool: bool = True, disk: RootDisk | None = None,
-               enter_host: Callable[[], None] | None = None) -> Booted:
+               hotplug: bool = False, enter_host: Callable[[], None] | None = None) -> Booted:
     """Start the VM with ``shares`` exported and wait for its agent; nothing is left on failure.
 
     With ``[factory] vm_cache_number`` (and ``pool``) a free VM of the warm pool comes
@@ -182,8 +184,10 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     With a host ``cgroup`` the owner (this process) joins it first, recorded in the run
     directory beforehand, and QEMU inherits it. With ``owner_joins_netns`` the owner joins
     QEMU's network namespace once it runs (it is the pid its container reports).
-    A ``disk`` (a block-device root file system) is taken from the host (``enter_host``
-    runs mount(8) where the host's mounts are) and attached at boot: such a VM boots cold.
+    A ``disk`` (a block-device root file system) keeps the pool out (a pooled VM's QMP is
+    its keeper's); without ``hotplug`` it is taken from the host here (``enter_host`` runs
+    mount(8) where the host's mounts are) and attached at boot, so the VM boots cold; with
+    it the caller hot-plugs it into the VM, a clone too.
     """
     started = time.monotonic()
     steps = Timeline(name, started)
@@ -191,7 +195,8 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     why_not = "not for this VM" if config.factory.vm_cache_number else \
         "off ([factory] vm_cache_number = 0)"
     if disk is not None:
-        pool, why_not = False, "not with a block-device rootfs (attached at boot)"
+        pool, why_not = False, "not with a block-device rootfs (its disk needs QMP)"
+    at_boot = disk if not hotplug else None
     if config.factory.vm_cache_number and pool:
         booted, why_not = await _pooled(
             config, vmm, name=name, memory_mib=memory_mib, vcpus=vcpus, steps=steps,
@@ -202,7 +207,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
                       time.monotonic() - started)
             return booted
     template = None
-    if config.factory.enable_template and disk is None:
+    if config.factory.enable_template and at_boot is None:
         template = await Factory(config, state_dir, root).template_for(memory_mib, vcpus)
         steps.lap("template", "found" if template is not None else "none: cold boot")
     run_dir = RunDir.create(root, name)
@@ -223,11 +228,11 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
         prepare_targets(export, shares)
         for share in shares:
             trees.append((open_share(share), share.target))
-        if disk is not None:
-            taken.append(DiskSpec(blockroot.take(disk.mount, "root.path", run_dir.path,
-                                                 readonly=disk.readonly,
+        if at_boot is not None:
+            taken.append(DiskSpec(blockroot.take(at_boot.mount, "root.path", run_dir.path,
+                                                 readonly=at_boot.readonly,
                                                  enter_host=enter_host),
-                                  disk.serial, disk.readonly))
+                                  at_boot.serial, at_boot.readonly))
         devices: dict[str, object] = {"share_dir": export, "share_tag": SHARE_TAG,
                                       "nics": network.nics(), "disks": tuple(taken)}
         if template is not None:
@@ -269,4 +274,5 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     log.debug("sandbox %s: %s in %.3fs (%d MiB, %d vCPU, %s; warm pool: %s)", name,
               "cloned" if template is not None else "booted", time.monotonic() - started,
               memory_mib, vcpus, vmm.accelerator().name, why_not)
-    return Booted(vm, run_dir, template is not None, network, cgroup, enter_host=enter_host)
+    return Booted(vm, run_dir, template is not None, network, cgroup, enter_host=enter_host,
+                  boot_disk=at_boot.serial if at_boot is not None else "")

@@ -38,8 +38,8 @@ from strongbox.hypervisor import open_vmm
 from strongbox.oci.spec import validate_resources
 from strongbox.protocol import E_CONTAINER, E_STATE, verbs
 from strongbox.protocol.verbs import Verb
-from strongbox.sandbox import vmmounts
 from strongbox.sandbox.agent_client import FOREVER
+from strongbox.sandbox.attach import Attachments
 from strongbox.sandbox.boot import Booted, boot, sync_network
 from strongbox.sandbox.hooks import ContainerHooks, HookFailed, HookPlace
 from strongbox.sandbox.hostcgroup import HostCgroup
@@ -84,7 +84,7 @@ class Sandbox:
         self.booted: Booted | None = None
         self.containers: dict[str, Hosted] = {}
         self.hook_place = hook_place  # the CLI's monitor stands for its container
-        self.enter_host = hook_place.child_setup if hook_place else None  # for mount(8)
+        self.attached = Attachments(hook_place.child_setup if hook_place else None)
 
     @property
     def cloned(self) -> bool:
@@ -105,15 +105,17 @@ class Sandbox:
             raise SandboxError(f"sandbox {self.id} is running already")
         if request.pod_member:
             raise SandboxError("a pod container was created before its sandbox container")
-        plan = plan_container(request, block_devices=self.vmm.shape().block_devices)
-        memory, vcpus = vm_size_for(plan.spec, self.vmm.shape())
+        shape = self.vmm.shape()
+        plan = plan_container(request, block_devices=shape.block_devices)
+        memory, vcpus = vm_size_for(plan.spec, shape)
         self.booted = await boot(self.config, self.vmm, name=self.id, root=self.root,
                                  state_dir=self.state_dir, memory_mib=memory, vcpus=vcpus,
                                  shares=[] if plan.rootfs_mounts else plan.shares,
                                  netns=plan.netns, timeout=timeout, cgroup=HostCgroup.for_spec(
                                      request.spec, self.config, self.id, memory),
                                  owner_joins_netns=self.hook_place is not None, pool=pool,
-                                 disk=plan.disk, enter_host=self.enter_host)
+                                 disk=plan.disk, hotplug=shape.hotplug_slots > 0,
+                                 enter_host=self.attached.enter_host)
         self.booted.vm.watch(self._vm_exited)
         try:  # a pooled VM was running before its shares were known: they are attached now
             return await self._create(request, plan, exported=not plan.rootfs_mounts
@@ -131,7 +133,9 @@ class Sandbox:
         self._vm()
         first = next(iter(self.containers.values()), None)
         join = pod_namespaces(first.guest_pid if first else 0) if request.pod_member else None
-        return await self._create(request, plan_container(request, join), exported=False)
+        shape = self.vmm.shape()  # a running VM takes a disk only by hotplug
+        return await self._create(request, plan_container(request, join, block_devices=(
+            shape.block_devices and shape.hotplug_slots > 0)), exported=False)
 
     async def _create(self, request: ContainerRequest, plan: ContainerPlan, *, exported: bool
                       ) -> ProcessIO:
@@ -142,9 +146,8 @@ class Sandbox:
         hosted = self.containers[cid] = Hosted(
             cid, hooks=ContainerHooks.of(cid, request.spec, request.bundle, self.hook_place))
         try:
-            if not exported:
-                self._export(plan)
-            steps.lap("rootfs attached", f"{len(plan.shares)} shares")
+            steps.lap("rootfs attached", await self.attached.attach(self._booted(), plan,
+                                                                   exported=exported))
             io, stdio = self._open_stdio(bool(plan.spec["process"].get("terminal")),
                                          request.stdin)
             try:
@@ -155,7 +158,7 @@ class Sandbox:
                 raise
         except BaseException:
             del self.containers[cid]
-            self._unexport(cid)
+            await self.attached.detach(self.booted, cid, alive=self._vm_alive(), last=False)
             raise
         pid = data.get("pid") if isinstance(data, dict) else None
         if not isinstance(pid, int) or isinstance(pid, bool):
@@ -171,15 +174,6 @@ class Sandbox:
             raise
         return io
 
-    def _export(self, plan: ContainerPlan) -> None:
-        """Put a container's rootfs and bind sources into the running VM's export."""
-        vmmounts.export_container(self._vm().vmm.namespace_fd, self.export, plan.rootfs_target,
-                                  plan.rootfs_mounts, plan.shares)
-
-    def _unexport(self, container_id: str) -> None:
-        if self._vm_alive():  # else: no VM, no namespace, nothing mounted any more
-            vmmounts.unexport_container(self._vm().vmm.namespace_fd, self.export, container_id)
-
     def _vm_alive(self) -> bool:
         return self.vm is not None and self.vm.alive
 
@@ -191,6 +185,11 @@ class Sandbox:
             hosted.status = sm.STOPPED
 
     # --- talking to the agent ---------------------------------------------------------------
+    def _booted(self) -> Booted:
+        self._vm()
+        assert self.booted is not None
+        return self.booted
+
     def _vm(self) -> GuestVM:
         vm = self.vm
         if vm is None or vm.agent is None:
@@ -316,7 +315,8 @@ class Sandbox:
                 await self._call(verbs.REMOVE_CONTAINER, container_id, {"id": container_id})
         finally:
             self.containers.pop(container_id, None)
-            self._unexport(container_id)
+            await self.attached.detach(self.booted, container_id, alive=self._vm_alive(),
+                                       last=not self.containers)
         await hosted.hooks.stopped(self.vmm_pid if self._vm_alive() else 0)
 
     # --- process verbs ----------------------------------------------------------------------

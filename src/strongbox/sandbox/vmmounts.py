@@ -87,6 +87,18 @@ def _in_namespace(vmm: NamespaceOf, what: str, work: Callable[[], None]) -> None
                 os.close(fd)
 
 
+def unmount_device(vmm: NamespaceOf, rdev: int) -> None:
+    """Unmount every mount of block device ``rdev`` in QEMU's namespace: its copies of the
+    host's mounts, made when it started, would keep the device busy (:mod:`.blockroot`)."""
+    from strongbox.sandbox.blockroot import mounts_of
+
+    def work() -> None:
+        for point in sorted(mounts_of(rdev), key=len, reverse=True):
+            umount(point, MNT_DETACH)  # nothing in QEMU has a file open there
+
+    _in_namespace(vmm, "releasing a block device's mounts in the VMM", work)
+
+
 def attach_share(vmm: NamespaceOf, export: Path, share: Share) -> None:
     """Bind a host path into the running VM's export, read-only if asked."""
     prepare_targets(export, [share])

@@ -32,11 +32,19 @@ import time
 from pathlib import Path
 
 from strongbox.errors import HypervisorError, HypervisorNotFound
-from strongbox.hypervisor.base import Accelerator, ChildSetup, VMSpec, exits_within, log_tail
+from strongbox.hypervisor.base import (
+    Accelerator,
+    ChildSetup,
+    DiskSpec,
+    VMSpec,
+    exits_within,
+    log_tail,
+)
 from strongbox.hypervisor.cappedlog import Recorder
 from strongbox.hypervisor.jailer import Jail, JailPolicy
 from strongbox.hypervisor.qemu import migration
 from strongbox.hypervisor.qemu.cmdline import MICROVM, build_argv
+from strongbox.hypervisor.qemu.hotplug import UNPLUG_TIMEOUT, Hotplug
 from strongbox.hypervisor.qemu.machine import Machine
 from strongbox.hypervisor.qemu.qmp import Monitor
 
@@ -91,6 +99,7 @@ class QemuVM:
         self.tcg_tb_size_mib = tcg_tb_size_mib
         self.process: asyncio.subprocess.Process | None = None
         self.monitor = Monitor(f"strongbox-{spec.name}")
+        self.hotplug = Hotplug(self.monitor, machine)
         self.agent_socket: socket.socket | None = None
         self.launched_at = 0.0
         self.qmp_ready_at = 0.0
@@ -247,6 +256,12 @@ class QemuVM:
         if self.returncode is not None:
             return f"exited with status {self.returncode}"
         return "no error output"
+
+    async def add_disk(self, disk: DiskSpec, timeout: float = 10.0) -> None:
+        await self.hotplug.add_disk(disk, timeout)
+
+    async def remove_disk(self, serial: str, timeout: float = UNPLUG_TIMEOUT) -> None:
+        await self.hotplug.remove_disk(serial, timeout)
 
     def console_tail(self, lines: int = 5) -> list[str]:
         return log_tail(self.spec.console_log, lines)

@@ -65,7 +65,9 @@ class Machine:
     def kernel_params(self) -> tuple[str, ...]:
         """What the guest kernel is told about this board."""
         if self.pci:
-            return ()
+            # The root ports' hotplug is the kernel's (pciehp) whatever _OSC says: this
+            # kernel has no ASPM, and without it Linux asks the firmware for no control.
+            return ("pcie_ports=native",)
         # microvm has no ACPI: power-off is a triple-fault reset; no PCI to probe.
         return ("reboot=t", "pci=off", "acpi=off")
 

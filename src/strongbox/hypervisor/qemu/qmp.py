@@ -12,7 +12,7 @@ import logging
 import socket
 from typing import Any
 
-from qemu.qmp import ExecuteError, QMPClient, QMPError
+from qemu.qmp import ExecuteError, Message, QMPClient, QMPError
 
 from strongbox.errors import HypervisorError
 
@@ -55,6 +55,32 @@ class Monitor:
         except (QMPError, OSError) as exc:
             raise HypervisorError(f"passing a descriptor to QEMU failed: {exc}") from exc
         await self.execute("getfd", {"fdname": name})
+
+    async def add_fd(self, fd: int) -> int:
+        """Hand QEMU a file descriptor (SCM_RIGHTS + ``add-fd``) as a new fd set; its id,
+        for ``/dev/fdset/ID`` wherever QEMU would open a path."""
+        try:
+            self._client.send_fd_scm(fd)
+        except (QMPError, OSError) as exc:
+            raise HypervisorError(f"passing a descriptor to QEMU failed: {exc}") from exc
+        answer = await self.execute("add-fd")
+        return int(answer["fdset-id"])
+
+    async def execute_until(self, command: str, arguments: dict[str, Any], event: str,
+                            match: dict[str, Any], timeout: float) -> None:
+        """Run ``command``, then wait for ``event`` whose data has ``match`` (the guest's
+        acknowledgement of a device removal); listening starts before the command."""
+        def wanted(message: Message) -> bool:
+            data = dict(message).get("data")
+            return isinstance(data, dict) and all(data.get(k) == v for k, v in match.items())
+
+        with self._client.listener(event, event_filter=wanted) as listener:
+            await self.execute(command, arguments, timeout)
+            try:
+                await asyncio.wait_for(listener.get(), timeout)
+            except TimeoutError:
+                raise HypervisorError(f"QMP {command}: no {event} within {timeout:g}s: the "
+                                      "guest did not acknowledge it") from None
 
     async def disconnect(self) -> None:
         try:

@@ -47,7 +47,8 @@ class QemuVMM:
                        default_vcpus=self.config.default_vcpus,
                        memory_margin_mib=self.config.memory_margin,
                        max_vcpus=os.cpu_count() or 1,
-                       block_devices=not self.config.disable_block_device_use)
+                       block_devices=not self.config.disable_block_device_use,
+                       hotplug_slots=self.machine.root_ports)
 
     def accelerator(self) -> Accelerator:
         if self._accel is None:

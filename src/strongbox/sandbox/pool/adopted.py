@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from strongbox.errors import HypervisorError
-from strongbox.hypervisor.base import Accelerator, VMSpec, exits_within, log_tail
+from strongbox.hypervisor.base import Accelerator, DiskSpec, VMSpec, exits_within, log_tail
 from strongbox.sandbox import rundir
 from strongbox.sandbox.pool import wire
 
@@ -97,6 +97,12 @@ class AdoptedVM:
             return tail[-1]
         return f"exited with status {self.returncode}" if self.returncode is not None \
             else "no error output"
+
+    async def add_disk(self, disk: DiskSpec, timeout: float = 10.0) -> None:
+        raise HypervisorError(f"cannot add disk {disk.serial}: a pooled VM's QMP is its keeper's")
+
+    async def remove_disk(self, serial: str, timeout: float = 20.0) -> None:
+        return None  # nothing was ever plugged in
 
     def namespace_fd(self) -> int:
         if self._pidfd < 0:

@@ -1,0 +1,88 @@
+"""Hotplug adds disks to a running q35 guest through QMP, one per PCIe root port.
+
+A disk's descriptor goes to QEMU over the QMP socket (SCM_RIGHTS and ``add-fd``:
+QEMU never opens a host path, jailed or not), becomes a block node on that fd set
+(``blockdev-add``) and a virtio-blk-pci function in a free root port
+(``device_add``); the guest's pciehp driver probes it, and the agent waits for the
+disk's serial to appear. Removal is ``device_del``: the guest acknowledges by
+powering the slot off, which QEMU reports as ``DEVICE_DELETED`` (pciehp waits five
+seconds after the attention button before it does); then the node and the fd set go.
+
+Root ports are the capacity: ``pcie_root_port`` of them, each taking one device.
+With none free the error names the setting to raise. ``microvm`` has none at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from strongbox.errors import HypervisorError
+from strongbox.hypervisor.base import DiskSpec
+from strongbox.hypervisor.qemu.machine import Machine, port_id
+from strongbox.hypervisor.qemu.qmp import Monitor
+
+#: pciehp's attention-button delay is 5 s; the rest is the guest's unbind.
+UNPLUG_TIMEOUT = 20.0
+
+
+@dataclass
+class _Plugged:
+    port: int
+    node: str
+    fdset: int
+
+
+class Hotplug:
+    """The devices hot-plugged into one guest, by serial."""
+
+    def __init__(self, monitor: Monitor, machine: Machine) -> None:
+        self.monitor = monitor
+        self.machine = machine
+        self.plugged: dict[str, _Plugged] = {}
+
+    def _free_port(self, serial: str) -> int:
+        if not self.machine.pci:
+            raise HypervisorError(f"cannot add disk {serial} to a running {self.machine.name} "
+                                  "VM: only machine_type = 'q35' takes hot-plugged devices")
+        taken = {p.port for p in self.plugged.values()}
+        free = [i for i in range(self.machine.root_ports) if i not in taken]
+        if not free:
+            raise HypervisorError(
+                f"cannot add disk {serial}: all {self.machine.root_ports} PCIe root ports are "
+                "in use (hypervisor.qemu.pcie_root_port sets how many devices can be "
+                "hot-plugged)")
+        return free[0]
+
+    async def add_disk(self, disk: DiskSpec, timeout: float = 10.0) -> None:
+        """Plug ``disk`` into a free root port (QEMU keeps its own copy of the fd)."""
+        if disk.serial in self.plugged:
+            raise HypervisorError(f"disk {disk.serial} is plugged in already")
+        port = self._free_port(disk.serial)
+        fdset = await self.monitor.add_fd(disk.fd)
+        node = f"hp-{disk.serial}"
+        try:
+            await self.monitor.execute("blockdev-add", {
+                "driver": "host_device", "node-name": node, "filename": f"/dev/fdset/{fdset}",
+                "read-only": disk.readonly, "cache": {"direct": False}}, timeout)
+            try:
+                await self.monitor.execute("device_add", {
+                    "driver": "virtio-blk-pci", "id": disk.serial, "bus": port_id(port),
+                    "drive": node, "serial": disk.serial, "disable-legacy": "on"}, timeout)
+            except HypervisorError:
+                await self.monitor.execute("blockdev-del", {"node-name": node}, timeout)
+                raise
+        except HypervisorError:
+            await self.monitor.execute("remove-fd", {"fdset-id": fdset}, timeout)
+            raise
+        self.plugged[disk.serial] = _Plugged(port, node, fdset)
+
+    async def remove_disk(self, serial: str, timeout: float = UNPLUG_TIMEOUT) -> None:
+        """Unplug disk ``serial`` once the guest let it go (it unmounted it first)."""
+        plugged = self.plugged.get(serial)
+        if plugged is None:
+            return
+        await self.monitor.execute_until("device_del", {"id": serial}, "DEVICE_DELETED",
+                                         {"device": serial}, timeout)
+        del self.plugged[serial]
+        await self.monitor.execute("blockdev-del", {"node-name": plugged.node})
+        await self.monitor.execute("remove-fd", {"fdset-id": plugged.fdset})

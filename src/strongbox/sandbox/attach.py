@@ -1,0 +1,76 @@
+"""Attach gives a container created in a running VM its files: shares and its rootfs disk.
+
+Shares (the rootfs directory, bind sources) are bound into the VM's 9p export inside
+QEMU's mount namespace (:mod:`.vmmounts`). A block-device rootfs that was not
+attached at boot (a pod member, a clone, any q35 VM) is hot-plugged
+(:meth:`VM.add_disk`, a PCIe root port on q35): the device is taken from the host
+first (:mod:`.blockroot`, recorded in the VM's run directory), and QEMU keeps its
+own descriptor. When the container is removed from a VM that goes on, its disk is
+unplugged (the guest acknowledges) and mounted back on the host; the last
+container's goes with the VM.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from strongbox.hypervisor.base import DiskSpec
+from strongbox.sandbox import blockroot, vmmounts
+from strongbox.sandbox.plan import ContainerPlan, RootDisk
+
+if TYPE_CHECKING:
+    from strongbox.sandbox.boot import Booted
+
+
+class Attachments:
+    """What the containers of one sandbox have attached to its running VM."""
+
+    def __init__(self, enter_host: Callable[[], None] | None) -> None:
+        self.enter_host = enter_host
+        self.disks: dict[str, RootDisk] = {}
+
+    async def attach(self, booted: Booted, plan: ContainerPlan, *, exported: bool) -> str:
+        """Export ``plan``'s shares (unless ``exported`` already) and plug its disk (unless
+        it came at boot); what was attached, for the timeline."""
+        if not exported:
+            vmmounts.export_container(booted.vm.vmm.namespace_fd, booted.export,
+                                      plan.rootfs_target, plan.rootfs_mounts, plan.shares)
+        if plan.disk is None:
+            return f"{len(plan.shares)} shares"
+        if plan.disk.serial != booted.boot_disk:
+            await self._plug(booted, plan.id, plan.disk)
+        return f"{len(plan.shares)} shares, rootfs disk {plan.disk.mount.device}"
+
+    async def _plug(self, booted: Booted, container_id: str, disk: RootDisk) -> None:
+        """Take ``disk``'s device from the host and hot-plug it; on failure it goes back."""
+        run_dir = booted.run_dir.path
+        vmm = booted.vm.vmm
+        fd = blockroot.take(disk.mount, "root.path", run_dir, readonly=disk.readonly,
+                            enter_host=self.enter_host, also=lambda: vmmounts.unmount_device(
+                                vmm.namespace_fd, disk.mount.rdev))
+        try:
+            await vmm.add_disk(DiskSpec(fd, disk.serial, disk.readonly))
+        except BaseException:
+            os.close(fd)
+            fd = -1
+            blockroot.hand_back(run_dir, disk.mount, self.enter_host)
+            raise
+        finally:
+            if fd >= 0:
+                os.close(fd)  # QEMU holds its own copy (and with it the O_EXCL claim)
+        self.disks[container_id] = disk
+
+    async def detach(self, booted: Booted | None, container_id: str, *, alive: bool,
+                     last: bool) -> None:
+        """Undo :meth:`attach` once the guest released the container: its binds, and its
+        disk unplugged and given back (not for the ``last`` container: its VM is about to
+        go, and the disk with it)."""
+        disk = self.disks.pop(container_id, None)
+        if booted is None or not alive:
+            return  # no VM, no namespace: nothing mounted, nothing plugged any more
+        vmmounts.unexport_container(booted.vm.vmm.namespace_fd, booted.export, container_id)
+        if disk is not None and not last:
+            await booted.vm.vmm.remove_disk(disk.serial)
+            blockroot.hand_back(booted.run_dir.path, disk.mount, self.enter_host)

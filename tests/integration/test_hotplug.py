@@ -1,0 +1,103 @@
+"""Hotplug on q35: a pod member's block-device rootfs arrives in the running VM through a
+PCIe root port, is usable, and leaves again (the guest acknowledges) when it is removed;
+more devices than root ports get one clear error naming ``pcie_root_port``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from strongbox.config import parse_config
+from strongbox.errors import HypervisorError
+from strongbox.oci.spec import load_bundle
+from strongbox.runtime.paths import DEFAULT_STATE_DIR
+from strongbox.sandbox.plan import ContainerRequest
+from strongbox.sandbox.sandbox import Sandbox
+from tests.framework.blockimage import LoopImage
+from tests.framework.bundle import make_bundle
+
+pytestmark = pytest.mark.vm
+
+
+def _q35(root_ports: int) -> dict[str, object]:
+    return {"hypervisor": {"qemu": {"machine_type": "q35", "pcie_root_port": root_ports,
+                                    "disable_block_device_use": False}}}
+
+
+@pytest.fixture
+def images(tmp_path: Path, guest_assets: dict[str, Path]) -> Iterator[list[LoopImage]]:
+    with LoopImage(tmp_path / "a", tmp_path / "a" / "bundle" / "rootfs") as a, \
+            LoopImage(tmp_path / "b", tmp_path / "b" / "bundle" / "rootfs") as b:
+        yield [a, b]
+
+
+def _request(cid: str, bundle: Path, *, pod_member: bool = True) -> ContainerRequest:
+    spec, rootfs = load_bundle(str(bundle))
+    return ContainerRequest(id=cid, spec=spec, rootfs=rootfs, stdin=False,
+                            pod_member=pod_member)
+
+
+def _member(image: LoopImage, script: str) -> Path:
+    bundle = image.mount.parent
+    return make_bundle(bundle, ["sh", "-c", script], rootfs=image.mount, root__readonly=False)
+
+
+def test_a_pod_members_disk_is_hot_plugged_used_and_unplugged(
+        images: list[LoopImage], no_leaks: Path, tmp_path: Path) -> None:
+    first = make_bundle(tmp_path / "first", ["sleep", "1000"], root__readonly=False)
+    image = images[0]
+    member = _member(image, "grep ' / ' /proc/mounts > /seen; echo hot > /made")
+
+    async def pod() -> None:
+        sandbox = Sandbox(parse_config(_q35(2)), sandbox_id=f"hp-{os.getpid()}", root=no_leaks,
+                          state_dir=DEFAULT_STATE_DIR)
+        try:
+            await sandbox.launch(_request("pause", first, pod_member=False))
+            await sandbox.start_container("pause")
+            await sandbox.add_container(_request("member", member))
+            assert not image.mounted()  # the guest has it now, the host does not
+            await sandbox.start_container("member")
+            assert (await sandbox.wait_process("member")).code == 0
+            await sandbox.remove_container("member")  # unplugged: the guest acknowledges
+            assert image.mounted(), "the device did not come back after the unplug"
+            vm = sandbox.vm
+            assert vm is not None and vm.alive  # the pod goes on
+        finally:
+            try:
+                await sandbox.stop()
+            finally:
+                await sandbox.destroy()
+
+    asyncio.run(asyncio.wait_for(pod(), 180))
+    assert (image.mount / "seen").read_text().split()[:3] == ["/dev/vda", "/", "ext4"]
+    assert (image.mount / "made").read_text() == "hot\n"
+
+
+def test_more_disks_than_root_ports_is_one_clear_error(
+        images: list[LoopImage], no_leaks: Path, tmp_path: Path) -> None:
+    first = make_bundle(tmp_path / "first", ["sleep", "1000"], root__readonly=False)
+    members = [_member(image, "sleep 1000") for image in images]
+
+    async def pod() -> str:
+        sandbox = Sandbox(parse_config(_q35(1)), sandbox_id=f"hp2-{os.getpid()}",
+                          root=no_leaks, state_dir=DEFAULT_STATE_DIR)
+        try:
+            await sandbox.launch(_request("pause", first, pod_member=False))
+            await sandbox.add_container(_request("m1", members[0]))
+            with pytest.raises(HypervisorError) as info:
+                await sandbox.add_container(_request("m2", members[1]))
+            assert "m2" not in sandbox.containers
+            return str(info.value)
+        finally:
+            try:
+                await sandbox.stop()
+            finally:
+                await sandbox.destroy()
+
+    message = asyncio.run(asyncio.wait_for(pod(), 180))
+    assert "pcie_root_port" in message and "1 PCIe root ports" in message, message
+    assert all(image.mounted() for image in images)  # both given back, the refused one at once
