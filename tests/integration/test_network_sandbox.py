@@ -239,3 +239,61 @@ def test_a_full_set_of_nic_slots(world: World, root: Path, tmp_path: Path) -> No
     finally:
         subprocess.run(["ip", "link", "del", "sbxfull0"], capture_output=True)
     _nothing_of_ours(world)
+
+
+Q35_ONE_SLOT = ('[hypervisor.qemu]\nmachine_type = "q35"\npcie_root_port = 2\n'
+                '[network]\nnic_slots = 1\n')
+
+
+def test_on_q35_an_interface_beyond_the_slots_gets_a_hot_plugged_nic(
+        world: World, root: Path, tmp_path: Path) -> None:
+    """Kata's netmon: more interfaces than NIC slots, and q35 plugs one NIC per extra one."""
+    config = tmp_path / "q35.toml"
+    config.write_text(Q35_ONE_SLOT)
+    ip("link", "add", "sbxhp0", "type", "veth", "peer", "name", "sbxhp1")
+    try:
+        ip("link", "set", "sbxhp1", "netns", world.name)
+        ip("-n", world.name, "addr", "add", "10.231.12.2/24", "dev", "sbxhp1")
+        ip("-n", world.name, "link", "set", "sbxhp1", "up")
+        ip("addr", "add", "10.231.12.1/24", "dev", "sbxhp0")
+        ip("link", "set", "sbxhp0", "up")
+        served = Served("10.231.12.1")
+        try:
+            script = f"{show('sbxhp1')}; wget -q -O - {served.url}"
+            bundle = _bundle(tmp_path / "b", ["sh", "-c", script], world.netns)
+            result = cli.run("--config", config, "--root", root, "run", "--bundle", bundle,
+                             "hp1", timeout=180)
+        finally:
+            served.close()
+    finally:
+        subprocess.run(["ip", "link", "del", "sbxhp0"], capture_output=True)
+    assert result.returncode == 0, result.stderr
+    assert "10.231.12.2/24" in result.stdout and "hello from the host" in result.stdout
+    assert _nics(result.stdout) == sorted([world.veth, "sbxhp1", "lo"])
+    _nothing_of_ours(world)
+
+
+def test_on_q35_a_veth_a_hook_adds_after_create_is_hot_plugged(root: Path, tmp_path: Path
+                                                               ) -> None:
+    """Docker's shape with every slot taken at create: the hook's veth gets a new NIC."""
+    config = tmp_path / "q35.toml"
+    config.write_text(Q35_ONE_SLOT.replace("nic_slots = 1", "nic_slots = 1\n").replace(
+        "[network]", "[network]\n"))
+    hook = tmp_path / "addveth.py"
+    hook.write_text(HOOK)
+    peers = [f"sbq{os.getpid() % 10000}a", f"sbq{os.getpid() % 10000}b"]
+    second = HOOK.replace('"eth0"', '"eth1"').replace("10.231.9.2/24", "10.231.13.2/24")
+    (tmp_path / "addveth1.py").write_text(second)
+    bundle = _bundle(tmp_path / "b", ["sh", "-c", show("eth1")], None, hooks={"prestart": [
+        {"path": sys.executable, "args": [sys.executable, str(hook), peers[0]]},
+        {"path": sys.executable, "args": [sys.executable, str(tmp_path / "addveth1.py"),
+                                          peers[1]]}]})
+    try:
+        result = cli.run("--config", config, "--root", root, "run", "--bundle", bundle,
+                         "hp2", timeout=180)
+        assert result.returncode == 0, result.stderr
+        assert "10.231.13.2/24" in result.stdout
+        assert _nics(result.stdout) == ["eth0", "eth1", "lo"]
+    finally:
+        for peer in peers:
+            subprocess.run(["ip", "link", "del", peer], capture_output=True)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import time
 
 from strongbox.agent.netconfig import (
     InvalidNetconfig,
@@ -239,6 +240,27 @@ def _plan(slots: list[Slot], root: list[Link], spare_links: list[Link]) -> list[
     return leaving
 
 
+#: A hot-plugged NIC (q35) shows up once the guest has probed it: how long to wait.
+APPEAR_TIMEOUT = 10.0
+
+
+def _located(slots: list[Slot], nl: Netlink, sp: Spare) -> tuple[list[Link], list[Link]]:
+    """:func:`locate` against the current links, again until ``APPEAR_TIMEOUT`` while a
+    slot's NIC has not appeared yet; the links it found them in."""
+    deadline = time.monotonic() + APPEAR_TIMEOUT
+    while True:
+        root, spare_links = nl.links(), sp.nl.links()
+        try:
+            locate(slots, root, spare_links, _given)
+            return root, spare_links
+        except NetconfigError:
+            if time.monotonic() > deadline:
+                raise
+            for slot in slots:
+                slot.link, slot.in_spare = None, False
+            time.sleep(0.05)
+
+
 def apply(request: Any) -> dict[str, Any]:
     """Make the guest's NICs match the request; idempotent. See the module docstring."""
     slots = validate_request(request)
@@ -246,8 +268,7 @@ def apply(request: Any) -> dict[str, Any]:
     root_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         with Netlink() as nl:
-            root, spare_links = nl.links(), sp.nl.links()
-            locate(slots, root, spare_links, _given)
+            root, spare_links = _located(slots, nl, sp)
             leaving = _plan(slots, root, spare_links)
             for s in leaving:  # (a) out of the root namespace, so no name clashes there
                 step(nl, s.label, f"moving {s.nic().name} to the spare namespace as "

@@ -198,6 +198,10 @@ class VM(Protocol):
     async def remove_disk(self, serial: str, timeout: float = 20.0) -> None:
         """Unplug a hot-plugged disk once the guest let it go (it acknowledges)."""
 
+    async def add_nic(self, nic: NicSpec, timeout: float = 10.0) -> None:
+        """Hot-plug a NIC on ``nic``'s tap (the VMM keeps its own descriptor); like
+        :meth:`add_disk`, HypervisorError saying why a VM cannot."""
+
     async def close(self) -> None:
         """Release host-side handles (after the process is gone)."""
 

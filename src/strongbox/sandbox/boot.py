@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from strongbox.config import Config
-from strongbox.errors import AgentRequestError, SandboxError, StrongboxError
+from strongbox.errors import AgentRequestError, HypervisorError, SandboxError, StrongboxError
 from strongbox.hypervisor.base import VMM, DiskSpec
 from strongbox.protocol import verbs
 from strongbox.sandbox import blockroot
 from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.netns import join_netns, netns_of
-from strongbox.sandbox.network.slots import SandboxNetwork
+from strongbox.sandbox.network.slots import NoFreeSlot, SandboxNetwork
 from strongbox.sandbox.plan import RootDisk
 from strongbox.sandbox.pool.take import Adoption, claim, pool_key
 from strongbox.sandbox.rundir import RunDir
@@ -110,7 +110,7 @@ async def sync_network(vm: GuestVM, network: SandboxNetwork) -> None:
     """Give the guest the namespace's interfaces, if they changed since it was last told
     (after boot, and before each container starts: a hook may have added one)."""
     started = time.monotonic()
-    request = network.sync()
+    request = await _synced(vm, network)
     if request is None:
         return
     host = time.monotonic() - started
@@ -123,6 +123,25 @@ async def sync_network(vm: GuestVM, network: SandboxNetwork) -> None:
     log.debug("sandbox %s: network: %d of %d NIC slots bound (host %.3fs, guest %.3fs)",
               network.sandbox_id, bound, len(request["nics"]), host,
               time.monotonic() - started - host)
+
+
+async def _synced(vm: GuestVM, network: SandboxNetwork) -> dict[str, Any] | None:
+    """:meth:`SandboxNetwork.sync`; an interface beyond the NIC slots gets a NIC hot-plugged
+    for it where the VM takes one (q35's root ports), as Kata's netmon would."""
+    while True:
+        try:
+            return network.sync()
+        except NoFreeSlot as exc:
+            nic = network.add_slot()
+            try:
+                await vm.vmm.add_nic(nic)
+            except HypervisorError as why:
+                network.drop_slot()
+                raise SandboxError(f"{exc}; {why}") from None
+            finally:
+                os.close(nic.tap_fd)  # QEMU holds its own copy now
+            log.debug("sandbox %s: hot-plugged NIC %s for a new interface", network.sandbox_id,
+                      nic.mac)
 
 
 async def as_clone(vm: GuestVM, network: SandboxNetwork, name: str) -> None:

@@ -36,6 +36,7 @@ from strongbox.hypervisor.base import (
     Accelerator,
     ChildSetup,
     DiskSpec,
+    NicSpec,
     VMSpec,
     exits_within,
     log_tail,
@@ -262,6 +263,9 @@ class QemuVM:
 
     async def remove_disk(self, serial: str, timeout: float = UNPLUG_TIMEOUT) -> None:
         await self.hotplug.remove_disk(serial, timeout)
+
+    async def add_nic(self, nic: NicSpec, timeout: float = 10.0) -> None:
+        await self.hotplug.add_nic(nic, timeout)
 
     def console_tail(self, lines: int = 5) -> list[str]:
         return log_tail(self.spec.console_log, lines)

@@ -1,4 +1,4 @@
-"""Hotplug adds disks to a running q35 guest through QMP, one per PCIe root port.
+"""Hotplug adds disks and NICs to a running q35 guest through QMP, one per PCIe root port.
 
 A disk's descriptor goes to QEMU over the QMP socket (SCM_RIGHTS and ``add-fd``:
 QEMU never opens a host path, jailed or not), becomes a block node on that fd set
@@ -7,6 +7,8 @@ QEMU never opens a host path, jailed or not), becomes a block node on that fd se
 disk's serial to appear. Removal is ``device_del``: the guest acknowledges by
 powering the slot off, which QEMU reports as ``DEVICE_DELETED`` (pciehp waits five
 seconds after the attention button before it does); then the node and the fd set go.
+A NIC's tap descriptor goes the same way (``getfd``), becomes a tap netdev and a
+virtio-net-pci function; the agent finds it by its slot MAC.
 
 Root ports are the capacity: ``pcie_root_port`` of them, each taking one device.
 With none free the error names the setting to raise. ``microvm`` has none at all.
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from strongbox.errors import HypervisorError
-from strongbox.hypervisor.base import DiskSpec
+from strongbox.hypervisor.base import DiskSpec, NicSpec
 from strongbox.hypervisor.qemu.machine import Machine, port_id
 from strongbox.hypervisor.qemu.qmp import Monitor
 
@@ -40,24 +42,46 @@ class Hotplug:
         self.machine = machine
         self.plugged: dict[str, _Plugged] = {}
 
-    def _free_port(self, serial: str) -> int:
+    def _free_port(self, what: str) -> int:
         if not self.machine.pci:
-            raise HypervisorError(f"cannot add disk {serial} to a running {self.machine.name} "
-                                  "VM: only machine_type = 'q35' takes hot-plugged devices")
+            raise HypervisorError(f"cannot add {what} to a running {self.machine.name} VM: "
+                                  "only machine_type = 'q35' takes hot-plugged devices")
         taken = {p.port for p in self.plugged.values()}
         free = [i for i in range(self.machine.root_ports) if i not in taken]
         if not free:
             raise HypervisorError(
-                f"cannot add disk {serial}: all {self.machine.root_ports} PCIe root ports are "
+                f"cannot add {what}: all {self.machine.root_ports} PCIe root ports are "
                 "in use (hypervisor.qemu.pcie_root_port sets how many devices can be "
                 "hot-plugged)")
         return free[0]
+
+    async def add_nic(self, nic: NicSpec, timeout: float = 10.0) -> None:
+        """Plug a virtio-net NIC on ``nic``'s tap into a free root port."""
+        name = "hpnet-" + nic.mac.replace(":", "")
+        if name in self.plugged:
+            raise HypervisorError(f"NIC {nic.mac} is plugged in already")
+        port = self._free_port(f"NIC {nic.mac}")
+        await self.monitor.send_fd(nic.tap_fd, name)
+        try:
+            await self.monitor.execute("netdev_add", {"type": "tap", "id": name, "fd": name,
+                                                      "vhost": False}, timeout)
+        except HypervisorError:
+            await self.monitor.execute("closefd", {"fdname": name}, timeout)
+            raise
+        try:
+            await self.monitor.execute("device_add", {
+                "driver": "virtio-net-pci", "id": name, "bus": port_id(port), "netdev": name,
+                "mac": nic.mac, "romfile": "", "disable-legacy": "on"}, timeout)
+        except HypervisorError:
+            await self.monitor.execute("netdev_del", {"id": name}, timeout)
+            raise
+        self.plugged[name] = _Plugged(port, name, -1)
 
     async def add_disk(self, disk: DiskSpec, timeout: float = 10.0) -> None:
         """Plug ``disk`` into a free root port (QEMU keeps its own copy of the fd)."""
         if disk.serial in self.plugged:
             raise HypervisorError(f"disk {disk.serial} is plugged in already")
-        port = self._free_port(disk.serial)
+        port = self._free_port(f"disk {disk.serial}")
         fdset = await self.monitor.add_fd(disk.fd)
         node = f"hp-{disk.serial}"
         try:

@@ -50,6 +50,11 @@ log = logging.getLogger("strongbox.sandbox")
 RECORD = "network.json"
 
 
+class NoFreeSlot(SandboxError):
+    """An interface needs a NIC and every slot is bound: a VM that takes hot-plugged NICs
+    gets another (:meth:`SandboxNetwork.add_slot`), any other refuses the interface."""
+
+
 def slot_mac(slot: int) -> str:
     """The placeholder MAC of slot ``slot``: locally administered, the same in every VM (a
     template's clones share them), never on the wire."""
@@ -206,8 +211,8 @@ class SandboxNetwork:
                                "Ethernet interface (a veth, macvlan, ...)")
         free = next((s for s, b in enumerate(self.bound) if b is None), None)
         if free is None:
-            raise SandboxError(f"network interface {iface.name}: no free NIC slot (a sandbox "
-                               f"has {len(self.taps)}: [network] nic_slots)")
+            raise NoFreeSlot(f"network interface {iface.name}: no free NIC slot (a sandbox "
+                             f"has {len(self.taps)}: [network] nic_slots)")
         try:
             tcfilter.splice(self.path, iface.name, self.taps[free])
         except SandboxError as exc:
@@ -219,6 +224,25 @@ class SandboxNetwork:
         self._save()
         log.debug("sandbox %s: %s (%s) on NIC slot %d", self.sandbox_id, iface.name, iface.mac,
                   free)
+
+    def add_slot(self) -> NicSpec:
+        """One more slot, for a NIC hot-plugged into the running VM (q35): its tap made in the
+        namespace, recorded first. The caller gives the VMM the tap's fd, then closes it."""
+        slot = len(self.taps)
+        if slot >= tapdev.MAX_SLOTS:
+            raise SandboxError(f"a sandbox has at most {tapdev.MAX_SLOTS} NICs")
+        self.taps.append(tapdev.tap_name(self.sandbox_id, slot))
+        self.bound.append(None)
+        self._save()  # before the tap exists: a crash from here on is reaped
+        (fd,) = tapdev.open_taps(self.path, self.taps[-1:], vnet_hdr=True)
+        return NicSpec(tap_fd=fd, mac=slot_mac(slot))
+
+    def drop_slot(self) -> None:
+        """Forget the slot :meth:`add_slot` made (its NIC could not be plugged; the tap goes
+        with its last fd)."""
+        self.taps.pop()
+        self.bound.pop()
+        self._save()
 
     def hidden(self) -> dict[str, Any]:
         """The request that hides every slot (nothing bound): what a VM template applies

@@ -42,7 +42,8 @@ IFNAMSIZ = 16
 #: Name prefix of strongbox's taps; discovery of the engine's interfaces skips them.
 TAP_PREFIX = "sbt"
 #: At most this many slots: one decimal digit in the tap's name.
-MAX_SLOTS = 10
+#: Boot slots ([network] nic_slots, at most 4) and hot-plugged NICs (q35's root ports).
+MAX_SLOTS = 24
 _IFREQ_FLAGS = struct.Struct("16sH22x")
 
 

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from strongbox.errors import HypervisorError
-from strongbox.hypervisor.base import Accelerator, DiskSpec, VMSpec, exits_within, log_tail
+from strongbox.hypervisor.base import (
+    Accelerator,
+    DiskSpec,
+    NicSpec,
+    VMSpec,
+    exits_within,
+    log_tail,
+)
 from strongbox.sandbox import rundir
 from strongbox.sandbox.pool import wire
 
@@ -103,6 +110,9 @@ class AdoptedVM:
 
     async def remove_disk(self, serial: str, timeout: float = 20.0) -> None:
         return None  # nothing was ever plugged in
+
+    async def add_nic(self, nic: NicSpec, timeout: float = 10.0) -> None:
+        raise HypervisorError(f"cannot add NIC {nic.mac}: a pooled VM's QMP is its keeper's")
 
     def namespace_fd(self) -> int:
         if self._pidfd < 0:
