@@ -145,3 +145,24 @@ def test_a_block_driver_the_machine_lacks_is_one_clear_error(tmp_path: Path, no_
     bundle = make_bundle(tmp_path / "b", ["true"])
     result = cli.run("--config", config, "--root", no_leaks, "run", "--bundle", bundle, "bad1")
     cli.assert_one_line_error(result, "hypervisor.qemu.block_device_driver", fragment)
+
+
+def test_a_bind_mount_of_a_block_device_is_a_disk_too(config: Path, image: LoopImage,
+                                                      no_leaks: Path, tmp_path: Path) -> None:
+    """A volume whose source is a block device's file system: the guest mounts the device
+    at the destination (read-only where the mount says so), the rootfs stays on 9p."""
+    bundle = make_bundle(tmp_path / "vol", ["sh", "-c", "grep -E ' / | /data | /ro ' "
+                                            "/proc/mounts; echo kept > /data/note"],
+                         root__readonly=False)
+    spec = json.loads((bundle / "config.json").read_text())
+    for dest, options in (("/data", ["rbind", "rw"]), ("/ro", ["rbind", "ro"])):
+        spec["mounts"].append({"destination": dest, "type": "bind", "source": str(image.mount),
+                               "options": options})
+    (bundle / "config.json").write_text(json.dumps(spec))
+    result = _run(config, no_leaks, bundle, "vol1")
+    assert result.returncode == 0, result.stderr
+    mounts = {line.split()[1]: line.split() for line in result.stdout.splitlines()}
+    assert mounts["/"][2] == "9p"
+    assert mounts["/data"][0].startswith("/dev/vd") and mounts["/data"][2] == "ext4"
+    assert mounts["/ro"][0] == mounts["/data"][0] and "ro" in mounts["/ro"][3].split(",")
+    assert image.mounted() and (image.mount / "note").read_text() == "kept\n"

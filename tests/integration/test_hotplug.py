@@ -5,6 +5,7 @@ more devices than root ports get one clear error naming ``pcie_root_port``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,3 +102,36 @@ def test_more_disks_than_root_ports_is_one_clear_error(
     message = asyncio.run(asyncio.wait_for(pod(), 180))
     assert "pcie_root_port" in message and "1 PCIe root ports" in message, message
     assert all(image.mounted() for image in images)  # both given back, the refused one at once
+
+
+def test_a_pod_members_block_volume_arrives_by_hotplug(images: list[LoopImage], no_leaks: Path,
+                                                       tmp_path: Path) -> None:
+    first = make_bundle(tmp_path / "first", ["sleep", "1000"], root__readonly=False)
+    image = images[0]
+    member = make_bundle(tmp_path / "member", ["sh", "-c", "grep ' /vol ' /proc/mounts > "
+                                               "/vol/seen"], root__readonly=False)
+    spec = json.loads((member / "config.json").read_text())
+    spec["mounts"].append({"destination": "/vol", "type": "bind", "source": str(image.mount),
+                           "options": ["rbind", "rw"]})
+    (member / "config.json").write_text(json.dumps(spec))
+
+    async def pod() -> None:
+        sandbox = Sandbox(parse_config(_q35(2)), sandbox_id=f"hp3-{os.getpid()}",
+                          root=no_leaks, state_dir=DEFAULT_STATE_DIR)
+        try:
+            await sandbox.launch(_request("pause", first, pod_member=False))
+            await sandbox.start_container("pause")
+            await sandbox.add_container(_request("member", member))
+            await sandbox.start_container("member")
+            assert (await sandbox.wait_process("member")).code == 0
+            await sandbox.remove_container("member")
+            assert image.mounted()
+        finally:
+            try:
+                await sandbox.stop()
+            finally:
+                await sandbox.destroy()
+
+    asyncio.run(asyncio.wait_for(pod(), 180))
+    seen = (image.mount / "seen").read_text().split()
+    assert seen[0].startswith("/dev/vd") and seen[2] == "ext4", seen

@@ -168,6 +168,7 @@ CREATE_CONTAINER = Verb(
     "create_container",
     {"id": str, "spec": dict, "stdio": STDIO, "mounts": MapOf(str),
      "rootfs": Shape({"path": str}, {"overlay": bool, "disk": DISK})},
+    {"disks": MapOf(DISK)},  # bind sources on disks: spec mount index -> disk
     errors=(E_EXISTS, E_CONTAINER))
 START_CONTAINER = Verb("start_container", _ID, errors=_LIFECYCLE)
 CONTAINER_STATUS = Verb("container_status", _ID, errors=_PROCESS)

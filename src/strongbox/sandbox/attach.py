@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from strongbox.hypervisor.base import DiskSpec
 from strongbox.sandbox import blockroot, vmmounts
-from strongbox.sandbox.plan import ContainerPlan, RootDisk
+from strongbox.sandbox.plan import ContainerPlan, GuestDisk
 
 if TYPE_CHECKING:
     from strongbox.sandbox.boot import Booted
@@ -29,7 +29,7 @@ class Attachments:
 
     def __init__(self, enter_host: Callable[[], None] | None) -> None:
         self.enter_host = enter_host
-        self.disks: dict[str, RootDisk] = {}
+        self.disks: dict[str, list[GuestDisk]] = {}
 
     async def attach(self, booted: Booted, plan: ContainerPlan, *, exported: bool) -> str:
         """Export ``plan``'s shares (unless ``exported`` already) and plug its disk (unless
@@ -37,17 +37,19 @@ class Attachments:
         if not exported:
             vmmounts.export_container(booted.vm.vmm.namespace_fd, booted.export,
                                       plan.rootfs_target, plan.rootfs_mounts, plan.shares)
-        if plan.disk is None:
-            return f"{len(plan.shares)} shares"
-        if plan.disk.serial != booted.boot_disk:
-            await self._plug(booted, plan.id, plan.disk)
-        return f"{len(plan.shares)} shares, rootfs disk {plan.disk.mount.device}"
+        plugged = self.disks.setdefault(plan.id, [])
+        for disk in plan.disks:
+            if disk.serial not in booted.boot_disks:
+                await self._plug(booted, disk)
+                plugged.append(disk)
+        disks = ", ".join(f"{d.field} {d.mount.device}" for d in plan.disks)
+        return f"{len(plan.shares)} shares" + (f", disks: {disks}" if disks else "")
 
-    async def _plug(self, booted: Booted, container_id: str, disk: RootDisk) -> None:
+    async def _plug(self, booted: Booted, disk: GuestDisk) -> None:
         """Take ``disk``'s device from the host and hot-plug it; on failure it goes back."""
         run_dir = booted.run_dir.path
         vmm = booted.vm.vmm
-        fd = blockroot.take(disk.mount, "root.path", run_dir, readonly=disk.readonly,
+        fd = blockroot.take(disk.mount, disk.field, run_dir, readonly=disk.readonly,
                             enter_host=self.enter_host, also=lambda: vmmounts.unmount_device(
                                 vmm.namespace_fd, disk.mount.rdev))
         try:
@@ -60,17 +62,16 @@ class Attachments:
         finally:
             if fd >= 0:
                 os.close(fd)  # QEMU holds its own copy (and with it the O_EXCL claim)
-        self.disks[container_id] = disk
 
     async def detach(self, booted: Booted | None, container_id: str, *, alive: bool,
                      last: bool) -> None:
         """Undo :meth:`attach` once the guest released the container: its binds, and its
         disk unplugged and given back (not for the ``last`` container: its VM is about to
         go, and the disk with it)."""
-        disk = self.disks.pop(container_id, None)
+        disks = self.disks.pop(container_id, [])
         if booted is None or not alive:
             return  # no VM, no namespace: nothing mounted, nothing plugged any more
         vmmounts.unexport_container(booted.vm.vmm.namespace_fd, booted.export, container_id)
-        if disk is not None and not last:
+        for disk in disks if not last else []:
             await booted.vm.vmm.remove_disk(disk.serial)
             blockroot.hand_back(booted.run_dir.path, disk.mount, self.enter_host)

@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.netns import join_netns, netns_of
 from strongbox.sandbox.network.slots import NoFreeSlot, SandboxNetwork
-from strongbox.sandbox.plan import RootDisk
+from strongbox.sandbox.plan import GuestDisk
 from strongbox.sandbox.pool.take import Adoption, claim, pool_key
 from strongbox.sandbox.rundir import RunDir
 from strongbox.sandbox.shares import (
@@ -65,8 +65,8 @@ class Booted:
     pooled: str = ""
     #: Runs host programs in the host's mount namespace (the monitor has its own).
     enter_host: Callable[[], None] | None = None
-    #: The serial of the rootfs disk attached at boot ("" if none: disks are hot-plugged).
-    boot_disk: str = ""
+    #: The serials of the disks attached at boot (none where disks are hot-plugged).
+    boot_disks: frozenset[str] = frozenset()
 
     def release(self) -> None:
         """After the VM is gone: its taps and redirects, the host cgroup (the owner leaves
@@ -194,7 +194,7 @@ async def _pooled(config: Config, vmm: VMM, *, name: str, memory_mib: int, vcpus
 async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Path,
                memory_mib: int, vcpus: int, shares: list[Share], netns: str | None,
                cgroup: HostCgroup | None = None, owner_joins_netns: bool = False,
-               timeout: float | None = None, pool: bool = True, disk: RootDisk | None = None,
+               timeout: float | None = None, pool: bool = True, disks: Sequence[GuestDisk] = (),
                hotplug: bool = False, enter_host: Callable[[], None] | None = None) -> Booted:
     """Start the VM with ``shares`` exported and wait for its agent; nothing is left on failure.
 
@@ -203,19 +203,19 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     With a host ``cgroup`` the owner (this process) joins it first, recorded in the run
     directory beforehand, and QEMU inherits it. With ``owner_joins_netns`` the owner joins
     QEMU's network namespace once it runs (it is the pid its container reports).
-    A ``disk`` (a block-device root file system) keeps the pool out (a pooled VM's QMP is
-    its keeper's); without ``hotplug`` it is taken from the host here (``enter_host`` runs
-    mount(8) where the host's mounts are) and attached at boot, so the VM boots cold; with
-    it the caller hot-plugs it into the VM, a clone too.
+    ``disks`` (block-device file systems: a rootfs, volumes) keep the pool out (a pooled
+    VM's QMP is its keeper's); without ``hotplug`` they are taken from the host here
+    (``enter_host`` runs mount(8) where the host's mounts are) and attached at boot, so the
+    VM boots cold; with it the caller hot-plugs them into the VM, a clone too.
     """
     started = time.monotonic()
     steps = Timeline(name, started)
     wait = timeout or config.agent.dial_timeout
     why_not = "not for this VM" if config.factory.vm_cache_number else \
         "off ([factory] vm_cache_number = 0)"
-    if disk is not None:
-        pool, why_not = False, "not with a block-device rootfs (its disk needs QMP)"
-    at_boot = disk if not hotplug else None
+    if disks:
+        pool, why_not = False, "not with block-device file systems (their disks need QMP)"
+    at_boot = list(disks) if not hotplug else []
     if config.factory.vm_cache_number and pool:
         booted, why_not = await _pooled(
             config, vmm, name=name, memory_mib=memory_mib, vcpus=vcpus, steps=steps,
@@ -226,7 +226,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
                       time.monotonic() - started)
             return booted
     template = None
-    if config.factory.enable_template and at_boot is None:
+    if config.factory.enable_template and not at_boot:
         template = await Factory(config, state_dir, root).template_for(memory_mib, vcpus)
         steps.lap("template", "found" if template is not None else "none: cold boot")
     run_dir = RunDir.create(root, name)
@@ -247,11 +247,10 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
         prepare_targets(export, shares)
         for share in shares:
             trees.append((open_share(share), share.target))
-        if at_boot is not None:
-            taken.append(DiskSpec(blockroot.take(at_boot.mount, "root.path", run_dir.path,
-                                                 readonly=at_boot.readonly,
-                                                 enter_host=enter_host),
-                                  at_boot.serial, at_boot.readonly))
+        for disk in at_boot:
+            taken.append(DiskSpec(blockroot.take(disk.mount, disk.field, run_dir.path,
+                                                 readonly=disk.readonly, enter_host=enter_host),
+                                  disk.serial, disk.readonly))
         devices: dict[str, object] = {"share_dir": export, "share_tag": SHARE_TAG,
                                       "nics": network.nics(), "disks": tuple(taken)}
         if template is not None:
@@ -294,4 +293,4 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
               "cloned" if template is not None else "booted", time.monotonic() - started,
               memory_mib, vcpus, vmm.accelerator().name, why_not)
     return Booted(vm, run_dir, template is not None, network, cgroup, enter_host=enter_host,
-                  boot_disk=at_boot.serial if at_boot is not None else "")
+                  boot_disks=frozenset(d.serial for d in at_boot))

@@ -29,6 +29,7 @@ process to run in a container, before it is sent.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,12 +87,16 @@ class ContainerPlan:
     mounts: dict[str, str]
     #: containerd's rootfs mounts, to mount at ``<id>/rootfs`` (else ``shares`` has it).
     rootfs_mounts: list[dict[str, Any]] = field(default_factory=list)
-    #: The rootfs as a block device the guest mounts (then no share has it).
-    disk: RootDisk | None = None
+    #: Block devices the guest mounts itself: the rootfs, bind sources (no share has them).
+    disks: tuple[GuestDisk, ...] = ()
 
     @property
     def rootfs_target(self) -> str:
         return rootfs_target(self.id)
+
+    @property
+    def rootfs_disk(self) -> GuestDisk | None:
+        return next((d for d in self.disks if not d.mount_indexes), None)
 
 
 def rootfs_target(container_id: str) -> str:
@@ -99,39 +104,76 @@ def rootfs_target(container_id: str) -> str:
     return f"{container_id}/rootfs"
 
 
-def disk_serial(container_id: str) -> str:
-    """The serial the guest finds a container's rootfs disk by: virtio-blk carries 20
-    bytes, so a digest of the id (ids are longer, and unique only whole)."""
-    return "sb" + hashlib.sha256(container_id.encode()).hexdigest()[:18]
+def disk_serial(container_id: str, mount_index: int | None = None) -> str:
+    """The serial the guest finds a container's disk by: virtio-blk carries 20 bytes, so a
+    digest of the id and the mount (ids are longer, and unique only whole)."""
+    key = container_id if mount_index is None else f"{container_id}/{mount_index}"
+    return "sb" + hashlib.sha256(key.encode()).hexdigest()[:18]
 
 
 @dataclass(frozen=True)
-class RootDisk:
-    """A rootfs that is a block device's whole file system (:mod:`.blockroot`): the guest
-    gets the device and mounts it, read-only where the spec (or ``overlay``) says so."""
+class GuestDisk:
+    """A block device's whole file system the guest mounts itself (:mod:`.blockroot`): the
+    rootfs (no ``mount_indexes``) or the source of those bind mounts (one device, mounted
+    once: read-write if any of them is, each bind read-only where its options say so)."""
 
     mount: BlockMount
     serial: str
     readonly: bool
+    mount_indexes: tuple[int, ...] = ()
+
+    @property
+    def field(self) -> str:
+        """Where the spec names it, for errors."""
+        return f"mounts[{self.mount_indexes[0]}].source" if self.mount_indexes else "root.path"
+
+    def to_agent(self) -> dict[str, Any]:
+        return {"serial": self.serial, "fstype": self.mount.fstype, "readonly": self.readonly}
+
+
+def _block_disks(request: ContainerRequest, readonly: bool, binds: list[Share],
+                 mounts: dict[str, str]) -> list[GuestDisk]:
+    """The rootfs and bind sources that are whole block-device file systems, as disks; their
+    shares (and the bind sources' entries in ``mounts``) are taken out of ``binds``."""
+    disks: dict[int, GuestDisk] = {}  # by device
+    block = None if request.rootfs_mounts else find_block_mount(request.rootfs)
+    if block is not None:
+        disks[block.rdev] = GuestDisk(block, disk_serial(request.id), readonly)
+    by_target = {share.target: share for share in binds}
+    for index, target in list(mounts.items()):
+        share = by_target[target]
+        block = find_block_mount(share.source)
+        if block is None:
+            continue
+        seen = disks.get(block.rdev)
+        if seen is not None and not seen.mount_indexes:
+            raise SandboxError(f"mounts[{index}].source: {share.source} is the rootfs's block "
+                               "device too: a guest mounts a device once")
+        if seen is None:
+            seen = GuestDisk(block, disk_serial(request.id, int(index)), True)
+        disks[block.rdev] = dataclasses.replace(
+            seen, readonly=seen.readonly and share.readonly,
+            mount_indexes=(*seen.mount_indexes, int(index)))
+        binds.remove(share)
+        del mounts[index]
+    return list(disks.values())
 
 
 def plan_container(request: ContainerRequest, join: dict[str, str] | None = None, *,
                    block_devices: bool = False) -> ContainerPlan:
     """Plan ``request``; ``join`` maps namespace types to the guest paths a pod member joins;
-    with ``block_devices`` a rootfs that is a block device's file system becomes a disk."""
+    with ``block_devices`` a rootfs or bind source that is a block device's whole file
+    system becomes a disk."""
     spec, netns = guest_spec(request.spec, join, bundle=request.bundle)
     binds, mounts = bind_shares(request.id, spec)
-    shares, disk = binds, None
     readonly = bool(spec["root"].get("readonly")) or request.overlay
-    block = find_block_mount(request.rootfs) if block_devices and not request.rootfs_mounts \
-        else None
-    if block is not None:
-        disk = RootDisk(block, disk_serial(request.id), readonly)
-    elif not request.rootfs_mounts:
+    disks = _block_disks(request, readonly, binds, mounts) if block_devices else []
+    shares = binds
+    if not request.rootfs_mounts and not any(not d.mount_indexes for d in disks):
         shares = [Share(request.rootfs, rootfs_target(request.id), readonly, field="root.path",
                         exact=True), *binds]
     plan = ContainerPlan(id=request.id, spec=spec, netns=netns, shares=shares, mounts=mounts,
-                         rootfs_mounts=list(request.rootfs_mounts), disk=disk)
+                         rootfs_mounts=list(request.rootfs_mounts), disks=tuple(disks))
     check_guest_request(verbs.CREATE_CONTAINER, create_params(request, plan, LARGEST_STDIO),
                         "config.json")
     return plan
@@ -156,11 +198,14 @@ def create_params(request: ContainerRequest, plan: ContainerPlan,
                   stdio: dict[str, Any]) -> dict[str, Any]:
     """The parameters of ``create_container`` for a planned container."""
     rootfs: dict[str, Any] = {"path": plan.rootfs_target, "overlay": request.overlay}
-    if plan.disk is not None:
-        rootfs["disk"] = {"serial": plan.disk.serial, "fstype": plan.disk.mount.fstype,
-                          "readonly": plan.disk.readonly}
-    return {"id": request.id, "spec": plan.spec, "stdio": stdio, "mounts": plan.mounts,
-            "rootfs": rootfs}
+    if (root := plan.rootfs_disk) is not None:
+        rootfs["disk"] = root.to_agent()
+    params = {"id": request.id, "spec": plan.spec, "stdio": stdio, "mounts": plan.mounts,
+              "rootfs": rootfs}
+    volumes = {str(i): d.to_agent() for d in plan.disks for i in d.mount_indexes}
+    if volumes:
+        params["disks"] = volumes
+    return params
 
 
 def exec_params(container_id: str, exec_id: str, process: dict[str, Any],

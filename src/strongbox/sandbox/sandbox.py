@@ -114,7 +114,7 @@ class Sandbox:
                                  netns=plan.netns, timeout=timeout, cgroup=HostCgroup.for_spec(
                                      request.spec, self.config, self.id, memory),
                                  owner_joins_netns=self.hook_place is not None, pool=pool,
-                                 disk=plan.disk, hotplug=shape.hotplug_slots > 0,
+                                 disks=plan.disks, hotplug=shape.hotplug_slots > 0,
                                  enter_host=self.attached.enter_host)
         self.booted.vm.watch(self._vm_exited)
         try:  # a pooled VM was running before its shares were known: they are attached now

@@ -19,7 +19,7 @@ import time
 
 from strongbox import status as sm
 from strongbox.agent import containers as table
-from strongbox.agent import share
+from strongbox.agent import disks, share
 from strongbox.agent.registry import handler
 from strongbox.agent.server import RequestError
 from strongbox.agent.stdio import open_stdio
@@ -56,6 +56,7 @@ def create_container(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         cgroup = table.cgroup_for(cid, (spec.get("linux") or {}).get("resources") or {})
         rootfs = table.rootfs_for(cid, params["rootfs"])
         sources = {int(k): share.shared_path(v) for k, v in params["mounts"].items()}
+        sources.update(disks.mount_volumes(cid, params.get("disks") or {}))
         child_stdio, ours, to_close = open_stdio(stdio,
                                                  table.console_size(spec.get("process") or {}))
         launched = launch(LaunchRequest(

@@ -26,12 +26,13 @@ class Msg:
 
 
 def test_tap_names_are_deterministic_per_sandbox_and_fit_ifnamsiz() -> None:
-    names = {taps.tap_name(sandbox, slot) for sandbox in ("a", "b") for slot in range(10)}
-    assert len(names) == 20 and taps.tap_name("a", 3) == taps.tap_name("a", 3)
+    slots = range(taps.MAX_SLOTS)  # boot slots and hot-plugged NICs
+    names = {taps.tap_name(sandbox, slot) for sandbox in ("a", "b") for slot in slots}
+    assert len(names) == 2 * taps.MAX_SLOTS and taps.tap_name("a", 3) == taps.tap_name("a", 3)
     assert all(len(name) < taps.IFNAMSIZ and name.startswith("sbt") for name in names)
     assert interfaces.is_strongbox_tap(taps.tap_name("x" * 64, 9))
     assert not interfaces.is_strongbox_tap("eth0")
-    for bad in (-1, 10):
+    for bad in (-1, taps.MAX_SLOTS):
         with pytest.raises(ValueError):
             taps.tap_name("a", bad)
 
