@@ -40,8 +40,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 NETWORK_MODELS = ("tcfilter", "none")
 #: microvm has 8 virtio-mmio transports; rng, serial and 9p take three.
 MAX_NIC_SLOTS = 4
-#: More warm VMs than this would only hold memory a 2-core host cannot use.
-MAX_VM_CACHE = 64
+#: A bound on the warm pool: each VM in it holds a QEMU and a keeper process (100 of them
+#: take ~15 GiB here).
+MAX_VM_CACHE = 128
 #: A jailed uid is jailer_uid_base + [0, 65536) and must stay below (uid_t)-1.
 JAILER_UID_BASE_MAX = 2**32 - 2 - 65536
 

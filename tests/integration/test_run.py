@@ -58,6 +58,18 @@ def test_the_machine_is_the_configured_one(bundles: Bundles, factory_mode: str) 
         assert count == "0", result.stdout
 
 
+def test_a_process_that_exits_before_its_start_is_answered(bundles: Bundles) -> None:
+    """Under load a `true` can run and exit, and its wait be answered, before the start
+    request's own answer arrives: the start still succeeded (it stays stopped, exit 0)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bundle = bundles.make(["true"])
+    with ThreadPoolExecutor(max_workers=8) as workers:
+        results = list(workers.map(lambda i: bundles.run(bundle, container_id=f"fast{i}"),
+                                   range(8)))
+    assert [r.returncode for r in results] == [0] * 8, [r.stderr for r in results]
+
+
 @pytest.mark.parametrize("code", [0, 1, 42])
 def test_exit_codes(bundles: Bundles, code: int) -> None:
     assert bundles.run(bundles.make(["sh", "-c", f"exit {code}"])).returncode == code

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from strongbox.errors import SandboxError
 from strongbox.hypervisor.base import DiskSpec
 from strongbox.sandbox import blockroot, vmmounts
 from strongbox.sandbox.plan import ContainerPlan, GuestDisk
@@ -31,9 +32,12 @@ class Attachments:
         self.enter_host = enter_host
         self.disks: dict[str, list[GuestDisk]] = {}
 
-    async def attach(self, booted: Booted, plan: ContainerPlan, *, exported: bool) -> str:
-        """Export ``plan``'s shares (unless ``exported`` already) and plug its disk (unless
-        it came at boot); what was attached, for the timeline."""
+    async def attach(self, booted: Booted | None, plan: ContainerPlan, *, exported: bool
+                     ) -> str:
+        """Export ``plan``'s shares (unless ``exported`` already) and plug its disks (unless
+        they came at boot); what was attached, for the timeline."""
+        if booted is None:
+            raise SandboxError(f"container {plan.id}: its sandbox is not running")
         if not exported:
             vmmounts.export_container(booted.vm.vmm.namespace_fd, booted.export,
                                       plan.rootfs_target, plan.rootfs_mounts, plan.shares)

@@ -146,7 +146,7 @@ class Sandbox:
         hosted = self.containers[cid] = Hosted(
             cid, hooks=ContainerHooks.of(cid, request.spec, request.bundle, self.hook_place))
         try:
-            steps.lap("rootfs attached", await self.attached.attach(self._booted(), plan,
+            steps.lap("rootfs attached", await self.attached.attach(self.booted, plan,
                                                                    exported=exported))
             io, stdio = self._open_stdio(bool(plan.spec["process"].get("terminal")),
                                          request.stdin)
@@ -185,11 +185,6 @@ class Sandbox:
             hosted.status = sm.STOPPED
 
     # --- talking to the agent ---------------------------------------------------------------
-    def _booted(self) -> Booted:
-        self._vm()
-        assert self.booted is not None
-        return self.booted
-
     def _vm(self) -> GuestVM:
         vm = self.vm
         if vm is None or vm.agent is None:
@@ -247,7 +242,8 @@ class Sandbox:
                 raise
             hosted.status = sm.STOPPED
             raise start_error(exc) from exc
-        hosted.status = sm.require(hosted.status, sm.START, container_id)
+        if hosted.status == sm.CREATED:  # else its wait saw it exit already: it stays stopped
+            hosted.status = sm.require(hosted.status, sm.START, container_id)
         steps.lap("process started")
         await hosted.hooks.started(self.vmm_pid)
 

@@ -106,14 +106,15 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from strongbox.config import MAX_VM_CACHE
     from strongbox.errors import ConfigError
     from strongbox.sandbox.pool.server import Pool
 
     config = load_config(args.config)
     size = config.factory.vm_cache_number if args.size is None else args.size
-    if not 1 <= size <= 64:
-        raise ConfigError(f"--size / factory.vm_cache_number: expected 1..64 warm VMs, "
-                          f"got {size}")
+    if not 1 <= size <= MAX_VM_CACHE:
+        raise ConfigError(f"--size / factory.vm_cache_number: expected 1..{MAX_VM_CACHE} warm "
+                          f"VMs, got {size}")
     pool = Pool(config, state_dir=paths.state_dir(args.state_dir, config),
                 root=paths.root_dir(args.root), size=size, config_path=args.config,
                 debug=args.debug)
