@@ -60,5 +60,7 @@ def test_a_cancelled_reader_lets_the_next_one_read() -> None:
 
 def test_vm_cache_number_is_bounded() -> None:
     Config(factory=FactoryConfig(vm_cache_number=2)).validate()
-    with pytest.raises(ConfigError, match=r"factory\.vm_cache_number: expected 0\.\.64, got -1"):
-        Config(factory=FactoryConfig(vm_cache_number=-1)).validate()
+    for bad in (-1, 129):
+        with pytest.raises(ConfigError, match=rf"factory\.vm_cache_number: expected 0\.\.128, "
+                           rf"got {bad}"):
+            Config(factory=FactoryConfig(vm_cache_number=bad)).validate()
