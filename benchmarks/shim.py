@@ -44,6 +44,7 @@ def main() -> int:
         base = Path(tmp)
         with WarmPool(base / "pool", size=2) as pool:
             os.environ["STRONGBOX_CONFIG"] = str(pool.config)  # the shim's config
+            (base / "ctrd").mkdir()
             with ctr_daemon(base / "ctrd") as ctrd:
                 def run(runtime: str, cid: str, *command: str) -> list[str]:
                     return ctrd.ctr_argv("run", "--rm", "--runtime", runtime, IMAGE, cid,
