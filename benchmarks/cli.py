@@ -113,7 +113,7 @@ def main() -> int:
         runc_cmd = [runc, "--root", str(base / "runc-root")]
         sb_cmd = [*STRONGBOX, "--root", str(base / "sb-root")]
         with WarmPool(base / "pool", size=2) as pool:
-            pooled_env = {**podman.env, "STRONGBOX_CONFIG": str(pool.config)}
+            pooled = str(podman.runtime_wrapper("strongbox-pooled", pool.config))
 
             def measure(i: int) -> dict[str, float]:
                 row = {
@@ -126,7 +126,7 @@ def main() -> int:
                 }
                 wait_until(lambda: pool.status()["free"] >= 1, 300, 0.2)
                 row["podman_pool"] = timed(podman.argv("run", "--rm", "--network=none", IMAGE,
-                                                       "true"), env=pooled_env)
+                                                       "true", runtime=pooled), env=podman.env)
                 return row
 
             med = alternating_medians(args.runs, measure)

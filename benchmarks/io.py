@@ -11,7 +11,7 @@ timer and no random I/O) times, from the guest's own clock so boots do not count
 
 1. sequential write of 256 MiB in 1 MiB blocks, then fsync;
 2. sequential read of a 256 MiB file the host wrote before the container started;
-3. 4 KiB random reads, and 4 KiB random writes then fsync, over that file (IOPS);
+3. 4 KiB random reads, and 4 KiB random writes then fsync, over another such file (IOPS);
 4. untarring 5,000 small files (busybox tar), then sync.
 
 The host's page cache is dropped before each container, so reads start cold on both
@@ -61,10 +61,11 @@ def drop_caches() -> None:
 def prepare(image: LoopImage, probe: Path) -> None:
     """The probe, a 256 MiB file to read and a tarball of small files, on the image."""
     shutil.copy(probe, image.mount / "bin" / "sbio")
-    with open(image.mount / "seqfile", "wb") as f:
-        block = os.urandom(1 << 20)
-        for _ in range(SEQ_MIB):
-            f.write(block)
+    block = os.urandom(1 << 20)
+    for name in ("seqfile", "randfile"):  # two: the sequential read must not warm the random
+        with open(image.mount / name, "wb") as f:
+            for _ in range(SEQ_MIB):
+                f.write(block)
     tree = image.mount.parent / "tree"
     for i in range(SMALL_FILES):
         folder = tree / f"d{i // 100}"
@@ -76,7 +77,7 @@ def prepare(image: LoopImage, probe: Path) -> None:
 
 
 SCRIPT = (f"sbio seqwrite /written {SEQ_MIB}; rm /written; sbio seqread /seqfile; "
-          "sbio randread /seqfile {ops}; sbio randwrite /seqfile {ops}; "
+          "sbio randread /randfile {ops}; sbio randwrite /randfile {ops}; "
           "mkdir /untar && cd /untar && sbio run tar xf /small.tar; cd / && rm -rf /untar")
 MEASURES = ("seq write", "seq read", "rand read", "rand write", "untar")
 

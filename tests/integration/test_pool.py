@@ -191,3 +191,28 @@ def test_status_shows_the_pool(tenant: Tenant) -> None:
     elsewhere = tenant.tmp / "elsewhere.toml"
     elsewhere.write_text(f'[factory]\ntemplate_path = "{tenant.tmp}/t/template"\n')
     assert "not running" in tenant("factory", "status", config=elsewhere).check().stdout
+
+
+def test_a_q35_pool_hands_out_q35_vms(no_leaks: Path, tmp_path: Path,
+                                      guest_assets: dict[str, Path]) -> None:
+    """The pool works on the standard machine too: its VMs are q35 clones, and a start
+    takes one (a pooled VM's devices are its command line's: no hotplug through it)."""
+    import shutil
+
+    from tests.conftest import JAILER_TOML, Q35_TOML
+
+    base = Path(tempfile.mkdtemp(prefix="sbx-wpq-", dir="/dev/shm"))
+    hypervisor = ("[hypervisor.qemu]\n" + JAILER_TOML.split("\n", 1)[-1] + Q35_TOML)
+    try:
+        with WarmPool(base, size=1, extra=hypervisor) as warm:
+            bundle = make_bundle(tmp_path / "b", ["sh", "-c", "cat /sys/bus/pci/devices/*/vendor"])
+            before = warm.status()
+            result = cli.run("--config", warm.config, "--root", no_leaks, "run", "--bundle",
+                             bundle, "q35p")
+            assert result.returncode == 0, result.stderr
+            assert "0x1af4" in result.stdout  # virtio on PCI: a q35 guest
+            after = warm.status()
+            assert after["claims"] - after["misses"] == before["claims"] - before["misses"] + 1
+        assert wait_until(lambda: not keepers(warm.root), 20)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
