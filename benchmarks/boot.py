@@ -89,6 +89,14 @@ def time_strongbox(root: Path) -> dict[str, float]:
     return report
 
 
+def emit(lines: list[str], write: bool) -> None:
+    """Print a RESULTS.md section, and append it there when ``write``."""
+    print("\n".join(lines))
+    if write:
+        with RESULTS.open("a") as f:
+            f.write("\n".join(lines) + "\n")
+
+
 def machine() -> str:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
                 .splitlines() if ln.startswith("model name")), platform.processor())

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.boot import RESULTS, machine  # noqa: E402
+from benchmarks.boot import emit, machine  # noqa: E402
 from benchmarks.cli import alternating_medians, bench_args, timed  # noqa: E402
 from benchmarks.stdio import _own_args, feed_all, read_all  # noqa: E402
 from tests.framework.containerd import IMAGE, RUNTIME, ctr_daemon  # noqa: E402
@@ -86,10 +86,7 @@ def main() -> int:
         "| measure | runc.v2 | strongbox | ratio | transfer runc | transfer strongbox "
         "| ratio |", "|---|---|---|---|---|---|---|", *rows,
     ]
-    print("\n".join(lines))
-    if not args.no_write:
-        with RESULTS.open("a") as f:
-            f.write("\n".join(lines) + "\n")
+    emit(lines, not args.no_write)
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.boot import RESULTS, machine  # noqa: E402
+from benchmarks.boot import emit, machine  # noqa: E402
 from benchmarks.cli import STRONGBOX, alternating_medians, bench_args  # noqa: E402
 from tests.framework.bundle import make_bundle  # noqa: E402
 
@@ -152,10 +152,7 @@ def main() -> int:
         "|---|---|---|---|---|---|---|",
         *rows,
     ]
-    print("\n".join(lines))
-    if not args.no_write:
-        with RESULTS.open("a") as f:
-            f.write("\n".join(lines) + "\n")
+    emit(lines, not args.no_write)
     return 0
 
 

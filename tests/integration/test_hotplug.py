@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,34 @@ def _member(image: LoopImage, script: str) -> Path:
     return make_bundle(bundle, ["sh", "-c", script], rootfs=image.mount, root__readonly=False)
 
 
+@asynccontextmanager
+async def q35_pod(root: Path, first: Path, root_ports: int = 2) -> AsyncIterator[Sandbox]:
+    """A q35 sandbox whose first container (``pause``) runs ``first``'s bundle."""
+    sandbox = Sandbox(parse_config(_q35(root_ports)), sandbox_id=f"hp-{os.getpid()}",
+                      root=root, state_dir=DEFAULT_STATE_DIR)
+    try:
+        await sandbox.launch(_request("pause", first, pod_member=False))
+        await sandbox.start_container("pause")
+        yield sandbox
+    finally:
+        try:
+            await sandbox.stop()
+        finally:
+            await sandbox.destroy()
+
+
+async def _run_member(sandbox: Sandbox, bundle: Path, image: LoopImage) -> None:
+    """Add, run and remove pod member ``member``; its device is the guest's meanwhile."""
+    await sandbox.add_container(_request("member", bundle))
+    assert not image.mounted()  # the guest has it now, the host does not
+    await sandbox.start_container("member")
+    assert (await sandbox.wait_process("member")).code == 0
+    await sandbox.remove_container("member")  # unplugged: the guest acknowledges
+    assert image.mounted(), "the device did not come back after the unplug"
+    vm = sandbox.vm
+    assert vm is not None and vm.alive  # the pod goes on
+
+
 def test_a_pod_members_disk_is_hot_plugged_used_and_unplugged(
         images: list[LoopImage], no_leaks: Path, tmp_path: Path) -> None:
     first = make_bundle(tmp_path / "first", ["sleep", "1000"], root__readonly=False)
@@ -54,24 +83,8 @@ def test_a_pod_members_disk_is_hot_plugged_used_and_unplugged(
     member = _member(image, "grep ' / ' /proc/mounts > /seen; echo hot > /made")
 
     async def pod() -> None:
-        sandbox = Sandbox(parse_config(_q35(2)), sandbox_id=f"hp-{os.getpid()}", root=no_leaks,
-                          state_dir=DEFAULT_STATE_DIR)
-        try:
-            await sandbox.launch(_request("pause", first, pod_member=False))
-            await sandbox.start_container("pause")
-            await sandbox.add_container(_request("member", member))
-            assert not image.mounted()  # the guest has it now, the host does not
-            await sandbox.start_container("member")
-            assert (await sandbox.wait_process("member")).code == 0
-            await sandbox.remove_container("member")  # unplugged: the guest acknowledges
-            assert image.mounted(), "the device did not come back after the unplug"
-            vm = sandbox.vm
-            assert vm is not None and vm.alive  # the pod goes on
-        finally:
-            try:
-                await sandbox.stop()
-            finally:
-                await sandbox.destroy()
+        async with q35_pod(no_leaks, first) as sandbox:
+            await _run_member(sandbox, member, image)
 
     asyncio.run(asyncio.wait_for(pod(), 180))
     assert (image.mount / "seen").read_text().split()[:3] == ["/dev/vda", "/", "ext4"]
@@ -84,20 +97,12 @@ def test_more_disks_than_root_ports_is_one_clear_error(
     members = [_member(image, "sleep 1000") for image in images]
 
     async def pod() -> str:
-        sandbox = Sandbox(parse_config(_q35(1)), sandbox_id=f"hp2-{os.getpid()}",
-                          root=no_leaks, state_dir=DEFAULT_STATE_DIR)
-        try:
-            await sandbox.launch(_request("pause", first, pod_member=False))
+        async with q35_pod(no_leaks, first, root_ports=1) as sandbox:
             await sandbox.add_container(_request("m1", members[0]))
             with pytest.raises(HypervisorError) as info:
                 await sandbox.add_container(_request("m2", members[1]))
             assert "m2" not in sandbox.containers
             return str(info.value)
-        finally:
-            try:
-                await sandbox.stop()
-            finally:
-                await sandbox.destroy()
 
     message = asyncio.run(asyncio.wait_for(pod(), 180))
     assert "pcie_root_port" in message and "1 PCIe root ports" in message, message
@@ -116,21 +121,8 @@ def test_a_pod_members_block_volume_arrives_by_hotplug(images: list[LoopImage], 
     (member / "config.json").write_text(json.dumps(spec))
 
     async def pod() -> None:
-        sandbox = Sandbox(parse_config(_q35(2)), sandbox_id=f"hp3-{os.getpid()}",
-                          root=no_leaks, state_dir=DEFAULT_STATE_DIR)
-        try:
-            await sandbox.launch(_request("pause", first, pod_member=False))
-            await sandbox.start_container("pause")
-            await sandbox.add_container(_request("member", member))
-            await sandbox.start_container("member")
-            assert (await sandbox.wait_process("member")).code == 0
-            await sandbox.remove_container("member")
-            assert image.mounted()
-        finally:
-            try:
-                await sandbox.stop()
-            finally:
-                await sandbox.destroy()
+        async with q35_pod(no_leaks, first) as sandbox:
+            await _run_member(sandbox, member, image)
 
     asyncio.run(asyncio.wait_for(pod(), 180))
     seen = (image.mount / "seen").read_text().split()
