@@ -204,6 +204,8 @@ def give_back(mount: BlockMount, enter_host: Callable[[], None] | None = None,
     while True:
         if _mounted_there(mount, enter_host):
             return True
+        if os.path.islink(mount.mount_point):  # planted meanwhile: mount(2) would follow it
+            return False
         if not _run_host(argv, enter_host):
             return True
         if time.monotonic() > deadline:
