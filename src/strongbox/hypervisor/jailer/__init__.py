@@ -54,7 +54,6 @@ RUNTIME_PATHS = (
     "/lib/x86_64-linux-gnu",        # shared libraries, and QEMU's modules (accel-tcg ...)
     "/usr/lib/x86_64-linux-gnu",
     "/usr/share/qemu",              # firmware: microvm loads bios-microvm.bin, q35 pvh.bin
-    "/usr/share/seabios",           # q35 starts SeaBIOS (bios-256k.bin)
     "/dev/null",
     "/dev/urandom",                 # the virtio-rng backend
 )

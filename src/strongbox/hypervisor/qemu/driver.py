@@ -50,6 +50,8 @@ from strongbox.hypervisor.qemu.machine import Machine
 from strongbox.hypervisor.qemu.qmp import Monitor
 
 _PR_SET_PDEATHSIG = 1
+#: Debian's SeaBIOS images (QEMU's firmware path has them): what a q35 guest starts from.
+SEABIOS = "/usr/share/seabios"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -204,6 +206,8 @@ class QemuVM:
             paths.append((str(spec.share_dir), True))
         if spec.memory_file is not None:
             paths.append((str(spec.memory_file), True))  # QEMU opens it read-write either way
+        if self.machine.pci and os.path.isdir(SEABIOS):
+            paths.append((SEABIOS, False))  # q35 starts SeaBIOS (bios-256k.bin)
         return paths
 
     async def _release_jail(self, timeout: float = 5.0) -> None:
