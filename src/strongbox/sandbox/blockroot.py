@@ -72,8 +72,12 @@ def _unescape(field: str) -> str:
     return field.encode().decode("unicode_escape").encode("latin-1").decode(errors="replace")
 
 
-def _mounts(pid: str = "self") -> list[tuple[int, str, str, str, str, str, str]]:
-    """(dev, root, mount point, per-mount options, fstype, source, super options) per mount."""
+MountTable = list[tuple[int, str, str, str, str, str, str]]
+
+
+def _mounts(pid: str = "self") -> MountTable:
+    """(dev, root, mount point, per-mount options, fstype, source, super options) per mount:
+    read once per plan, whatever number of paths it looks up (:func:`find`)."""
     entries = []
     for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
         left, _, right = line.partition(" - ")
@@ -102,13 +106,19 @@ def _device_node(rdev: int) -> str | None:
     return f"/dev/{name}" if name else None
 
 
-def find(path: str) -> BlockMount | None:
+def mount_table() -> MountTable:
+    """This mount namespace's mounts, for several :func:`find` calls."""
+    return _mounts()
+
+
+def find(path: str, table: MountTable | None = None) -> BlockMount | None:
     """The block-device mount whose root is exactly ``path`` (the topmost one there), or
     None: a directory inside a file system, a bind of a subdirectory, anything not on a
-    block device or of a type the guest cannot mount, goes over 9p as before."""
+    block device or of a type the guest cannot mount, goes over 9p as before. ``table``
+    is :func:`mount_table`'s, read once for many paths."""
     where = os.path.realpath(path)
     found = None
-    for dev, root, point, options, fstype, _, super_options in _mounts():
+    for dev, root, point, options, fstype, _, super_options in table or _mounts():
         if point == where:
             found = (dev, root, options, fstype, super_options)
     if found is None:

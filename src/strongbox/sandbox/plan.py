@@ -43,7 +43,7 @@ from strongbox.protocol.frame import MAX_PAYLOAD
 from strongbox.protocol.jsoncodec import dumps
 from strongbox.protocol.messages import InvalidParams
 from strongbox.protocol.verbs import Verb
-from strongbox.sandbox.blockroot import BlockMount
+from strongbox.sandbox.blockroot import BlockMount, mount_table
 from strongbox.sandbox.blockroot import find as find_block_mount
 from strongbox.sandbox.guestspec import guest_spec
 from strongbox.sandbox.shares import Share, bind_shares
@@ -136,13 +136,14 @@ def _block_disks(request: ContainerRequest, readonly: bool, binds: list[Share],
     """The rootfs and bind sources that are whole block-device file systems, as disks; their
     shares (and the bind sources' entries in ``mounts``) are taken out of ``binds``."""
     disks: dict[int, GuestDisk] = {}  # by device
-    block = None if request.rootfs_mounts else find_block_mount(request.rootfs)
+    table = mount_table()  # one read of the mount table for the rootfs and every bind
+    block = None if request.rootfs_mounts else find_block_mount(request.rootfs, table)
     if block is not None:
         disks[block.rdev] = GuestDisk(block, disk_serial(request.id), readonly)
     by_target = {share.target: share for share in binds}
     for index, target in list(mounts.items()):
         share = by_target[target]
-        block = find_block_mount(share.source)
+        block = find_block_mount(share.source, table)
         if block is None:
             continue
         seen = disks.get(block.rdev)
