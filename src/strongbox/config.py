@@ -181,6 +181,9 @@ class NetworkConfig:
     disable_vhost_net: bool = True
     #: NICs every VM has (a microvm has no hotplug): the most interfaces a sandbox can have.
     nic_slots: int = 2
+    #: Follow the namespace while containers run (Kata's netmon): an interface added later
+    #: reaches the guest (a hot-plugged NIC on q35), one removed leaves it.
+    enable_netmon: bool = True
 
     def validate(self) -> None:
         _choice("network.internetworking_model", self.internetworking_model, NETWORK_MODELS)

@@ -297,3 +297,55 @@ def test_on_q35_a_veth_a_hook_adds_after_create_is_hot_plugged(root: Path, tmp_p
     finally:
         for peer in peers:
             subprocess.run(["ip", "link", "del", peer], capture_output=True)
+
+
+@pytest.mark.parametrize("machine", ["microvm", "q35"])
+def test_an_interface_added_while_it_runs_reaches_the_guest_and_leaves_with_its_veth(
+        machine: str, world: World, root: Path, tmp_path: Path) -> None:
+    """Kata's netmon (``enable_netmon``): a veth the engine adds to a running sandbox
+    reaches the guest, usable (a free slot on microvm, a hot-plugged NIC on q35); deleted,
+    it leaves the guest, and q35's NIC is unplugged (its root port then takes another)."""
+    config = tmp_path / "c.toml"
+    config.write_text(Q35_ONE_SLOT if machine == "q35" else "")
+    sb = ["--config", config, "--root", root]
+    bundle = _bundle(tmp_path / "b", ["sleep", "600"], world.netns)
+    started = cli.run_to_files(cli.strongbox_argv(*sb, "run", "-d", "--bundle", bundle, "nm1"),
+                               tmp_path / "out", tmp_path / "err", timeout=180)
+    assert started.returncode == 0, started.stderr
+
+    def guest(script: str) -> str:
+        return cli.run(*sb, "exec", "nm1", "sh", "-c", script, timeout=60).stdout
+
+    def pci_functions() -> int:
+        return int(guest("ls /sys/bus/pci/devices | wc -l").strip() or 0)
+
+    try:
+        before = pci_functions()
+        ip("link", "add", "sbxnm0", "type", "veth", "peer", "name", "sbxnm1")
+        ip("link", "set", "sbxnm1", "netns", world.name)
+        ip("-n", world.name, "addr", "add", "10.231.14.2/24", "dev", "sbxnm1")
+        ip("-n", world.name, "link", "set", "sbxnm1", "up")
+        ip("addr", "add", "10.231.14.1/24", "dev", "sbxnm0")
+        ip("link", "set", "sbxnm0", "up")
+        assert wait_until(lambda: "10.231.14.2/24" in guest("ip -4 addr show"), 60, 0.5)
+        served = Served("10.231.14.1")
+        try:
+            out = guest(f"{show('sbxnm1')}; wget -q -O - {served.url}")
+        finally:
+            served.close()
+        assert "hello from the host" in out
+        assert _nics(out) == sorted([world.veth, "sbxnm1", "lo"])
+        assert pci_functions() == before + (1 if machine == "q35" else 0)
+
+        ip("link", "del", "sbxnm0")  # the engine takes it away: both ends go
+        assert wait_until(lambda: "sbxnm1" not in guest("ls /sys/class/net"), 60, 0.5)
+        assert wait_until(lambda: pci_functions() == before, 60, 0.5)  # q35: unplugged
+        if machine == "q35":  # the root port is free again: the next one is plugged there
+            ip("link", "add", "sbxnm0", "type", "veth", "peer", "name", "sbxnm2")
+            ip("link", "set", "sbxnm2", "netns", world.name)
+            assert wait_until(lambda: "sbxnm2" in guest("ls /sys/class/net"), 60, 0.5)
+            assert pci_functions() == before + 1
+    finally:
+        cli.run(*sb, "delete", "--force", "nm1")
+        subprocess.run(["ip", "link", "del", "sbxnm0"], capture_output=True)
+    _nothing_of_ours(world)

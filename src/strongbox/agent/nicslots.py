@@ -12,7 +12,7 @@ host interfaces to slots. :func:`apply` makes the guest match one binding:
   container shares) with the host interface's name, MAC, MTU, addresses and
   routes (:func:`.netconfig.setup`);
 * an unbound slot's NIC is invisible to containers: it waits in a *spare*
-  network namespace, named ``sbslot<i>`` there, so ``podman run
+  network namespace, named ``sb`` and its slot MAC's last five bytes there, so ``podman run
   --network=none`` sees only ``lo``.
 
 The steps go in an order where names never clash: first every NIC that must
@@ -60,7 +60,7 @@ TYPE_CHECKING = False  # typing costs milliseconds of guest boot; mypy still rea
 if TYPE_CHECKING:
     from typing import Any
 
-SPARE_PREFIX = "sbslot"
+SPARE_PREFIX = "sb"  # + 10 hex digits: 12 characters, within IFNAMSIZ
 _SPARE_TIMEOUT = 10.0  # seconds to create the spare namespace: an unshare and a socket
 
 
@@ -131,7 +131,10 @@ class Slot:
 
     @property
     def spare_name(self) -> str:
-        return f"{SPARE_PREFIX}{self.index}"
+        """The NIC's name while it waits in the spare namespace: from its slot MAC, not
+        its place in the request, so a slot that leaves the request (its hot-plugged NIC
+        is being unplugged) renames no other slot's NIC and takes no name another has."""
+        return SPARE_PREFIX + self.mac.replace(":", "")[2:]
 
     def nic(self) -> Link:
         """The slot's link, once :func:`locate` found it."""

@@ -202,6 +202,10 @@ class VM(Protocol):
         """Hot-plug a NIC on ``nic``'s tap (the VMM keeps its own descriptor); like
         :meth:`add_disk`, HypervisorError saying why a VM cannot."""
 
+    async def remove_nic(self, mac: str, timeout: float = 20.0) -> None:
+        """Unplug the NIC :meth:`add_nic` plugged for slot MAC ``mac`` (the guest hid it
+        first; it acknowledges); its tap goes with the VMM's descriptor."""
+
     async def close(self) -> None:
         """Release host-side handles (after the process is gone)."""
 

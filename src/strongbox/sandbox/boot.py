@@ -17,19 +17,20 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from strongbox.config import Config
-from strongbox.errors import AgentRequestError, HypervisorError, SandboxError, StrongboxError
+from strongbox.errors import StrongboxError
 from strongbox.hypervisor.base import VMM, DiskSpec
 from strongbox.protocol import verbs
 from strongbox.sandbox import blockroot
 from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.netns import join_netns, netns_of
-from strongbox.sandbox.network.slots import NoFreeSlot, SandboxNetwork
+from strongbox.sandbox.netsync import NetworkSync, sync_network
+from strongbox.sandbox.network.slots import SandboxNetwork
 from strongbox.sandbox.plan import GuestDisk
 from strongbox.sandbox.pool.take import Adoption, claim, pool_key
 from strongbox.sandbox.rundir import RunDir
@@ -67,10 +68,16 @@ class Booted:
     enter_host: Callable[[], None] | None = None
     #: The serials of the disks attached at boot (none where disks are hot-plugged).
     boot_disks: frozenset[str] = frozenset()
+    #: Keeps the guest's NICs matching the namespace from now on (:mod:`.netsync`).
+    netsync: NetworkSync = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.netsync = NetworkSync(self.vm, self.network)
 
     def release(self) -> None:
         """After the VM is gone: its taps and redirects, the host cgroup (the owner leaves
         it first), the block devices it took (mounted back) and the run directory."""
+        self.netsync.close()
         _release(self.network, self.cgroup, self.run_dir, self.enter_host)
 
     @property
@@ -104,44 +111,6 @@ def _vmm_child_setup(export: Path, trees: list[tuple[int, str]], network: Sandbo
 def _close_disks(taken: list[DiskSpec]) -> None:
     while taken:
         os.close(taken.pop().fd)
-
-
-async def sync_network(vm: GuestVM, network: SandboxNetwork) -> None:
-    """Give the guest the namespace's interfaces, if they changed since it was last told
-    (after boot, and before each container starts: a hook may have added one)."""
-    started = time.monotonic()
-    request = await _synced(vm, network)
-    if request is None:
-        return
-    host = time.monotonic() - started
-    try:
-        await vm.call(verbs.CONFIGURE_NETWORK, request)
-    except AgentRequestError as exc:
-        raise SandboxError(f"guest network: {exc}") from exc
-    network.mark_applied(request)
-    bound = sum(1 for nic in request["nics"] if nic["interface"] is not None)
-    log.debug("sandbox %s: network: %d of %d NIC slots bound (host %.3fs, guest %.3fs)",
-              network.sandbox_id, bound, len(request["nics"]), host,
-              time.monotonic() - started - host)
-
-
-async def _synced(vm: GuestVM, network: SandboxNetwork) -> dict[str, Any] | None:
-    """:meth:`SandboxNetwork.sync`; an interface beyond the NIC slots gets a NIC hot-plugged
-    for it where the VM takes one (q35's root ports), as Kata's netmon would."""
-    while True:
-        try:
-            return network.sync()
-        except NoFreeSlot as exc:
-            nic = network.add_slot()
-            try:
-                await vm.vmm.add_nic(nic)
-            except HypervisorError as why:
-                network.drop_slot()
-                raise SandboxError(f"{exc}; {why}") from None
-            finally:
-                os.close(nic.tap_fd)  # QEMU holds its own copy now
-            log.debug("sandbox %s: hot-plugged NIC %s for a new interface", network.sandbox_id,
-                      nic.mac)
 
 
 async def as_clone(vm: GuestVM, network: SandboxNetwork, name: str) -> None:

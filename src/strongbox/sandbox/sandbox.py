@@ -40,7 +40,7 @@ from strongbox.protocol import E_CONTAINER, E_STATE, verbs
 from strongbox.protocol.verbs import Verb
 from strongbox.sandbox.agent_client import FOREVER
 from strongbox.sandbox.attach import Attachments
-from strongbox.sandbox.boot import Booted, boot, sync_network
+from strongbox.sandbox.boot import Booted, boot
 from strongbox.sandbox.hooks import ContainerHooks, HookFailed, HookPlace
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.hosted import Hosted
@@ -117,6 +117,7 @@ class Sandbox:
                                  disks=plan.disks, hotplug=shape.hotplug_slots > 0,
                                  enter_host=self.attached.enter_host)
         self.booted.vm.watch(self._vm_exited)
+        self.booted.netsync.watch(self.config.network.enable_netmon)
         try:  # a pooled VM was running before its shares were known: they are attached now
             return await self._create(request, plan, exported=not plan.rootfs_mounts
                                       and not self.booted.pooled)
@@ -233,7 +234,7 @@ class Sandbox:
         """Let the created container's process run; raises ContainerStartError if exec fails."""
         hosted, steps = self._require(container_id, sm.START), Timeline(container_id)
         if self.booted is not None:  # a hook may have added an interface since create
-            await sync_network(self._vm(), self.booted.network)
+            await self.booted.netsync.sync()
         try:
             await self._call(verbs.START_CONTAINER, container_id, {"id": container_id},
                              hosted.hooks.start_timeout(self._vm().request_timeout), sm.START)

@@ -33,7 +33,7 @@ def test_validate_request_normalises_each_slot() -> None:
     bound = {"slot_mac": S1, "interface": _iface(mac="AA:BB:CC:DD:EE:01")}
     slots = ns.validate_request({"nics": [{"slot_mac": S0.upper()}, bound]})
     assert [(s.index, s.mac, s.label, s.spare_name) for s in slots] == [
-        (0, S0, f"slot 0 ({S0})", "sbslot0"), (1, S1, "eth0", "sbslot1")]
+        (0, S0, f"slot 0 ({S0})", "sb5b00000000"), (1, S1, "eth0", "sb5b00000001")]
     assert slots[0].cfg is None
     assert slots[1].cfg is not None and slots[1].cfg["mac"] == "aa:bb:cc:dd:ee:01"
     assert ns.validate_request({"nics": []}) == []
@@ -75,7 +75,7 @@ def test_locate_by_permanent_address_then_current_mac_then_interface_mac() -> No
     # virtio-net: the slot MAC is the permanent address, whatever the MAC is now
     nic0 = Link(2, "eth0", "aa:bb:cc:dd:ee:01", 1500, True, perm_mac=S0)
     # no permanent address, found by its current MAC (a veth, or a NIC never rebound)
-    nic1 = Link(3, "sbslot1", S1, 1500, False)
+    nic1 = Link(3, "sb5b00000001", S1, 1500, False)
     # no permanent address and a new MAC: found by the MAC its interface asks for
     nic2 = Link(4, "eth2", "aa:bb:cc:dd:ee:03", 1500, True)
     slots = ns.validate_request(_request((S0, None), (S1, _iface("eth1", S0)),
@@ -130,18 +130,27 @@ def test_plan_moves_out_the_unbound_and_the_misnamed() -> None:
 
 
 def test_plan_refuses_a_name_clash_before_anything_moves() -> None:
-    spare = [_lo(), Link(2, "sbslot0", S0, 1500, False)]
+    spare = [_lo(), Link(2, "sb5b00000000", S0, 1500, False)]
     other = Link(5, "eth0", "aa:bb:cc:dd:ee:09", 1500, True)  # not a slot NIC
     slots = _located(_request((S0, _iface())), [_lo(), other], spare)
     with pytest.raises(NetconfigError, match=r"^eth0: moving to the root namespace: another "
                                              r"interface has the name eth0 there$"):
         ns._plan(slots, [_lo(), other], spare)
-    # the request lists the slots in another order than last time: sbslot0 is slot 1's now
+    # something else took a spare name (a NIC the request no longer lists, say)
+    root = [_lo(), Link(3, "eth3", S1, 1500, False)]
+    taken = [_lo(), Link(2, "sb5b00000001", S2, 1500, False)]
+    slots = _located(_request((S1, None)), root, taken)
+    with pytest.raises(NetconfigError, match=r"^slot 0 .*: moving to the spare namespace as "
+                                             r"sb5b00000001: another interface has that name"):
+        ns._plan(slots, root, taken)
+
+
+def test_spare_names_follow_the_slot_mac_not_the_place_in_the_request() -> None:
+    """A slot leaving the request (its NIC is being unplugged) renames no other slot's NIC."""
+    spare = [_lo(), Link(2, "sb5b00000000", S0, 1500, False)]
     root = [_lo(), Link(3, "eth3", S1, 1500, False)]
     slots = _located(_request((S1, None), (S0, None)), root, spare)
-    with pytest.raises(NetconfigError, match=r"^slot 0 .*: moving to the spare namespace as "
-                                             r"sbslot0: another interface has that name there$"):
-        ns._plan(slots, root, spare)
+    assert [s.spare_name for s in ns._plan(slots, root, spare)] == ["sb5b00000001"]
 
 
 def test_the_verb_declares_the_request_shape() -> None:

@@ -271,6 +271,9 @@ class QemuVM:
     async def add_nic(self, nic: NicSpec, timeout: float = 10.0) -> None:
         await self.hotplug.add_nic(nic, timeout)
 
+    async def remove_nic(self, mac: str, timeout: float = UNPLUG_TIMEOUT) -> None:
+        await self.hotplug.remove_nic(mac, timeout)
+
     def console_tail(self, lines: int = 5) -> list[str]:
         return log_tail(self.spec.console_log, lines)
 

@@ -8,7 +8,8 @@ disk's serial to appear. Removal is ``device_del``: the guest acknowledges by
 powering the slot off, which QEMU reports as ``DEVICE_DELETED`` (pciehp waits five
 seconds after the attention button before it does); then the node and the fd set go.
 A NIC's tap descriptor goes the same way (``getfd``), becomes a tap netdev and a
-virtio-net-pci function; the agent finds it by its slot MAC.
+virtio-net-pci function; the agent finds it by its slot MAC. It leaves as a disk
+does, and its netdev with it (QEMU's tap descriptor: the tap is gone then).
 
 Root ports are the capacity: ``pcie_root_port`` of them, each taking one device.
 With none free the error names the setting to raise. ``microvm`` has none at all.
@@ -57,7 +58,7 @@ class Hotplug:
 
     async def add_nic(self, nic: NicSpec, timeout: float = 10.0) -> None:
         """Plug a virtio-net NIC on ``nic``'s tap into a free root port."""
-        name = "hpnet-" + nic.mac.replace(":", "")
+        name = _nic_id(nic.mac)
         if name in self.plugged:
             raise HypervisorError(f"NIC {nic.mac} is plugged in already")
         port = self._free_port(f"NIC {nic.mac}")
@@ -102,11 +103,30 @@ class Hotplug:
 
     async def remove_disk(self, serial: str, timeout: float = UNPLUG_TIMEOUT) -> None:
         """Unplug disk ``serial`` once the guest let it go (it unmounted it first)."""
-        plugged = self.plugged.get(serial)
+        plugged = await self._unplug(serial, timeout)
+        if plugged is not None:
+            await self.monitor.execute("blockdev-del", {"node-name": plugged.node})
+            await self.monitor.execute("remove-fd", {"fdset-id": plugged.fdset})
+
+    async def remove_nic(self, mac: str, timeout: float = UNPLUG_TIMEOUT) -> None:
+        """Unplug the NIC :meth:`add_nic` plugged for ``mac`` (the guest hid it first); its
+        netdev goes with it, closing QEMU's tap descriptor, so the tap goes too."""
+        plugged = await self._unplug(_nic_id(mac), timeout)
+        if plugged is not None:
+            await self.monitor.execute("netdev_del", {"id": plugged.node})
+
+    async def _unplug(self, device: str, timeout: float) -> _Plugged | None:
+        """``device_del`` and the guest's acknowledgement (``DEVICE_DELETED``); what the
+        device was plugged on, or None for a device this guest never had plugged."""
+        plugged = self.plugged.get(device)
         if plugged is None:
-            return
-        await self.monitor.execute_until("device_del", {"id": serial}, "DEVICE_DELETED",
-                                         {"device": serial}, timeout)
-        del self.plugged[serial]
-        await self.monitor.execute("blockdev-del", {"node-name": plugged.node})
-        await self.monitor.execute("remove-fd", {"fdset-id": plugged.fdset})
+            return None
+        await self.monitor.execute_until("device_del", {"id": device}, "DEVICE_DELETED",
+                                         {"device": device}, timeout)
+        del self.plugged[device]
+        return plugged
+
+
+def _nic_id(mac: str) -> str:
+    """The QEMU id of the NIC (device and netdev) hot-plugged for slot MAC ``mac``."""
+    return "hpnet-" + mac.replace(":", "")

@@ -103,6 +103,9 @@ class SandboxNetwork:
         self._vhost: list[int | None] = []
         self.bound: list[Interface | None] = []
         self.applied: dict[str, Any] | None = None
+        self.cold = 0  # slots on QEMU's command line; any beyond were hot-plugged
+        self.leaving: set[int] = set()  # hot slots whose NIC is being unplugged
+        self.vacant: set[int] = set()  # hot slots whose NIC (and tap) is gone: reusable
 
     @classmethod
     def open(cls, config: NetworkConfig, *, sandbox_id: str, netns: str | None,
@@ -122,6 +125,7 @@ class SandboxNetwork:
                 net._fds = tapdev.open_taps(net.path, net.taps, vnet_hdr=True)
                 net._vhost = [_vhost_fd(config) for _ in net.taps]
                 net.bound = [None] * len(net.taps)
+                net.cold = len(net.taps)
         except BaseException:
             net.close()
             raise
@@ -138,7 +142,7 @@ class SandboxNetwork:
         else:
             fd = vm_netns_fd
         net = cls(sandbox_id, fd, netns, run_dir / RECORD)
-        net.taps, net.bound = list(taps), [None] * len(taps)
+        net.taps, net.bound, net.cold = list(taps), [None] * len(taps), len(taps)
         if taps:  # (no preload: a thread importing pyroute2 would slow the hand-over)
             net._save()  # before the taps move: a crash from here on is reaped
         return net
@@ -191,8 +195,12 @@ class SandboxNetwork:
             else:
                 self._bind(iface)
         request = {"nics": [{"slot_mac": slot_mac(i), "interface": b.to_agent() if b else None}
-                            for i, b in enumerate(self.bound)]}
+                            for i, b in enumerate(self.bound) if self._live(i)]}
         return None if request == self.applied else request
+
+    def _live(self, slot: int) -> bool:
+        """Whether the slot's NIC is in the guest to stay (not unplugged, nor on its way)."""
+        return slot not in self.leaving and slot not in self.vacant
 
     def _foreign_interfaces(self) -> bool:
         """Whether the namespace holds an interface besides ``lo`` and strongbox's taps: a
@@ -209,7 +217,7 @@ class SandboxNetwork:
             raise SandboxError(f"network interface {iface.name}: link type {iface.link_type} "
                                "is not Ethernet; a virtio-net NIC can stand only for an "
                                "Ethernet interface (a veth, macvlan, ...)")
-        free = next((s for s, b in enumerate(self.bound) if b is None), None)
+        free = next((s for s, b in enumerate(self.bound) if b is None and self._live(s)), None)
         if free is None:
             raise NoFreeSlot(f"network interface {iface.name}: no free NIC slot (a sandbox "
                              f"has {len(self.taps)}: [network] nic_slots)")
@@ -225,30 +233,46 @@ class SandboxNetwork:
         log.debug("sandbox %s: %s (%s) on NIC slot %d", self.sandbox_id, iface.name, iface.mac,
                   free)
 
-    def add_slot(self) -> NicSpec:
-        """One more slot, for a NIC hot-plugged into the running VM (q35): its tap made in the
-        namespace, recorded first. The caller gives the VMM the tap's fd, then closes it."""
-        slot = len(self.taps)
+    def add_slot(self) -> tuple[int, NicSpec]:
+        """One more slot, for a NIC hot-plugged into the running VM (q35): a vacant one again
+        or a new one, its tap made in the namespace, recorded first. The caller gives the
+        VMM the tap's fd, then closes it."""
+        slot = min(self.vacant) if self.vacant else len(self.taps)
         if slot >= tapdev.MAX_SLOTS:
             raise SandboxError(f"a sandbox has at most {tapdev.MAX_SLOTS} NICs")
-        self.taps.append(tapdev.tap_name(self.sandbox_id, slot))
-        self.bound.append(None)
-        self._save()  # before the tap exists: a crash from here on is reaped
-        (fd,) = tapdev.open_taps(self.path, self.taps[-1:], vnet_hdr=True)
-        return NicSpec(tap_fd=fd, mac=slot_mac(slot))
+        if slot == len(self.taps):
+            self.taps.append(tapdev.tap_name(self.sandbox_id, slot))
+            self.bound.append(None)
+            self._save()  # before the tap exists: a crash from here on is reaped
+        self.vacant.discard(slot)
+        (fd,) = tapdev.open_taps(self.path, [self.taps[slot]], vnet_hdr=True)
+        return slot, NicSpec(tap_fd=fd, mac=slot_mac(slot))
 
-    def drop_slot(self) -> None:
-        """Forget the slot :meth:`add_slot` made (its NIC could not be plugged; the tap goes
+    def drop_slot(self, slot: int) -> None:
+        """Give up the slot :meth:`add_slot` made (its NIC could not be plugged; the tap goes
         with its last fd)."""
-        self.taps.pop()
-        self.bound.pop()
-        self._save()
+        self.vacant.add(slot)
+
+    def idle_hot_slots(self) -> list[int]:
+        """Hot-plugged slots with no interface bound: their NICs can be unplugged (the guest
+        has hidden them once the last request was applied)."""
+        return [s for s in range(self.cold, len(self.taps))
+                if self.bound[s] is None and self._live(s)]
+
+    def leave(self, slot: int) -> None:
+        """The slot's NIC is being unplugged: no interface binds to it, no request lists it."""
+        self.leaving.add(slot)
+
+    def left(self, slot: int) -> None:
+        """The slot's NIC is unplugged (its tap went with QEMU's descriptor): reusable."""
+        self.leaving.discard(slot)
+        self.vacant.add(slot)
 
     def hidden(self) -> dict[str, Any]:
         """The request that hides every slot (nothing bound): what a VM template applies
         before it is saved, so its clones wake with it applied (:meth:`mark_applied`)."""
         return {"nics": [{"slot_mac": slot_mac(i), "interface": None}
-                         for i in range(len(self.taps))]}
+                         for i in range(len(self.taps)) if self._live(i)]}
 
     def mark_applied(self, request: dict[str, Any]) -> None:
         """The agent took ``request``: the next :meth:`sync` answers only a change."""

@@ -114,6 +114,9 @@ class AdoptedVM:
     async def add_nic(self, nic: NicSpec, timeout: float = 10.0) -> None:
         raise HypervisorError(f"cannot add NIC {nic.mac}: a pooled VM's QMP is its keeper's")
 
+    async def remove_nic(self, mac: str, timeout: float = 20.0) -> None:
+        return None  # nothing was ever plugged in
+
     def namespace_fd(self) -> int:
         if self._pidfd < 0:
             raise ProcessLookupError("the pooled VM was released")
