@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.framework import netcheck
+from tests.framework.containerd import free_subnet
 from tests.framework.docker import IMAGE, Docker, installed, session_base
 from tests.framework.procs import qemu_pids, wait_until
 
@@ -126,3 +127,37 @@ def test_two_containers_reach_each_other_by_ip(docker: Docker, runtime: str) -> 
                      netcheck.wget_script(f"http://{address}:8080/"), timeout=180)
         assert got.returncode == 0, got.stderr
         assert got.stdout.encode() == netcheck.PAYLOAD
+
+
+@pytest.mark.parametrize("runtime", PARAMS, indirect=True)
+def test_network_connect_and_disconnect_reach_a_running_container(docker: Docker,
+                                                                  runtime: str) -> None:
+    """``docker network connect`` puts a second veth into a running container's namespace:
+    strongbox's watch (``enable_netmon``) carries it to the guest, usable, and
+    ``disconnect`` takes it away again, as with runc."""
+    subnet, net = free_subnet(), f"sbnet{uuid.uuid4().hex[:6]}"
+    gateway = str(next(subnet.hosts()))
+    docker("network", "create", "--subnet", str(subnet), "--gateway", gateway, "-o",
+           f"com.docker.network.bridge.name=sbdk{uuid.uuid4().hex[:6]}", net, check=True)
+    try:
+        with _container(docker, runtime, *IDLE) as name:
+            docker("network", "connect", net, name, check=True)
+            second = _inspect(docker, name, f".NetworkSettings.Networks.{net}.IPAddress")
+            assert netcheck.in_subnet(second, str(subnet)), second
+
+            def addresses() -> str:
+                return str(docker("exec", name, "ip", "-4", "addr", "show").stdout)
+
+            assert wait_until(lambda: f"inet {second}/" in addresses(), 60, 0.5), addresses()
+            with netcheck.host_server(gateway) as server:
+                got = docker("exec", name, "sh", "-c", netcheck.wget_script(server.url),
+                             timeout=120)
+            assert got.returncode == 0 and got.stdout.encode() == netcheck.PAYLOAD, got.stderr
+            assert (second, "/from-host") in server.requests, server.requests
+            docker("network", "disconnect", net, name, check=True)
+            assert wait_until(lambda: f"inet {second}/" not in addresses(), 60, 0.5)
+            eth0 = docker("exec", name, "sh", "-c", netcheck.ETH0_SCRIPT)
+            assert netcheck.eth0_of(eth0.stdout)[0] == _inspect(
+                docker, name, ".NetworkSettings.IPAddress")  # the first one is untouched
+    finally:
+        docker("network", "rm", net, timeout=60)
