@@ -349,3 +349,25 @@ def test_an_interface_added_while_it_runs_reaches_the_guest_and_leaves_with_its_
         cli.run(*sb, "delete", "--force", "nm1")
         subprocess.run(["ip", "link", "del", "sbxnm0"], capture_output=True)
     _nothing_of_ours(world)
+
+
+def test_on_q35_more_interfaces_than_slots_and_root_ports_is_one_clear_error(
+        world: World, root: Path, tmp_path: Path) -> None:
+    """One NIC slot (the engine's veth) and one root port: the second extra interface has
+    nowhere to go, and the start fails naming ``pcie_root_port``, leaving nothing."""
+    config = tmp_path / "q35.toml"
+    config.write_text(Q35_ONE_SLOT.replace("pcie_root_port = 2", "pcie_root_port = 1"))
+    ends = [("sbxrp0", "sbxrp1"), ("sbxrp2", "sbxrp3")]
+    try:
+        for host, inside in ends:
+            ip("link", "add", host, "type", "veth", "peer", "name", inside)
+            ip("link", "set", inside, "netns", world.name)
+        bundle = _bundle(tmp_path / "b", ["true"], world.netns)
+        result = cli.run("--config", config, "--root", root, "run", "--bundle", bundle, "rp1",
+                         timeout=180)
+    finally:
+        for host, _ in ends:
+            subprocess.run(["ip", "link", "del", host], capture_output=True)
+    cli.assert_one_line_error(result, "no free NIC slot", "pcie_root_port")
+    assert not list(root.glob("rp1*")) and not qemu_pids(str(root))
+    _nothing_of_ours(world)

@@ -51,7 +51,7 @@ class Hotplug:
         free = [i for i in range(self.machine.root_ports) if i not in taken]
         if not free:
             raise HypervisorError(
-                f"cannot add {what}: all {self.machine.root_ports} PCIe root ports are "
+                f"cannot add {what}: every PCIe root port ({self.machine.root_ports}) is "
                 "in use (hypervisor.qemu.pcie_root_port sets how many devices can be "
                 "hot-plugged)")
         return free[0]

@@ -219,8 +219,10 @@ class SandboxNetwork:
                                "Ethernet interface (a veth, macvlan, ...)")
         free = next((s for s, b in enumerate(self.bound) if b is None and self._live(s)), None)
         if free is None:
+            hot = len(self.taps) - self.cold
             raise NoFreeSlot(f"network interface {iface.name}: no free NIC slot (a sandbox "
-                             f"has {len(self.taps)}: [network] nic_slots)")
+                             f"has {self.cold}: [network] nic_slots"
+                             + (f"; {hot} more hot-plugged)" if hot else ")"))
         try:
             tcfilter.splice(self.path, iface.name, self.taps[free])
         except SandboxError as exc:
