@@ -13,7 +13,10 @@ MAC, MTU, addresses and routes; unbound NICs are hidden from containers in a
 namespace of the agent's. The same shape for every VM is what lets a template
 carry the NICs: each clone brings its own taps on its command line and is
 told its interfaces after waking, and slot MACs never reach the wire (a bound
-NIC takes its veth's MAC, an unbound one is hidden).
+NIC takes its veth's MAC, an unbound one is hidden). A VM that takes hot-plugged
+NICs (q35) gets a slot more for an interface beyond them (:meth:`add_slot`); once
+its interface is gone the slot leaves (:meth:`leave`, :meth:`left`: out of every
+request while its NIC is unplugged, reusable after).
 
 The namespace is opened (the spec's path) or created here (a spec without a
 path) before QEMU exists, held by an fd for the VM's life, and QEMU joins it
