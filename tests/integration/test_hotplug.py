@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from strongbox.config import parse_config
-from strongbox.errors import HypervisorError
+from strongbox.errors import AgentRequestError, HypervisorError
 from strongbox.oci.spec import load_bundle
+from strongbox.protocol import verbs
 from strongbox.runtime.paths import DEFAULT_STATE_DIR
 from strongbox.sandbox.plan import ContainerRequest
 from strongbox.sandbox.sandbox import Sandbox
@@ -127,3 +128,37 @@ def test_a_pod_members_block_volume_arrives_by_hotplug(images: list[LoopImage], 
     asyncio.run(asyncio.wait_for(pod(), 180))
     seen = (image.mount / "seen").read_text().split()
     assert seen[0].startswith("/dev/vd") and seen[2] == "ext4", seen
+
+
+def test_a_disk_the_guest_ejected_by_itself_still_leaves_cleanly(
+        images: list[LoopImage], no_leaks: Path, tmp_path: Path) -> None:
+    """The guest may power a slot off on its own (an eject before the host asked): the
+    removal then finds the device gone, and the host takes it back all the same; what the
+    eject verb refuses is one error naming the port."""
+    first = make_bundle(tmp_path / "first", ["sleep", "1000"], root__readonly=False)
+    image = images[0]
+    member = _member(image, "sleep 1000")
+
+    async def pod() -> list[str]:
+        async with q35_pod(no_leaks, first) as sandbox:
+            vm = sandbox.vm
+            assert vm is not None
+            refused = []
+            for port in ("../../../etc", "0000:00:05.0"):
+                with pytest.raises(AgentRequestError) as info:
+                    await vm.call(verbs.EJECT_SLOT, {"port": port})
+                refused.append(str(info.value))
+            await sandbox.add_container(_request("member", member))
+            (disk,) = sandbox.attached.disks["member"]
+            hotplug = vm.vmm.hotplug  # type: ignore[attr-defined]
+            assert await hotplug._present(disk.serial)
+            await vm.call(verbs.EJECT_SLOT, {"port": "0000:00:10.0"})  # its root port
+            assert not await hotplug._present(disk.serial)  # QEMU let it go at once
+            await sandbox.remove_container("member")
+            assert image.mounted(), "the device did not come back"
+            assert vm.alive
+            return refused
+
+    refused = asyncio.run(asyncio.wait_for(pod(), 180))
+    assert "expected a PCI address like 0000:00:10.0" in refused[0], refused
+    assert "no PCI bridge 0000:00:05.0" in refused[1], refused

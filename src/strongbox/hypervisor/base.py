@@ -64,6 +64,11 @@ class NicSpec:
     vhost_fd: int | None = None
 
 
+#: Asks the guest to power off the hotplug slot below the root port at a PCI address (the
+#: guest's view, "0000:00:10.0"), hastening its acknowledgement of an unplug.
+Eject = Callable[[str], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class DiskSpec:
     """One block device the VMM gets as an open descriptor (it never opens a host path):
@@ -195,14 +200,17 @@ class VM(Protocol):
         """Hot-plug ``disk`` into the running guest (the VMM keeps its own descriptor); a
         VM that cannot (no hotplug, no free slot) raises HypervisorError saying why."""
 
-    async def remove_disk(self, serial: str, timeout: float = 20.0) -> None:
-        """Unplug a hot-plugged disk once the guest let it go (it acknowledges)."""
+    async def remove_disk(self, serial: str, timeout: float = 20.0,
+                          eject: Eject | None = None) -> None:
+        """Unplug a hot-plugged disk once the guest let it go (it acknowledges; ``eject``
+        can hasten that)."""
 
     async def add_nic(self, nic: NicSpec, timeout: float = 10.0) -> None:
         """Hot-plug a NIC on ``nic``'s tap (the VMM keeps its own descriptor); like
         :meth:`add_disk`, HypervisorError saying why a VM cannot."""
 
-    async def remove_nic(self, mac: str, timeout: float = 20.0) -> None:
+    async def remove_nic(self, mac: str, timeout: float = 20.0,
+                         eject: Eject | None = None) -> None:
         """Unplug the NIC :meth:`add_nic` plugged for slot MAC ``mac`` (the guest hid it
         first; it acknowledges); its tap goes with the VMM's descriptor."""
 

@@ -201,11 +201,17 @@ CONFIGURE_NETWORK = Verb("configure_network",
                          {"nics": ListOf(Shape({"slot_mac": str}, {"interface": (dict, None)}))},
                          errors=(E_NETWORK,))
 
+# --- devices ----------------------------------------------------------------------------
+#: Power off the PCIe hotplug slot below root port ``port`` (its PCI address, as the VMM
+#: names it: "0000:00:10.0"), whose device the host is unplugging: the guest's own
+#: eject (agent/pcislots.py) spares the five seconds its hotplug driver waits otherwise.
+EJECT_SLOT = Verb("eject_slot", {"port": str}, errors=(E_NOT_FOUND,))
+
 #: Every verb by name: what the agent must serve, no more and no less.
 VERBS: dict[str, Verb] = {v.name: v for v in (
     PING, GUEST_INFO, SHUTDOWN, WARM_UP, CLONE_IDENTITY,
     CREATE_CONTAINER, START_CONTAINER, CONTAINER_STATUS, PAUSE_CONTAINER, RESUME_CONTAINER,
     UPDATE_CONTAINER, STATS_CONTAINER, REMOVE_CONTAINER,
     EXEC_PROCESS, WAIT_PROCESS, SIGNAL_PROCESS, RESIZE_PTY, LIST_PROCESSES,
-    CONFIGURE_NETWORK,
+    CONFIGURE_NETWORK, EJECT_SLOT,
 )}

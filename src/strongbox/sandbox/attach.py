@@ -12,17 +12,20 @@ container's goes with the VM.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from strongbox.errors import SandboxError
+from strongbox.errors import HypervisorError, SandboxError
 from strongbox.hypervisor.base import DiskSpec
 from strongbox.sandbox import blockroot, vmmounts
 from strongbox.sandbox.plan import ContainerPlan, GuestDisk
 
 if TYPE_CHECKING:
     from strongbox.sandbox.boot import Booted
+
+log = logging.getLogger("strongbox.sandbox")
 
 
 class Attachments:
@@ -77,5 +80,10 @@ class Attachments:
             return  # no VM, no namespace: nothing mounted, nothing plugged any more
         vmmounts.unexport_container(booted.vm.vmm.namespace_fd, booted.export, container_id)
         for disk in disks if not last else []:
-            await booted.vm.vmm.remove_disk(disk.serial)
+            try:
+                await booted.vm.vmm.remove_disk(disk.serial, eject=booted.vm.eject)
+            except HypervisorError as exc:  # the guest holds on: it goes back with the VM
+                log.warning("container %s: disk %s stays plugged in until the VM stops: %s",
+                            container_id, disk.serial, exc)
+                continue
             blockroot.hand_back(booted.run_dir.path, disk.mount, self.enter_host)

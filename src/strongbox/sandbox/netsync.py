@@ -9,10 +9,10 @@ Where the VM takes hot-plugged devices (q35's root ports) an interface beyond
 the slots gets a NIC plugged for it, as Kata's netmon would, and a plugged NIC
 whose interface went away leaves again: the guest hides it first (it is
 unbound in the request it applies), then the VMM unplugs it, in the
-background, since the guest's PCIe hotplug driver takes five seconds to
-acknowledge; until then its slot is out of every request and no interface
-binds to it, and afterwards it can be plugged again. :class:`NetworkSync`
-keeps the looks one at a time.
+background (the guest powers the slot off when told, else its PCIe hotplug
+driver takes five seconds to acknowledge); until then its slot is out of every
+request and no interface binds to it, and afterwards it can be plugged again.
+:class:`NetworkSync` keeps the looks one at a time.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class NetworkSync:
         mac = slot_mac(slot)
         started = time.monotonic()
         try:
-            await self.vm.vmm.remove_nic(mac)
+            await self.vm.vmm.remove_nic(mac, eject=self.vm.eject)
         except HypervisorError as exc:  # the slot stays out of use, its root port taken
             log.warning("sandbox %s: NIC %s was not unplugged: %s", self.network.sandbox_id,
                         mac, exc)

@@ -10,6 +10,7 @@ leaves no process behind.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from strongbox.hypervisor.base import VM
 from strongbox.protocol import verbs
 from strongbox.protocol.verbs import Verb
 from strongbox.sandbox.agent_client import AgentClient
+
+log = logging.getLogger("strongbox.sandbox")
 
 #: Console lines worth quoting in an error, in preference to the last line.
 _TELLING = ("Kernel panic", "Error", "error:", "Traceback", "not found", "failed")
@@ -123,6 +126,15 @@ class GuestVM:
                    timeout: float | None = None) -> Any:
         assert self.agent is not None
         return await self.agent.call(verb, params, timeout=timeout)
+
+    async def eject(self, port: str) -> None:
+        """Have the guest power off the hotplug slot below ``port`` (an unplug under way
+        then needs no five-second wait); a guest that cannot leaves the wait to its
+        hotplug driver, so a refusal is only logged."""
+        try:
+            await self.call(verbs.EJECT_SLOT, {"port": port})
+        except AgentError as exc:
+            log.debug("guest eject of the slot below %s: %s", port, exc)
 
     async def shutdown(self, timeout: float = 10.0) -> int:
         """Power the guest off through the agent; force it if that fails."""

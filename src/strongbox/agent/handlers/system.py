@@ -9,8 +9,9 @@ import time
 from strongbox import __version__
 from strongbox.agent import state
 from strongbox.agent.registry import handler
+from strongbox.agent.server import RequestError
 from strongbox.container._syscalls import RB_AUTOBOOT, reboot
-from strongbox.protocol import VERSION, verbs
+from strongbox.protocol import E_NOT_FOUND, VERSION, verbs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -148,3 +149,15 @@ def warm_up(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     # the namespace unused NICs wait in: made here once, every clone wakes with it
     importlib.import_module("strongbox.agent.nicslots").spare()
     return {"seconds": time.monotonic() - started}
+
+
+@handler(verbs.EJECT_SLOT)
+def eject_slot(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Power off a hotplug slot whose device the host is unplugging (agent/pcislots.py)."""
+    from strongbox.agent import pcislots
+
+    try:
+        pcislots.eject(params["port"])
+    except (FileNotFoundError, ValueError) as exc:  # any other OSError is E_OS's
+        raise RequestError(E_NOT_FOUND, str(exc)) from None
+    return {}

@@ -36,6 +36,7 @@ from strongbox.hypervisor.base import (
     Accelerator,
     ChildSetup,
     DiskSpec,
+    Eject,
     NicSpec,
     VMSpec,
     exits_within,
@@ -265,14 +266,16 @@ class QemuVM:
     async def add_disk(self, disk: DiskSpec, timeout: float = 10.0) -> None:
         await self.hotplug.add_disk(disk, timeout)
 
-    async def remove_disk(self, serial: str, timeout: float = UNPLUG_TIMEOUT) -> None:
-        await self.hotplug.remove_disk(serial, timeout)
+    async def remove_disk(self, serial: str, timeout: float = UNPLUG_TIMEOUT,
+                          eject: Eject | None = None) -> None:
+        await self.hotplug.remove_disk(serial, timeout, eject)
 
     async def add_nic(self, nic: NicSpec, timeout: float = 10.0) -> None:
         await self.hotplug.add_nic(nic, timeout)
 
-    async def remove_nic(self, mac: str, timeout: float = UNPLUG_TIMEOUT) -> None:
-        await self.hotplug.remove_nic(mac, timeout)
+    async def remove_nic(self, mac: str, timeout: float = UNPLUG_TIMEOUT,
+                         eject: Eject | None = None) -> None:
+        await self.hotplug.remove_nic(mac, timeout, eject)
 
     def console_tail(self, lines: int = 5) -> list[str]:
         return log_tail(self.spec.console_log, lines)

@@ -6,7 +6,9 @@ QEMU never opens a host path, jailed or not), becomes a block node on that fd se
 (``device_add``); the guest's pciehp driver probes it, and the agent waits for the
 disk's serial to appear. Removal is ``device_del``: the guest acknowledges by
 powering the slot off, which QEMU reports as ``DEVICE_DELETED`` (pciehp waits five
-seconds after the attention button before it does); then the node and the fd set go.
+seconds after the attention button before it does, unless the caller's ``eject`` has
+the guest power it off at once, given the root port's guest PCI address); then the
+node and the fd set go.
 A NIC's tap descriptor goes the same way (``getfd``), becomes a tap netdev and a
 virtio-net-pci function; the agent finds it by its slot MAC. It leaves as a disk
 does, and its netdev with it (QEMU's tap descriptor: the tap is gone then).
@@ -20,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from strongbox.errors import HypervisorError
-from strongbox.hypervisor.base import DiskSpec, NicSpec
-from strongbox.hypervisor.qemu.machine import Machine, port_id
+from strongbox.hypervisor.base import DiskSpec, Eject, NicSpec
+from strongbox.hypervisor.qemu.machine import Machine, port_address, port_id
 from strongbox.hypervisor.qemu.qmp import Monitor
 
 #: pciehp's attention-button delay is 5 s; the rest is the guest's unbind.
@@ -101,30 +103,46 @@ class Hotplug:
             raise
         self.plugged[disk.serial] = _Plugged(port, node, fdset)
 
-    async def remove_disk(self, serial: str, timeout: float = UNPLUG_TIMEOUT) -> None:
+    async def remove_disk(self, serial: str, timeout: float = UNPLUG_TIMEOUT,
+                          eject: Eject | None = None) -> None:
         """Unplug disk ``serial`` once the guest let it go (it unmounted it first)."""
-        plugged = await self._unplug(serial, timeout)
+        plugged = await self._unplug(serial, timeout, eject)
         if plugged is not None:
             await self.monitor.execute("blockdev-del", {"node-name": plugged.node})
             await self.monitor.execute("remove-fd", {"fdset-id": plugged.fdset})
 
-    async def remove_nic(self, mac: str, timeout: float = UNPLUG_TIMEOUT) -> None:
+    async def remove_nic(self, mac: str, timeout: float = UNPLUG_TIMEOUT,
+                         eject: Eject | None = None) -> None:
         """Unplug the NIC :meth:`add_nic` plugged for ``mac`` (the guest hid it first); its
         netdev goes with it, closing QEMU's tap descriptor, so the tap goes too."""
-        plugged = await self._unplug(_nic_id(mac), timeout)
+        plugged = await self._unplug(_nic_id(mac), timeout, eject)
         if plugged is not None:
             await self.monitor.execute("netdev_del", {"id": plugged.node})
 
-    async def _unplug(self, device: str, timeout: float) -> _Plugged | None:
-        """``device_del`` and the guest's acknowledgement (``DEVICE_DELETED``); what the
-        device was plugged on, or None for a device this guest never had plugged."""
+    async def _unplug(self, device: str, timeout: float, eject: Eject | None
+                      ) -> _Plugged | None:
+        """``device_del`` and the guest's acknowledgement (``DEVICE_DELETED``), hastened by
+        ``eject`` (the guest told to power the slot off now); what the device was plugged
+        on, or None for a device this guest never had plugged."""
         plugged = self.plugged.get(device)
         if plugged is None:
             return None
-        await self.monitor.execute_until("device_del", {"id": device}, "DEVICE_DELETED",
-                                         {"device": device}, timeout)
+        port = port_address(plugged.port)
+        try:
+            await self.monitor.execute_until(
+                "device_del", {"id": device}, "DEVICE_DELETED", {"device": device}, timeout,
+                (lambda: eject(port)) if eject is not None else None)
+        except HypervisorError:
+            if await self._present(device):
+                raise
+            # gone already: the guest powered its slot off by itself, and QEMU let it go
         del self.plugged[device]
         return plugged
+
+    async def _present(self, device: str) -> bool:
+        """Whether QEMU still has the device with id ``device``."""
+        children = await self.monitor.execute("qom-list", {"path": "/machine/peripheral"})
+        return any(child.get("name") == device for child in children)
 
 
 def _nic_id(mac: str) -> str:

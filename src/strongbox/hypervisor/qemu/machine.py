@@ -75,3 +75,8 @@ class Machine:
 def port_id(index: int) -> str:
     """The QMP id of root port ``index`` (a hot-plugged device's ``bus``)."""
     return f"rp{index}"
+
+
+def port_address(index: int) -> str:
+    """Root port ``index`` as the guest sees it: its PCI address on the root bus."""
+    return f"0000:00:{_FIRST_PORT_SLOT + index:02x}.0"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from qemu.qmp import ExecuteError, Message, QMPClient, QMPError
@@ -67,15 +68,19 @@ class Monitor:
         return int(answer["fdset-id"])
 
     async def execute_until(self, command: str, arguments: dict[str, Any], event: str,
-                            match: dict[str, Any], timeout: float) -> None:
+                            match: dict[str, Any], timeout: float,
+                            meanwhile: Callable[[], Awaitable[None]] | None = None) -> None:
         """Run ``command``, then wait for ``event`` whose data has ``match`` (the guest's
-        acknowledgement of a device removal); listening starts before the command."""
+        acknowledgement of a device removal); listening starts before the command, and
+        ``meanwhile`` (something that hastens the event) runs after it."""
         def wanted(message: Message) -> bool:
             data = dict(message).get("data")
             return isinstance(data, dict) and all(data.get(k) == v for k, v in match.items())
 
         with self._client.listener(event, event_filter=wanted) as listener:
             await self.execute(command, arguments, timeout)
+            if meanwhile is not None:
+                await meanwhile()
             try:
                 await asyncio.wait_for(listener.get(), timeout)
             except TimeoutError:

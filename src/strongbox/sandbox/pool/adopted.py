@@ -24,6 +24,7 @@ from strongbox.errors import HypervisorError
 from strongbox.hypervisor.base import (
     Accelerator,
     DiskSpec,
+    Eject,
     NicSpec,
     VMSpec,
     exits_within,
@@ -108,13 +109,15 @@ class AdoptedVM:
     async def add_disk(self, disk: DiskSpec, timeout: float = 10.0) -> None:
         raise HypervisorError(f"cannot add disk {disk.serial}: a pooled VM's QMP is its keeper's")
 
-    async def remove_disk(self, serial: str, timeout: float = 20.0) -> None:
+    async def remove_disk(self, serial: str, timeout: float = 20.0,
+                          eject: Eject | None = None) -> None:
         return None  # nothing was ever plugged in
 
     async def add_nic(self, nic: NicSpec, timeout: float = 10.0) -> None:
         raise HypervisorError(f"cannot add NIC {nic.mac}: a pooled VM's QMP is its keeper's")
 
-    async def remove_nic(self, mac: str, timeout: float = 20.0) -> None:
+    async def remove_nic(self, mac: str, timeout: float = 20.0,
+                         eject: Eject | None = None) -> None:
         return None  # nothing was ever plugged in
 
     def namespace_fd(self) -> int:
