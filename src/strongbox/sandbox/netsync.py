@@ -88,6 +88,12 @@ class NetworkSync:
                 self._unplugs.add(task)
                 task.add_done_callback(self._unplugs.discard)
 
+    async def _changed(self) -> None:
+        """The namespace changed: look, unless the VM is on its way out (a stop under way,
+        or an exit: the guest would not answer, and the NICs go with it)."""
+        if not self.vm.stopping:
+            await self.sync()
+
     async def _unplug(self, slot: int) -> None:
         mac = slot_mac(slot)
         started = time.monotonic()
@@ -110,7 +116,7 @@ class NetworkSync:
         """With ``enabled`` (``[network] enable_netmon``) and NICs to keep in step, look
         again whenever the namespace changes (:mod:`.network.netmon`)."""
         if enabled and self.network.taps and self._monitor is None:
-            self._monitor = NetMonitor(self.network.path, self.sync)
+            self._monitor = NetMonitor(self.network.path, self._changed)
             self._monitor.start()
 
     def close(self) -> None:

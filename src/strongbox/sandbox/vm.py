@@ -47,6 +47,11 @@ class GuestVM:
         return self.vmm.returncode is None
 
     @property
+    def stopping(self) -> bool:
+        """True once we began stopping the VM (or it exited): no new work for it."""
+        return self._stopping or not self.alive
+
+    @property
     def launched_at(self) -> float:
         return self.vmm.launched_at
 
