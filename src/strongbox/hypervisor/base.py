@@ -218,10 +218,28 @@ class VM(Protocol):
         """Release host-side handles (after the process is gone)."""
 
 
+#: A :class:`Finding`'s status: fine; works, at a cost or with less; cannot run containers.
+OK, WARNING, MISSING = "ok", "warning", "missing"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One requirement of the host as ``strongbox check`` reports it, and why it stands so."""
+
+    name: str
+    status: str
+    detail: str
+
+
 class VMM(Protocol):
     """A hypervisor as configured: sizes guests, names its inputs, makes :class:`VM` objects."""
 
     name: str
+
+    def host_checks(self) -> list[Finding]:
+        """What this hypervisor needs of the host (its binary, the accelerator, firmware,
+        the guest it boots), each as found here."""
+        ...
 
     def shape(self) -> VMShape:
         """Default guest size and bounds."""

@@ -73,6 +73,13 @@ class ConfigTarget(ABC):
     def add(self, base: str | None, doc: dict[str, Any]) -> str:
         """``base`` (``None``: no file) with the strongbox entry added; ``doc`` is it parsed."""
 
+    def registered(self, data: bytes | None) -> Any:
+        """The strongbox entry in the file's bytes ``data`` (:data:`ABSENT` if none, or no
+        file): what ``strongbox check`` reports; compare with :meth:`expected`."""
+        if data is None:
+            return ABSENT
+        return self.entry(self._parse(self._decode(data), ""))
+
     # -- install and uninstall -------------------------------------------------
 
     def install(self, before: bytes | None) -> Change:

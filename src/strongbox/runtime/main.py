@@ -59,6 +59,7 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "guest": ("guest", "build and inspect the microVM guest", ()),
     "install": ("install_cmd", "register strongbox with containerd, podman and docker", ()),
     "factory": ("factory_cmd", "manage the VM template clones start from", ()),
+    "check": ("check_cmd", "check that this host can run strongbox, and how", ()),
 }
 
 #: Stands in for a subcommand's parser until its module is imported.

@@ -42,8 +42,9 @@ def _kvm_problem(kvm: Path, cpuinfo: Path) -> str | None:
 
 
 def choose(requested: str, kvm: Path = Path("/dev/kvm"),
-           cpuinfo: Path = Path("/proc/cpuinfo")) -> Accelerator:
-    """Resolve ``auto|kvm|tcg`` for this host, warning once when auto falls back."""
+           cpuinfo: Path = Path("/proc/cpuinfo"), warn: bool = True) -> Accelerator:
+    """Resolve ``auto|kvm|tcg`` for this host, warning once when auto falls back (unless
+    not ``warn``: the caller reports the reason itself)."""
     global _warned
     if requested == "tcg":
         return Accelerator("tcg", "configured")
@@ -55,7 +56,7 @@ def choose(requested: str, kvm: Path = Path("/dev/kvm"),
         return Accelerator("kvm", "hardware virtualisation available")
     if requested == "kvm":
         raise HypervisorError(f"accelerator kvm was requested but {problem}")
-    if not _warned:
+    if warn and not _warned:
         log.warning("using TCG emulation (slower): %s", problem)
         _warned = True
     return Accelerator("tcg", problem)

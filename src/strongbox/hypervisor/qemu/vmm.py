@@ -17,7 +17,7 @@ from typing import Any
 
 from strongbox.config import QemuConfig
 from strongbox.guest.assets import resolve_boot_assets
-from strongbox.hypervisor.base import Accelerator, ChildSetup, VMShape, VMSpec
+from strongbox.hypervisor.base import Accelerator, ChildSetup, Finding, VMShape, VMSpec
 from strongbox.hypervisor.jailer import JailPolicy
 from strongbox.hypervisor.qemu.accel import choose
 from strongbox.hypervisor.qemu.cmdline import BASE_KERNEL_PARAMS, TCG_KERNEL_PARAMS
@@ -41,6 +41,11 @@ class QemuVMM:
         self.state_dir = state_dir
         self._accel: Accelerator | None = None
         self.machine = Machine(config.machine_type, config.pcie_root_port)
+
+    def host_checks(self) -> list[Finding]:
+        from strongbox.hypervisor.qemu.hostcheck import qemu_checks
+
+        return qemu_checks(self.config, self.state_dir)
 
     def shape(self) -> VMShape:
         return VMShape(default_memory_mib=self.config.default_memory,
