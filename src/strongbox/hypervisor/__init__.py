@@ -24,6 +24,14 @@ def open_vmm(config: Config, state_dir: Path) -> VMM:
     return QemuVMM(config.hypervisor.qemu, state_dir)
 
 
+def idle_jails(older_than: float = 60.0) -> list[str]:
+    """VM names whose jail left host state behind with no process in it (a crash's
+    leftovers; :func:`remove_leftovers` removes them)."""
+    from strongbox.hypervisor.jailer.cgroups import idle_jails as idle
+
+    return idle(older_than)
+
+
 def remove_leftovers(name: str, wait: float = 0.0) -> None:
     """After a crash: remove what any driver may have left outside a VM's run directory
     for the VM named ``name`` (a jailed QEMU's cgroups); waits up to ``wait`` s for it

@@ -60,6 +60,9 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "install": ("install_cmd", "register strongbox with containerd, podman and docker", ()),
     "factory": ("factory_cmd", "manage the VM template clones start from", ()),
     "check": ("check_cmd", "check that this host can run strongbox, and how", ()),
+    "debug": ("debug_cmd", "look into a sandbox's VM (its console log)", ()),
+    "gc": ("gc_cmd", "remove what dead sandboxes left (processes, mounts, cgroups, redirects, "
+           "state)", ()),
 }
 
 #: Stands in for a subcommand's parser until its module is imported.

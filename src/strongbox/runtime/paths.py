@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 DEFAULT_STATE_DIR = Path("/var/lib/strongbox")
 DEFAULT_ROOT = Path("/run/strongbox")
+#: Under strongbox's own root: the roots of clients whose ``--root`` is runc's.
+CLIENTS = "clients"
 
 
 def state_dir(cli_value: str | None, config: Config) -> Path:
@@ -66,7 +68,16 @@ def client_root(root: Path) -> Path:
 
     path = os.path.normpath(root)
     digest = hashlib.sha256(path.encode()).hexdigest()[:12]
-    return own_root() / "clients" / f"{root.name}-{digest}"
+    return own_root() / CLIENTS / f"{root.name}-{digest}"
+
+
+def roots_under(root: Path) -> list[Path]:
+    """``root`` and every client root under it (where ``gc`` and ``debug`` look)."""
+    try:
+        clients = sorted(p for p in (root / CLIENTS).iterdir() if p.is_dir())
+    except OSError:
+        clients = []
+    return [root, *clients]
 
 
 def root_dir(cli_value: str | None) -> Path:

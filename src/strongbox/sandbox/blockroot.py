@@ -223,6 +223,11 @@ def give_back(mount: BlockMount, enter_host: Callable[[], None] | None = None,
         time.sleep(0.1)
 
 
+def recorded(run_dir: Path) -> list[BlockMount]:
+    """The block mounts a (perhaps dead) owner took and has not given back yet."""
+    return _load(run_dir)
+
+
 def _load(run_dir: Path) -> list[BlockMount]:
     try:
         return [BlockMount(**entry) for entry in json.loads((run_dir / RECORD).read_text())]

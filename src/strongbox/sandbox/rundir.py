@@ -229,6 +229,26 @@ def _reap(path: Path) -> bool:
     return True
 
 
+def run_dirs(root: Path) -> list[Path]:
+    """Every VM run directory under ``root``, live or not (building ones too)."""
+    try:
+        return sorted(p for p in _vms(root).iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+
+
+def owner_gone(path: Path) -> bool:
+    """Whether nobody lives behind ``path`` (the lock is taken and let go at once): what
+    :func:`collect` would remove now, for a report that removes nothing."""
+    if not os.path.lexists(path / LOCK):
+        return not path.name.startswith(BUILDING_PREFIX) or _older_than(path, ABANDONED_AFTER)
+    fd = _lock_if_dead(path)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
 def owner_pid(root: Path, name: str) -> int | None:
     """The pid holding ``name``'s owner.lock (from /proc/locks), if anyone holds it.
 

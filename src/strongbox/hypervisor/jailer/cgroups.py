@@ -170,6 +170,35 @@ def remove_leftovers(name: str, wait: float = 0.0) -> bool:
     return True
 
 
+def idle_jails(older_than: float) -> list[str]:
+    """Names of jail cgroups no task is in, made more than ``older_than`` s ago (a
+    younger empty one may be a jail about to take its QEMU)."""
+    try:
+        roots = detect().roots()
+    except HypervisorError:
+        return []
+    names: set[str] = set()
+    busy: set[str] = set()
+    now = time.time()
+    for root in roots:
+        try:
+            entries = list((root / PARENT).iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.is_dir():
+                continue
+            try:
+                young = now - entry.stat().st_mtime < older_than
+            except OSError:
+                continue
+            if _populated(entry) or young:
+                busy.add(entry.name)
+            else:
+                names.add(entry.name)
+    return sorted(names - busy)
+
+
 def memory_limit_bytes(memory_mib: int, overhead_mib: int) -> int:
     """Guest RAM plus QEMU's own needs (its heap, the TCG translation cache)."""
     return (memory_mib + overhead_mib) * 1024 * 1024
