@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from strongbox.config import Config
 from strongbox.errors import StrongboxError
@@ -46,12 +47,26 @@ def guest_build(state_dir: Path) -> list[Finding]:
     return found
 
 
+def template_status(config: Config, state_dir: Path, root: Path) -> dict[str, Any]:
+    """The template's status (:meth:`Factory.status`): present, fresh, why stale."""
+    from strongbox.sandbox.factory import Factory
+
+    return Factory(config, state_dir, root).status()
+
+
+def pool_status(config: Config) -> dict[str, Any] | None:
+    """The warm pool's status, or None when none is configured or none answers."""
+    if not config.factory.vm_cache_number:
+        return None
+    from strongbox.sandbox.pool.server import query_status
+
+    return asyncio.run(query_status(config))
+
+
 def template(config: Config, state_dir: Path, root: Path) -> Finding:
     if not config.factory.enable_template:
         return Finding("template", OK, "off ([factory] enable_template = false): cold boots")
-    from strongbox.sandbox.factory import Factory
-
-    status = Factory(config, state_dir, root).status()
+    status = template_status(config, state_dir, root)
     if not status["present"]:
         return Finding("template", WARNING, f"none at {status['path']}: starts boot cold until "
                        "`strongbox factory init`")
@@ -65,9 +80,7 @@ def pool(config: Config) -> Finding:
     size = config.factory.vm_cache_number
     if not size:
         return Finding("pool", OK, "off ([factory] vm_cache_number = 0)")
-    from strongbox.sandbox.pool.server import query_status
-
-    status = asyncio.run(query_status(config))
+    status = pool_status(config)
     if status is None:
         return Finding("pool", WARNING, f"vm_cache_number = {size} but no pool answers "
                        "(`strongbox factory serve` runs it): starts do without")

@@ -60,6 +60,7 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "install": ("install_cmd", "register strongbox with containerd, podman and docker", ()),
     "factory": ("factory_cmd", "manage the VM template clones start from", ()),
     "check": ("check_cmd", "check that this host can run strongbox, and how", ()),
+    "metrics": ("metrics_cmd", "serve Prometheus metrics of every sandbox on the host", ()),
     "debug": ("debug_cmd", "look into a sandbox's VM (its console log)", ()),
     "gc": ("gc_cmd", "remove what dead sandboxes left (processes, mounts, cgroups, redirects, "
            "state)", ()),

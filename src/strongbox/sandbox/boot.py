@@ -31,6 +31,7 @@ from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.netns import join_netns, netns_of
 from strongbox.sandbox.netsync import NetworkSync, sync_network
 from strongbox.sandbox.network.slots import SandboxNetwork
+from strongbox.sandbox.ownersocket import OwnerSocket, Reporter
 from strongbox.sandbox.plan import GuestDisk
 from strongbox.sandbox.pool.take import Adoption, claim, pool_key
 from strongbox.sandbox.rundir import RunDir
@@ -71,13 +72,23 @@ class Booted:
     #: Keeps the guest's NICs matching the namespace from now on (:mod:`.netsync`).
     netsync: NetworkSync = field(init=False)
 
+    #: Where host tools ask for the guest's view (:mod:`.ownersocket`), once served.
+    owner: OwnerSocket | None = None
+
     def __post_init__(self) -> None:
         self.netsync = NetworkSync(self.vm, self.network)
+
+    async def serve(self, reporter: Reporter) -> None:
+        """Answer host tools (``strongbox metrics``) from now on, with ``reporter``."""
+        self.owner = OwnerSocket(reporter, self.run_dir.path)
+        await self.owner.start()
 
     def release(self) -> None:
         """After the VM is gone: its taps and redirects, the host cgroup (the owner leaves
         it first), the block devices it took (mounted back) and the run directory."""
         self.netsync.close()
+        if self.owner is not None:
+            self.owner.close()
         _release(self.network, self.cgroup, self.run_dir, self.enter_host)
 
     @property

@@ -17,3 +17,5 @@ class Hosted:
     #: Its init's pid in the guest (pod members join its namespaces).
     guest_pid: int = 0
     hooks: ContainerHooks = field(default_factory=lambda: ContainerHooks("", ""))
+    #: Its spec's annotations (a CRI pod's namespace and name, for metrics labels).
+    annotations: dict[str, str] = field(default_factory=dict)

@@ -1,33 +1,33 @@
 """Sandbox creates and manipulates microVM sandboxes and the containers in them.
 
-One sandbox is one VM, one run directory and one agent connection; it hosts
-one container (the CLI) or the containers of a pod (the shim). It is the one
-launch path of both front doors: :meth:`Sandbox.launch` sizes the VM from the
-first container, plans its spec and shares (:mod:`.plan`), boots or clones
-the VM (:mod:`.boot`) and creates the container; :meth:`Sandbox.add_container`
-adds a pod member to the running VM. The other verbs are the agent's, with
-the same names (:mod:`strongbox.protocol.verbs`):
+One sandbox is one VM, one run directory and one agent connection; it hosts one container (the
+CLI) or the containers of a pod (the shim). It is the one launch path of both front doors:
+:meth:`Sandbox.launch` sizes the VM from the first container, plans its spec and shares
+(:mod:`.plan`), boots or clones the VM (:mod:`.boot`) and creates the container;
+:meth:`Sandbox.add_container` adds a pod member to the running VM. The other verbs are the
+agent's, with the same names (:mod:`strongbox.protocol.verbs`):
 
 ``create_container`` (in launch/add), ``start_container``, ``container_status``,
 ``pause_container``, ``resume_container``, ``update_container``, ``stats_container``,
 ``remove_container``; for processes (the init has exec id ""): ``exec_process``,
 ``wait_process``, ``signal_process``, ``resize_pty``, ``list_processes``.
 
-The sandbox keeps each container's status (:mod:`strongbox.status`) and checks every
-verb against it before a request leaves the host, so both front doors get the same
-rules and :class:`ContainerStateError`; the agent checks again against the guest's
-truth, and its ``invalid_state`` answer becomes the same error. Exec processes
-(:func:`.plan.check_exec`) and resource updates are validated here for both front
-doors; agent replies are validated into the models of :mod:`.replies` (another refusal
-raises :class:`SandboxRequestError`; an exec that failed, :class:`ContainerStartError`).
-Each container's OCI hooks run here too, for both front doors (:mod:`.hooks`), and each
-phase is timed (:mod:`strongbox.timeline`).
+The sandbox keeps each container's status (:mod:`strongbox.status`) and checks every verb
+against it before a request leaves the host, so both front doors get the same rules and
+:class:`ContainerStateError`; the agent checks again against the guest's truth, and its
+``invalid_state`` answer becomes the same error. Exec processes (:func:`.plan.check_exec`) and
+resource updates are validated here for both front doors; agent replies are validated into the
+models of :mod:`.replies` (another refusal raises :class:`SandboxRequestError`; an exec that
+failed, :class:`ContainerStartError`). Each container's OCI hooks run here too, for both front
+doors (:mod:`.hooks`), and each phase is timed (:mod:`strongbox.timeline`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from strongbox.sandbox.boot import Booted, boot
 from strongbox.sandbox.hooks import ContainerHooks, HookFailed, HookPlace
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.hosted import Hosted
+from strongbox.sandbox.ownersocket import report
 from strongbox.sandbox.plan import (
     ContainerPlan,
     ContainerRequest,
@@ -85,11 +86,7 @@ class Sandbox:
         self.containers: dict[str, Hosted] = {}
         self.hook_place = hook_place  # the CLI's monitor stands for its container
         self.attached = Attachments(hook_place.child_setup if hook_place else None)
-
-    @property
-    def cloned(self) -> bool:
-        """True when the VM was cloned from a template rather than booted."""
-        return self.booted is not None and self.booted.cloned
+        self.start_s = 0.0  # how long the launch took, boot and first container
 
     @property
     def vm(self) -> GuestVM | None:
@@ -108,6 +105,7 @@ class Sandbox:
         shape = self.vmm.shape()
         plan = plan_container(request, block_devices=shape.block_devices)
         memory, vcpus = vm_size_for(plan.spec, shape)
+        started = time.monotonic()
         self.booted = await boot(self.config, self.vmm, name=self.id, root=self.root,
                                  state_dir=self.state_dir, memory_mib=memory, vcpus=vcpus,
                                  shares=[] if plan.rootfs_mounts else plan.shares,
@@ -119,8 +117,11 @@ class Sandbox:
         self.booted.vm.watch(self._vm_exited)
         self.booted.netsync.watch(self.config.network.enable_netmon)
         try:  # a pooled VM was running before its shares were known: they are attached now
-            return await self._create(request, plan, exported=not plan.rootfs_mounts
-                                      and not self.booted.pooled)
+            io = await self._create(request, plan, exported=not plan.rootfs_mounts
+                                    and not self.booted.pooled)
+            self.start_s = time.monotonic() - started
+            await self.booted.serve(functools.partial(report, self))
+            return io
         except BaseException:
             await self.destroy()
             raise
@@ -145,7 +146,8 @@ class Sandbox:
             raise SandboxRequestError(f"container {cid!r} already exists", "exists")
         steps = Timeline(cid)
         hosted = self.containers[cid] = Hosted(
-            cid, hooks=ContainerHooks.of(cid, request.spec, request.bundle, self.hook_place))
+            cid, hooks=ContainerHooks.of(cid, request.spec, request.bundle, self.hook_place),
+            annotations=dict(request.spec.get("annotations") or {}))
         try:
             steps.lap("rootfs attached", await self.attached.attach(self.booted, plan,
                                                                    exported=exported))
@@ -178,10 +180,12 @@ class Sandbox:
     def _vm_alive(self) -> bool:
         return self.vm is not None and self.vm.alive
 
-    def _vm_exited(self, status: int) -> None:
-        """The VMM died under us: every container in it has stopped (:meth:`GuestVM.watch`)."""
-        log.warning("sandbox %s: the VM exited (status %d); its containers stopped", self.id,
-                    status)
+    def _vm_exited(self, status: int | None) -> None:
+        """The VMM died under us (``status``; None: we end it): every container in it has
+        stopped (:meth:`GuestVM.watch`)."""
+        if status is not None:
+            log.warning("sandbox %s: the VM exited (status %d); its containers stopped",
+                        self.id, status)
         for hosted in self.containers.values():
             hosted.status = sm.STOPPED
 
@@ -403,8 +407,7 @@ class Sandbox:
     async def destroy(self) -> None:
         """Release everything: no VMM, no run directory, whatever state we are in."""
         booted, self.booted = self.booted, None
-        for hosted in self.containers.values():
-            hosted.status = sm.STOPPED
+        self._vm_exited(None)
         if booted is None:
             return
         with span(self.id, "teardown", "VMM, network, cgroup, run directory"):
