@@ -39,6 +39,7 @@ def _record(root: Path, cid: str) -> dict[str, Any]:
 
 def test_gc_lists_then_removes_what_three_crashes_left_and_spares_the_live(
         tmp_path: Path, guest_assets: dict[str, Path]) -> None:
+    (tmp_path / "ctrd").mkdir()
     with ctr_daemon(tmp_path / "ctrd") as containerd:
         root = containerd.sbroot  # the shim's root: the CLI's containers share it
         for cid in ("gcmon", "gcqemu", "gclive"):

@@ -32,6 +32,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def containerd(tmp_path: Path, guest_assets: dict[str, Path]) -> Iterator[Containerd]:
+    (tmp_path / "ctrd").mkdir()
     with ctr_daemon(tmp_path / "ctrd") as daemon:
         yield daemon
 

@@ -32,6 +32,13 @@ def idle_jails(older_than: float = 60.0) -> list[str]:
     return idle(older_than)
 
 
+def vmm_processes() -> dict[str, int]:
+    """Every running VMM process on the host by VM name, with its pid as the host sees it."""
+    from strongbox.hypervisor.qemu.processes import by_name
+
+    return by_name()
+
+
 def remove_leftovers(name: str, wait: float = 0.0) -> None:
     """After a crash: remove what any driver may have left outside a VM's run directory
     for the VM named ``name`` (a jailed QEMU's cgroups); waits up to ``wait`` s for it

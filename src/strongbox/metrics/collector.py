@@ -31,6 +31,7 @@ from prometheus_client.core import (
 )
 
 from strongbox.config import Config
+from strongbox.hypervisor import vmm_processes
 from strongbox.metrics.discover import Found, sandboxes
 from strongbox.metrics.hostproc import cost
 from strongbox.sandbox.ownersocket import ask
@@ -85,11 +86,12 @@ class Collector:
         rss = _gauge("qemu_rss_bytes", "QEMU's resident memory", s)
         pss = _gauge("qemu_pss_bytes", "QEMU's proportional set size (shared pages divided)", s)
         starts: list[float] = []
+        qemus = vmm_processes()
         for sandbox, report in zip(found, reports, strict=True):
             name = [sandbox.name]
             up.add_metric(name, 1.0 if report is not None else 0.0)
-            pid = report["qemu_pid"] if report is not None else sandbox.qemu_pid()
-            spent = cost(pid) if isinstance(pid, int) and pid > 0 else None
+            pid = qemus.get(sandbox.name)
+            spent = cost(pid) if pid is not None else None
             if spent is not None:
                 cpu.add_metric(name, spent.cpu_seconds)
                 rss.add_metric(name, spent.rss_bytes)

@@ -21,12 +21,6 @@ class Found:
     def socket(self) -> Path:
         return self.run_dir / SOCKET
 
-    def qemu_pid(self) -> int | None:
-        try:
-            return int((self.run_dir / "qemu.pid").read_text())
-        except (OSError, ValueError):
-            return None
-
 
 def sandboxes(roots: list[Path]) -> list[Found]:
     """Every run directory with an owner socket under ``roots`` and their client roots."""

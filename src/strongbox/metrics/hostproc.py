@@ -43,3 +43,4 @@ def cost(pid: int) -> ProcessCost | None:
         return None
     # fields[0] is the state (field 3); utime and stime are fields 14 and 15
     return ProcessCost((int(fields[11]) + int(fields[12])) / _TICKS, _kib(status, "VmRSS:"), pss)
+

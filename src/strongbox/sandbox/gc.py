@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from strongbox.hypervisor import idle_jails, remove_leftovers
+from strongbox.hypervisor import idle_jails, remove_leftovers, vmm_processes
 from strongbox.sandbox import blockroot, hostcgroup, rundir
 from strongbox.sandbox.network.slots import RECORD as NETWORK_RECORD
 
@@ -36,12 +36,8 @@ class Leftover:
 
 
 def _qemu_running(path: Path) -> str | None:
-    try:
-        pid = int((path / "qemu.pid").read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return f"QEMU pid {pid}" if f"strongbox-{path.name}".encode() in cmdline else None
+    pid = vmm_processes().get(path.name)
+    return f"QEMU pid {pid}" if pid is not None else None
 
 
 def _splices(path: Path) -> list[str]:

@@ -7,7 +7,7 @@ the directory; found by listing run directories, no registration). The owner
 serves it from the sandbox layer, so both front doors have it. One JSON request
 line, one JSON answer line, then the connection closes:
 
-* ``{"op": "report"}``: the VM's size, QEMU's pid, how long the start took, the
+* ``{"op": "report"}``: the VM's size, how long the start took, the
   guest's memory (``guest_info``), one agent round trip, and each container's
   status, annotations and cgroup statistics (``stats_container``).
 
@@ -62,10 +62,9 @@ async def report(sandbox: Sandbox) -> dict[str, Any]:
         containers.append({"id": cid, "status": str(hosted.status),
                            "annotations": hosted.annotations, "stats": stats})
     spec = vm.vmm.spec
-    return {"sandbox": sandbox.id, "owner_pid": os.getpid(), "qemu_pid": vm.vmm.vmm_pid,
-            "memory_mib": spec.memory_mib, "vcpus": spec.vcpus, "start_s": sandbox.start_s,
-            "agent_rtt_s": rtt, "guest": {k: info.get(k) for k in GUEST_MEMORY},
-            "containers": containers}
+    return {"sandbox": sandbox.id, "owner_pid": os.getpid(), "memory_mib": spec.memory_mib,
+            "vcpus": spec.vcpus, "start_s": sandbox.start_s, "agent_rtt_s": rtt,
+            "guest": {k: info.get(k) for k in GUEST_MEMORY}, "containers": containers}
 
 
 class OwnerSocket:

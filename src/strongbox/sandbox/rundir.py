@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from strongbox.errors import StateDirError
-from strongbox.hypervisor import remove_leftovers
+from strongbox.hypervisor import remove_leftovers, vmm_processes
 from strongbox.sandbox import blockroot, hostcgroup
 from strongbox.sandbox.network import slots
 
@@ -192,19 +192,16 @@ def _older_than(path: Path, seconds: float) -> bool:
 
 
 def _kill_leftover_qemu(path: Path) -> bool:
-    """True if a QEMU was still running (and has been sent SIGKILL)."""
-    try:
-        pid = int((path / "qemu.pid").read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
+    """True if a QEMU was still running (and has been sent SIGKILL). Found by its VM name,
+    not ``qemu.pid``: an owner in a pid namespace of its own wrote its own number there."""
+    pid = vmm_processes().get(path.name)
+    if pid is None:
         return False
-    if f"strongbox-{path.name}".encode() in cmdline:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            return True
-        except ProcessLookupError:
-            pass
-    return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def _reap(path: Path) -> bool:
