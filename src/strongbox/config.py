@@ -136,7 +136,8 @@ class AgentConfig:
     dial_timeout: float = 30.0
     #: Seconds a single request may take before it is abandoned.
     request_timeout: float = 60.0
-    #: Start a busybox shell on the guest console (never in production).
+    #: Let ``strongbox debug console`` open a shell in the guest, outside the containers
+    #: (Kata's debug_console_enabled): for debugging, never in production.
     debug_console: bool = False
 
     def validate(self) -> None:

@@ -207,11 +207,17 @@ CONFIGURE_NETWORK = Verb("configure_network",
 #: eject (agent/pcislots.py) spares the five seconds its hotplug driver waits otherwise.
 EJECT_SLOT = Verb("eject_slot", {"port": str}, errors=(E_NOT_FOUND,))
 
+#: A shell in the guest outside every container (agent/debugshell.py), on a terminal of
+#: ``rows`` x ``cols`` whose output and input are the ``stdio`` streams; the answer is its
+#: guest pid once it runs. The host offers it only with ``[agent] debug_console = true``.
+DEBUG_CONSOLE = Verb("debug_console", {"stdio": STDIO, "rows": int, "cols": int},
+                     errors=(E_CONTAINER,))
+
 #: Every verb by name: what the agent must serve, no more and no less.
 VERBS: dict[str, Verb] = {v.name: v for v in (
     PING, GUEST_INFO, SHUTDOWN, WARM_UP, CLONE_IDENTITY,
     CREATE_CONTAINER, START_CONTAINER, CONTAINER_STATUS, PAUSE_CONTAINER, RESUME_CONTAINER,
     UPDATE_CONTAINER, STATS_CONTAINER, REMOVE_CONTAINER,
     EXEC_PROCESS, WAIT_PROCESS, SIGNAL_PROCESS, RESIZE_PTY, LIST_PROCESSES,
-    CONFIGURE_NETWORK, EJECT_SLOT,
+    CONFIGURE_NETWORK, EJECT_SLOT, DEBUG_CONSOLE,
 )}

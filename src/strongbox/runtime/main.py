@@ -61,7 +61,7 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "factory": ("factory_cmd", "manage the VM template clones start from", ()),
     "check": ("check_cmd", "check that this host can run strongbox, and how", ()),
     "metrics": ("metrics_cmd", "serve Prometheus metrics of every sandbox on the host", ()),
-    "debug": ("debug_cmd", "look into a sandbox's VM (its console log)", ()),
+    "debug": ("debug_cmd", "look into a sandbox's VM (its console log, a shell in it)", ()),
     "gc": ("gc_cmd", "remove what dead sandboxes left (processes, mounts, cgroups, redirects, "
            "state)", ()),
 }

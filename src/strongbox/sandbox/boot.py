@@ -19,19 +19,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongbox.config import Config
 from strongbox.errors import StrongboxError
 from strongbox.hypervisor.base import VMM, DiskSpec
 from strongbox.protocol import verbs
-from strongbox.sandbox import blockroot
+from strongbox.sandbox import blockroot, debugconsole
 from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.netns import join_netns, netns_of
 from strongbox.sandbox.netsync import NetworkSync, sync_network
 from strongbox.sandbox.network.slots import SandboxNetwork
-from strongbox.sandbox.ownersocket import OwnerSocket, Reporter
+from strongbox.sandbox.ownersocket import OwnerSocket, report
 from strongbox.sandbox.plan import GuestDisk
 from strongbox.sandbox.pool.take import Adoption, claim, pool_key
 from strongbox.sandbox.rundir import RunDir
@@ -44,6 +44,9 @@ from strongbox.sandbox.shares import (
 )
 from strongbox.sandbox.vm import GuestVM
 from strongbox.timeline import Timeline
+
+if TYPE_CHECKING:
+    from strongbox.sandbox.sandbox import Sandbox
 
 log = logging.getLogger("strongbox.sandbox")
 
@@ -78,9 +81,10 @@ class Booted:
     def __post_init__(self) -> None:
         self.netsync = NetworkSync(self.vm, self.network)
 
-    async def serve(self, reporter: Reporter) -> None:
-        """Answer host tools (``strongbox metrics``) from now on, with ``reporter``."""
-        self.owner = OwnerSocket(reporter, self.run_dir.path)
+    async def serve(self, sandbox: Sandbox) -> None:
+        """Answer host tools about ``sandbox`` (``strongbox metrics``, ``debug console``)."""
+        self.owner = OwnerSocket(functools.partial(report, sandbox), self.run_dir.path,
+                                 functools.partial(debugconsole.serve, sandbox))
         await self.owner.start()
 
     def release(self) -> None:

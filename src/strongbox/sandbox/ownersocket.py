@@ -7,6 +7,8 @@ the directory; found by listing run directories, no registration). The owner
 serves it from the sandbox layer, so both front doors have it. One JSON request
 line, one JSON answer line, then the connection closes:
 
+* ``{"op": "console", "rows": R, "cols": C}``: the debug console, a shell in the
+  guest (:mod:`.debugconsole`), bytes both ways after one answer line;
 * ``{"op": "report"}``: the VM's size, how long the start took, the
   guest's memory (``guest_info``), one agent round trip, and each container's
   status, annotations and cgroup statistics (``stats_container``).
@@ -43,6 +45,9 @@ GUEST_MEMORY = ("mem_total_kib", "mem_free_kib", "mem_available_kib")
 MAX_REQUEST = 4096
 #: Makes one report (:func:`report` of the sandbox served).
 Reporter = Callable[[], Awaitable[dict[str, Any]]]
+#: Serves one console request on the connection (:func:`.debugconsole.serve`).
+Console = Callable[[dict[str, Any], asyncio.StreamReader, asyncio.StreamWriter],
+                   Awaitable[None]]
 
 
 async def report(sandbox: Sandbox) -> dict[str, Any]:
@@ -70,8 +75,9 @@ async def report(sandbox: Sandbox) -> dict[str, Any]:
 class OwnerSocket:
     """The socket one sandbox's owner serves while the VM runs."""
 
-    def __init__(self, reporter: Reporter, run_dir: Path) -> None:
-        self.reporter, self.path = reporter, run_dir / SOCKET
+    def __init__(self, reporter: Reporter, run_dir: Path, console: Console | None = None
+                 ) -> None:
+        self.reporter, self.console, self.path = reporter, console, run_dir / SOCKET
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -85,8 +91,12 @@ class OwnerSocket:
         try:
             line = await reader.readline()
             request = json.loads(line[:MAX_REQUEST]) if line else {}
-            if not isinstance(request, dict) or request.get("op") != "report":
-                answer: dict[str, Any] = {"error": "expected {\"op\": \"report\"}"}
+            op = request.get("op") if isinstance(request, dict) else None
+            if op == "console" and self.console is not None:
+                answer: dict[str, Any] = {}
+                await self.console(request, reader, writer)
+            elif op != "report":
+                answer = {"error": "expected {\"op\": \"report\"} or {\"op\": \"console\"}"}
             else:
                 answer = {"report": await self.reporter()}
         except (ValueError, StrongboxError) as exc:

@@ -24,7 +24,6 @@ doors (:mod:`.hooks`), and each phase is timed (:mod:`strongbox.timeline`).
 
 from __future__ import annotations
 
-import functools
 import logging
 import signal
 import time
@@ -44,7 +43,6 @@ from strongbox.sandbox.boot import Booted, boot
 from strongbox.sandbox.hooks import ContainerHooks, HookFailed, HookPlace
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.hosted import Hosted
-from strongbox.sandbox.ownersocket import report
 from strongbox.sandbox.plan import (
     ContainerPlan,
     ContainerRequest,
@@ -120,7 +118,7 @@ class Sandbox:
             io = await self._create(request, plan, exported=not plan.rootfs_mounts
                                     and not self.booted.pooled)
             self.start_s = time.monotonic() - started
-            await self.booted.serve(functools.partial(report, self))
+            await self.booted.serve(self)
             return io
         except BaseException:
             await self.destroy()

@@ -121,3 +121,32 @@ def list_processes(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         except ContainerError as exc:
             raise RequestError(E_CONTAINER, f"processes of {container.id!r}: {exc}") from None
     return procfs.list_processes(pids)
+
+
+@handler(verbs.DEBUG_CONSOLE)
+def debug_console(ctx: Context, params: dict[str, Any]) -> Any:
+    """Start the debug shell (agent/debugshell.py); answer with its pid once it runs."""
+    from strongbox.agent import debugshell
+
+    stdio = dict(params["stdio"], terminal=True)
+    try:
+        child_stdio, ours, to_close = open_stdio(stdio, (params["rows"], params["cols"]))
+        try:
+            launched = debugshell.launch(child_stdio[0])
+        finally:
+            for fd in to_close:
+                os.close(fd)
+    except OSError as exc:
+        raise RequestError(E_CONTAINER, f"debug console: {exc}", {"exit_code": 1}) from None
+    proc = table.GuestProcess("", f"debug-{launched.pid}", launched)
+    debugshell.running[proc.pid] = proc
+    proc.attach_stdio(ctx.server, stdio, ours)
+
+    def exited(status: int) -> None:
+        proc.exited(status)
+        proc.release(ctx.server)
+        debugshell.running.pop(proc.pid, None)
+
+    ctx.server.reaper.watch(proc.pid, exited)
+    proc.start(ctx.server, ctx.defer())
+    return None
