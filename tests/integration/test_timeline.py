@@ -62,3 +62,4 @@ def test_json_log_of_a_detached_container_has_phase_fields(bundles: Bundles,
         assert name in timed, sorted(timed)
         assert isinstance(timed[name]["duration_s"], float) and timed[name]["duration_s"] >= 0
     assert timed["container created"]["subject"] == "tj1"
+
