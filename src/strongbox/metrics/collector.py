@@ -6,7 +6,7 @@ Series (all ``strongbox_``; ``sandbox`` is the VM's name, containers add
 * per sandbox: ``sandbox_up`` (its owner answered in time), ``sandbox_memory_bytes``
   and ``sandbox_vcpus`` (the VM's size), ``sandbox_containers``,
   ``agent_rtt_seconds`` (one round trip to its agent), ``guest_memory_{total,
-  available,free}_bytes`` (the guest's own view), ``qemu_cpu_seconds_total``,
+  available,free,used}_bytes`` (the guest's own view; used is total less available), ``qemu_cpu_seconds_total``,
   ``qemu_{rss,pss}_bytes`` (from the host, shown even when the owner is silent);
 * per container: ``container_cpu_seconds_total``, ``container_memory_bytes``,
   ``container_memory_limit_bytes``, ``container_pids`` (its cgroup in the guest);
@@ -80,7 +80,7 @@ class Collector:
         count = _gauge("sandbox_containers", "Containers in the sandbox", s)
         rtt = _gauge("agent_rtt_seconds", "One round trip to the guest's agent", s)
         guest = {k: _gauge(f"guest_memory_{k}_bytes", f"Guest memory, {k} (the guest's view)", s)
-                 for k in ("total", "available", "free")}
+                 for k in ("total", "available", "free", "used")}
         cpu = CounterMetricFamily("strongbox_qemu_cpu_seconds", "QEMU's CPU time, user and "
                                   "system", labels=s)
         rss = _gauge("qemu_rss_bytes", "QEMU's resident memory", s)
@@ -102,8 +102,12 @@ class Collector:
             vcpus.add_metric(name, report["vcpus"])
             count.add_metric(name, len(report["containers"]))
             rtt.add_metric(name, report["agent_rtt_s"])
+            memory = dict(report["guest"])
+            if isinstance(memory.get("mem_total_kib"), int) and \
+                    isinstance(memory.get("mem_available_kib"), int):
+                memory["mem_used_kib"] = memory["mem_total_kib"] - memory["mem_available_kib"]
             for key, family in guest.items():
-                value = report["guest"].get(f"mem_{key}_kib")
+                value = memory.get(f"mem_{key}_kib")
                 if isinstance(value, int):
                     family.add_metric(name, value * 1024)
             if report.get("start_s"):

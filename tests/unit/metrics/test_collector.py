@@ -40,6 +40,7 @@ def test_an_answering_and_a_silent_sandbox(tmp_path: Path) -> None:
     assert samples[("strongbox_sandbox_up", (("sandbox", "b"),))] == 0.0
     assert samples[("strongbox_sandbox_memory_bytes", (("sandbox", "a"),))] == 256 * 2**20
     assert samples[("strongbox_guest_memory_total_bytes", (("sandbox", "a"),))] == 240000 * 1024
+    assert samples[("strongbox_guest_memory_used_bytes", (("sandbox", "a"),))] == 40000 * 1024
     assert not any(("sandbox", "b") in k[1] and k[0] != "strongbox_sandbox_up"
                    for k in samples)  # no QEMU named b runs here: only its up gauge
     labels = (("container", "c1"), ("pod_name", "web"), ("pod_namespace", "default"),
