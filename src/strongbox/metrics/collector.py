@@ -6,8 +6,9 @@ Series (all ``strongbox_``; ``sandbox`` is the VM's name, containers add
 * per sandbox: ``sandbox_up`` (its owner answered in time), ``sandbox_memory_bytes``
   and ``sandbox_vcpus`` (the VM's size), ``sandbox_containers``,
   ``agent_rtt_seconds`` (one round trip to its agent), ``guest_memory_{total,
-  available,free,used}_bytes`` (the guest's own view; used is total less available), ``qemu_cpu_seconds_total``,
-  ``qemu_{rss,pss}_bytes`` (from the host, shown even when the owner is silent);
+  available,free,used}_bytes`` (the guest's own view; used is total less available),
+  ``qemu_cpu_seconds_total``, ``qemu_{rss,pss}_bytes`` (from the host, shown even when
+  the owner is silent);
 * per container: ``container_cpu_seconds_total``, ``container_memory_bytes``,
   ``container_memory_limit_bytes``, ``container_pids`` (its cgroup in the guest);
 * ``sandbox_start_seconds``: a histogram of how long the running sandboxes' starts

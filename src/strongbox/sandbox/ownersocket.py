@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +72,21 @@ async def report(sandbox: Sandbox) -> dict[str, Any]:
             "guest": {k: info.get(k) for k in GUEST_MEMORY}, "containers": containers}
 
 
+@contextlib.contextmanager
+def reachable(path: Path) -> Iterator[str]:
+    """A name for the socket ``path`` that fits a unix socket address (108 bytes): the path
+    itself when short, else through an fd of its directory (``/proc/self/fd/N/owner.sock``).
+    Docker's client roots and deep test roots make run directories longer than that."""
+    if len(os.fsencode(path)) < 100:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
+
+
 class OwnerSocket:
     """The socket one sandbox's owner serves while the VM runs."""
 
@@ -83,7 +98,8 @@ class OwnerSocket:
     async def start(self) -> None:
         """Listen; a socket that cannot be made is a warning (the sandbox runs without)."""
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+            with reachable(self.path) as name:
+                self._server = await asyncio.start_unix_server(self._serve, path=name)
         except OSError as exc:
             log.warning("%s: no owner socket (%s): no metrics for it", self.path, exc)
 
@@ -124,7 +140,8 @@ async def ask(path: Path, timeout: float) -> dict[str, Any]:
     """A tool's side: the report of the sandbox whose owner serves ``path``; an owner that
     does not answer within ``timeout`` s is a TimeoutError, one that cannot an OSError."""
     async def exchange() -> dict[str, Any]:
-        reader, writer = await asyncio.open_unix_connection(str(path), limit=1 << 22)
+        with reachable(path) as name:
+            reader, writer = await asyncio.open_unix_connection(name, limit=1 << 22)
         try:
             writer.write(b'{"op": "report"}\n')
             await writer.drain()

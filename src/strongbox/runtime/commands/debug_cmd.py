@@ -73,12 +73,15 @@ def cmd_console(args: argparse.Namespace) -> int:
     import shutil
     import socket
 
+    from strongbox.sandbox.ownersocket import reachable
+
     run_dir = find_vm(paths.root_dir(args.root), args.id)
     size = shutil.get_terminal_size((80, 24))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         try:
-            sock.connect(str(run_dir / "owner.sock"))
+            with reachable(run_dir / "owner.sock") as name:
+                sock.connect(name)
             sock.sendall(json.dumps({"op": "console", "rows": size.lines,
                                      "cols": size.columns}).encode() + b"\n")
             first = sock.makefile("rb").readline()
