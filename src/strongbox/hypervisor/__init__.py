@@ -32,11 +32,12 @@ def idle_jails(older_than: float = 60.0) -> list[str]:
     return idle(older_than)
 
 
-def vmm_processes() -> dict[str, int]:
-    """Every running VMM process on the host by VM name, with its pid as the host sees it."""
-    from strongbox.hypervisor.qemu.processes import by_name
+def vmm_processes(run_dirs: list[Path]) -> dict[Path, int]:
+    """The running VMM process of each of these VM run directories, with its pid as the
+    host sees it (an owner in a pid namespace of its own knows another number)."""
+    from strongbox.hypervisor.qemu.processes import of_run_dirs
 
-    return by_name()
+    return of_run_dirs(run_dirs)
 
 
 def remove_leftovers(name: str, wait: float = 0.0) -> None:

@@ -87,11 +87,11 @@ class Collector:
         rss = _gauge("qemu_rss_bytes", "QEMU's resident memory", s)
         pss = _gauge("qemu_pss_bytes", "QEMU's proportional set size (shared pages divided)", s)
         starts: list[float] = []
-        qemus = vmm_processes()
+        qemus = vmm_processes([f.run_dir for f in found])
         for sandbox, report in zip(found, reports, strict=True):
             name = [sandbox.name]
             up.add_metric(name, 1.0 if report is not None else 0.0)
-            pid = qemus.get(sandbox.name)
+            pid = qemus.get(sandbox.run_dir)
             spent = cost(pid) if pid is not None else None
             if spent is not None:
                 cpu.add_metric(name, spent.cpu_seconds)

@@ -36,7 +36,7 @@ class Leftover:
 
 
 def _qemu_running(path: Path) -> str | None:
-    pid = vmm_processes().get(path.name)
+    pid = vmm_processes([path]).get(path)
     return f"QEMU pid {pid}" if pid is not None else None
 
 

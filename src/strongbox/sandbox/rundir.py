@@ -194,7 +194,7 @@ def _older_than(path: Path, seconds: float) -> bool:
 def _kill_leftover_qemu(path: Path) -> bool:
     """True if a QEMU was still running (and has been sent SIGKILL). Found by its VM name,
     not ``qemu.pid``: an owner in a pid namespace of its own wrote its own number there."""
-    pid = vmm_processes().get(path.name)
+    pid = vmm_processes([path]).get(path)
     if pid is None:
         return False
     try:
