@@ -67,7 +67,7 @@ async def report(sandbox: Sandbox) -> dict[str, Any]:
         containers.append({"id": cid, "status": str(hosted.status),
                            "annotations": hosted.annotations, "stats": stats})
     spec = vm.vmm.spec
-    return {"sandbox": sandbox.id, "owner_pid": os.getpid(), "memory_mib": spec.memory_mib,
+    return {"sandbox": sandbox.id, "memory_mib": spec.memory_mib,
             "vcpus": spec.vcpus, "start_s": sandbox.start_s, "agent_rtt_s": rtt,
             "guest": {k: info.get(k) for k in GUEST_MEMORY}, "containers": containers}
 
