@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.framework import cli
-from tests.framework.bundle import make_bundle
+from tests.framework.console import run_in_console, start_detached
 
 pytestmark = pytest.mark.vm
 
@@ -16,10 +16,7 @@ def test_debug_log_prints_the_guest_console(root: Path, tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[hypervisor.qemu]\nenable_debug = true\n")  # the full kernel log
     sb = ["--config", config, "--root", root]
-    bundle = make_bundle(tmp_path / "b", ["sleep", "600"])
-    started = cli.run_to_files(cli.strongbox_argv(*sb, "run", "-d", "--bundle", bundle, "dbg"),
-                               tmp_path / "out", tmp_path / "err")
-    assert started.returncode == 0, started.stderr
+    start_detached(*sb, tmp=tmp_path, cid="dbg", args=["sleep", "600"])
     try:
         log = cli.run(*sb, "debug", "log", "dbg")
         assert log.returncode == 0, log.stderr
@@ -34,27 +31,13 @@ def test_debug_console_is_a_shell_in_the_guest_outside_the_container(root: Path,
                                                                      tmp_path: Path) -> None:
     """Through a pseudo-terminal (pexpect): the shell sees the guest's processes, the
     agent as PID 1 and the container's among them; ``exit`` ends it with status 0."""
-    import pexpect
-
     config = tmp_path / "config.toml"
     config.write_text("[agent]\ndebug_console = true\n")
     sb = ["--config", config, "--root", root]
-    bundle = make_bundle(tmp_path / "b", ["sleep", "4242"])
-    started = cli.run_to_files(cli.strongbox_argv(*sb, "run", "-d", "--bundle", bundle, "dbgc"),
-                               tmp_path / "out", tmp_path / "err")
-    assert started.returncode == 0, started.stderr
+    start_detached(*sb, tmp=tmp_path, cid="dbgc", args=["sleep", "4242"])
     try:
-        argv = cli.strongbox_argv(*sb, "debug", "console", "dbgc")
-        shell = pexpect.spawn(argv[0], [str(a) for a in argv[1:]], timeout=60,
-                              dimensions=(30, 100))
-        shell.expect("strongbox-debug# ")
-        shell.sendline("ps -o pid,args; echo END-$((40+2))")
-        shell.expect("END-42")
-        seen = shell.before.decode(errors="replace")
-        shell.sendline("exit")
-        shell.expect(pexpect.EOF)
-        shell.close()
-        assert shell.exitstatus == 0, seen
+        seen, status = run_in_console(*sb, vm="dbgc", command="ps -o pid,args")
+        assert status == 0, seen
         lines = [ln.split(None, 1) for ln in seen.splitlines() if ln.strip()[:1].isdigit()]
         by_pid = {int(pid): args for pid, args in (ln for ln in lines if len(ln) == 2)}
         assert "/init" in by_pid.get(1, ""), seen  # the agent, PID 1 of the guest
@@ -65,10 +48,7 @@ def test_debug_console_is_a_shell_in_the_guest_outside_the_container(root: Path,
 
 def test_debug_console_off_is_refused(root: Path, tmp_path: Path) -> None:
     sb = ["--root", root]
-    bundle = make_bundle(tmp_path / "b", ["sleep", "600"])
-    started = cli.run_to_files(cli.strongbox_argv(*sb, "run", "-d", "--bundle", bundle, "dbgoff"),
-                               tmp_path / "out", tmp_path / "err")
-    assert started.returncode == 0, started.stderr
+    start_detached(*sb, tmp=tmp_path, cid="dbgoff", args=["sleep", "600"])
     try:
         cli.assert_one_line_error(cli.run(*sb, "debug", "console", "dbgoff"),
                                   "the debug console is off", "[agent] debug_console = true")

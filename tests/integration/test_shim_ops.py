@@ -36,9 +36,8 @@ def test_debug_log_and_console_of_a_shim_sandbox(tmp_path: Path, guest_assets: d
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The shim serves the same owner socket as the CLI's monitor: ``debug log`` and
     ``debug console`` reach a sandbox containerd started."""
-    import pexpect
-
     from tests.framework import cli
+    from tests.framework.console import run_in_console
 
     config = tmp_path / "config.toml"
     config.write_text("[agent]\ndebug_console = true\n")
@@ -52,16 +51,9 @@ def test_debug_log_and_console_of_a_shim_sandbox(tmp_path: Path, guest_assets: d
                           "4343").returncode == 0
         log = cli.run("--root", daemon.sbroot, "debug", "log", "opsshim")
         assert log.returncode == 0, log.stderr
-        argv = cli.strongbox_argv("--root", daemon.sbroot, "debug", "console", "opsshim")
-        shell = pexpect.spawn(argv[0], [str(a) for a in argv[1:]], timeout=60)
-        shell.expect("strongbox-debug# ")
-        shell.sendline("ps -o args; echo END-$((40+3))")
-        shell.expect("END-43")
-        seen = shell.before.decode(errors="replace")
-        shell.sendline("exit")
-        shell.expect(pexpect.EOF)
-        shell.close()
-        assert shell.exitstatus == 0 and "sleep 4343" in seen, seen
+        seen, status = run_in_console("--root", daemon.sbroot, vm="opsshim",
+                                      command="ps -o args")
+        assert status == 0 and "sleep 4343" in seen, seen
     finally:
         daemon.ctr("task", "kill", "-s", "KILL", "opsshim")
         daemon.ctr("task", "delete", "-f", "opsshim")
