@@ -40,6 +40,13 @@ def vmm_processes(run_dirs: list[Path]) -> dict[Path, int]:
     return of_run_dirs(run_dirs)
 
 
+def orphan_vmms() -> dict[int, Path]:
+    """VMM processes whose run directory is gone (their owner too), by host pid."""
+    from strongbox.hypervisor.qemu.processes import orphans
+
+    return orphans()
+
+
 def remove_leftovers(name: str, wait: float = 0.0) -> None:
     """After a crash: remove what any driver may have left outside a VM's run directory
     for the VM named ``name`` (a jailed QEMU's cgroups); waits up to ``wait`` s for it

@@ -73,7 +73,8 @@ def find(root: Path) -> list[Leftover]:
         dead = gc.dead_vms(each)
         found += [*dead_records(each), *dead]
         live |= {p.name for p in run_dirs(each)} - {d.name for d in dead}
-    return found + gc.idle_jail_cgroups(live | {d.name for d in found if d.kind == "vm"})
+    return found + gc.orphan_qemus() + gc.idle_jail_cgroups(
+        live | {d.name for d in found if d.kind == "vm"})
 
 
 def remove(leftover: Leftover) -> bool:

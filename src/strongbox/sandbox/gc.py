@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from strongbox.hypervisor import idle_jails, remove_leftovers, vmm_processes
+from strongbox.hypervisor import idle_jails, orphan_vmms, remove_leftovers, vmm_processes
 from strongbox.sandbox import blockroot, hostcgroup, rundir
 from strongbox.sandbox.network.slots import RECORD as NETWORK_RECORD
 
@@ -74,8 +75,25 @@ def idle_jail_cgroups(live: set[str]) -> list[Leftover]:
             for name in idle_jails() if name not in live]
 
 
+def orphan_qemus() -> list[Leftover]:
+    """QEMU processes whose run directory is gone: nobody owns them any more."""
+    return [Leftover("qemu", str(pid), None, (f"QEMU pid {pid} of the removed {run_dir}",))
+            for pid, run_dir in sorted(orphan_vmms().items())]
+
+
 def remove(leftover: Leftover) -> bool:
     """Reap it; False if it came to life meanwhile or could not go yet (it stays)."""
+    if leftover.kind == "qemu":
+        pid = int(leftover.name)
+        try:
+            if pid in orphan_vmms():  # still that QEMU, still nobody's
+                os.kill(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, 0)  # gone (True), or someone's after all (it stays)
+                return False
+        except ProcessLookupError:
+            pass
+        return True
     if leftover.kind == "vm":
         assert leftover.root is not None
         return rundir.collect(leftover.root, leftover.name, wait=0.0)

@@ -55,3 +55,32 @@ def of_run_dirs(run_dirs: list[Path]) -> dict[Path, int]:
             if _uses(pid, cmdline, run_dir):
                 found[run_dir] = pid
     return found
+
+
+def _run_dir_of(pid: int, name: str, cmdline: bytes) -> Path | None:
+    """The run directory a QEMU names (``.../vms/<name>/...`` on its command line, or its
+    jail's root inside one), None if it names none."""
+    marker = f"/vms/{name}/".encode()
+    for arg in cmdline.split(b"\0"):
+        for part in arg.split(b","):
+            start = part.find(b"/")
+            cut = part.find(marker, start) if start >= 0 else -1
+            if cut >= 0:
+                return Path(os.fsdecode(part[start:cut + len(marker) - 1]))
+    try:
+        root = os.readlink(f"/proc/{pid}/root")
+    except OSError:
+        return None
+    cut = root.find(f"/vms/{name}/")
+    return Path(root[:cut + len(name) + 5]) if cut >= 0 else None
+
+
+def orphans() -> dict[int, Path]:
+    """strongbox QEMUs whose run directory is gone (no owner can be looking after them),
+    by pid, with the directory they named."""
+    found = {}
+    for pid, name, cmdline in _qemus():
+        run_dir = _run_dir_of(pid, name, cmdline)
+        if run_dir is not None and not run_dir.exists():
+            found[pid] = run_dir
+    return found
