@@ -8,8 +8,9 @@ directory whose lock is free is a dead sandbox, and its records say what is left
 :func:`dead_vms` reads them without touching anything, :func:`remove` reaps one
 exactly as a later ``delete`` would (:func:`.rundir.collect`). A jailed QEMU's
 cgroup outlives a crash outside any run directory; one with no task in it is a
-leftover too (:func:`strongbox.hypervisor.idle_jails`). A live owner's
-directory is never listed, so a live sandbox is never touched.
+leftover too (:func:`strongbox.hypervisor.idle_jails`), and so is a QEMU whose run
+directory is gone (:func:`strongbox.hypervisor.orphan_vmms`: nobody can own it). A
+live owner's directory is never listed, so a live sandbox is never touched.
 """
 
 from __future__ import annotations
