@@ -79,6 +79,13 @@ def clone_tree_at(fd: int, flags: int = 0, shown: str = "") -> int:
     return int(tree)
 
 
+def probe() -> None:
+    """Raise OSError if this kernel lacks the new mount API (open_tree on ``/``, no clone:
+    nothing is made)."""
+    os.close(_check(_libc.syscall(SYS_OPEN_TREE, AT_FDCWD, b"/", OPEN_TREE_CLOEXEC),
+                    "open_tree", "/"))
+
+
 def attach_tree_at(fd: int, target_fd: int, shown: str = "") -> None:
     """Attach a detached tree on the mount point ``target_fd`` (an ``O_PATH`` descriptor)."""
     _check(_libc.syscall(SYS_MOVE_MOUNT, fd, b"", target_fd, b"",

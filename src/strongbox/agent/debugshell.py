@@ -7,7 +7,7 @@ processes. It runs on a pseudo-terminal whose master the agent pumps over the
 same multiplexed streams as an exec's, and it is started the way a container's
 process is (a start barrier, then an error pipe that is empty when ``execve``
 worked), so :class:`.containers.GuestProcess` carries it. It is nobody's
-container: it lives here until it exits.
+container: the reaper's exit callback holds it until it exits.
 """
 
 from __future__ import annotations
@@ -19,15 +19,9 @@ import termios
 from strongbox.container.launcher import Launched
 from strongbox.container.sync import START
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from strongbox.agent.containers import GuestProcess
-
 SHELL = "/bin/sh"
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TERM": "xterm", "HOME": "/",
        "PS1": "strongbox-debug# "}
-#: The shells running now, by pid (they keep their streams until they exit).
-running: dict[int, GuestProcess] = {}
 
 
 def launch(slave: int) -> Launched:

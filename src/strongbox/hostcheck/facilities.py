@@ -11,7 +11,6 @@ takes.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 from pathlib import Path
@@ -81,18 +80,15 @@ def user_namespaces(path: str = "/proc/sys/user/max_user_namespaces") -> Finding
 
 
 def mount_api() -> Finding:
-    """open_tree(2) on ``/`` (no clone: nothing is made), the call attaching shares uses."""
-    from strongbox.mountapi import AT_FDCWD, OPEN_TREE_CLOEXEC, SYS_OPEN_TREE
+    """open_tree(2), the call that attaches shares to running VMs (:func:`mountapi.probe`)."""
+    from strongbox.mountapi import probe
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, b"/", OPEN_TREE_CLOEXEC)
-    if fd < 0:
-        err = ctypes.get_errno()
-        return Finding("mount API", MISSING, f"open_tree: {os.strerror(err)} (Linux 5.2+ is "
-                       "needed: pod members and shares reach running VMs with it)"
-                       if err == errno.ENOSYS else f"open_tree: {os.strerror(err)}")
-    os.close(fd)
+    try:
+        probe()
+    except OSError as exc:
+        hint = " (Linux 5.2+ is needed: pod members and shares reach running VMs with it)" \
+            if exc.errno == errno.ENOSYS else ""
+        return Finding("mount API", MISSING, f"{exc.strerror}{hint}")
     return Finding("mount API", OK, "open_tree, move_mount and mount_setattr available")
 
 

@@ -139,13 +139,11 @@ def debug_console(ctx: Context, params: dict[str, Any]) -> Any:
     except OSError as exc:
         raise RequestError(E_CONTAINER, f"debug console: {exc}", {"exit_code": 1}) from None
     proc = table.GuestProcess("", f"debug-{launched.pid}", launched)
-    debugshell.running[proc.pid] = proc
     proc.attach_stdio(ctx.server, stdio, ours)
 
     def exited(status: int) -> None:
         proc.exited(status)
         proc.release(ctx.server)
-        debugshell.running.pop(proc.pid, None)
 
     ctx.server.reaper.watch(proc.pid, exited)
     proc.start(ctx.server, ctx.defer())

@@ -20,8 +20,7 @@ from typing import Any
 
 from strongbox.errors import ContainerNotFound, StrongboxError
 from strongbox.runtime import paths
-
-VMS = "vms"
+from strongbox.runtime.leftovers import VMS
 
 
 def register(sub: Any) -> None:
