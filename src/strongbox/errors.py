@@ -13,7 +13,10 @@
      │    ├── AgentBroken         the VM or agent died under us (unexpected)
      │    └── AgentRequestError   the agent answered with an error
      ├── SandboxError             a sandbox-level operation failed
-     │    └── ContainerStartError the container's process could not start
+     │    ├── ContainerStartError the container's process could not start
+     │    ├── SandboxTimeout      the SDK's timeout ended what it bounded (killed)
+     │    ├── SandboxNotFound     the SDK names a sandbox that does not exist or ended
+     │    └── SandboxFileError    an SDK file operation failed in the sandbox (errno)
      ├── ContainerNotFound        no container with that id
      ├── ContainerExists          the id is taken
      └── ContainerStateError      wrong state for the operation (current, required)
@@ -103,6 +106,28 @@ class ContainerStartError(SandboxError):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class SandboxTimeout(SandboxError):
+    """A timeout of the SDK expired: what it bounded was killed. ``stdout`` and ``stderr``
+    hold the output that came before (an exec's), ``timeout_s`` the limit."""
+
+    def __init__(self, message: str, timeout_s: float, stdout: bytes = b"",
+                 stderr: bytes = b"") -> None:
+        super().__init__(message)
+        self.timeout_s, self.stdout, self.stderr = timeout_s, stdout, stderr
+
+
+class SandboxNotFound(SandboxError):
+    """No SDK sandbox with this id is running (never created, closed, or ended)."""
+
+
+class SandboxFileError(SandboxError):
+    """A file operation failed inside the sandbox; ``errno`` says why (ENOENT, EISDIR...)."""
+
+    def __init__(self, message: str, errno: int, path: str) -> None:
+        super().__init__(message)
+        self.errno, self.path = errno, path
 
 
 class ContainerNotFound(StrongboxError):

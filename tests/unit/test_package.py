@@ -129,7 +129,8 @@ def test_sandbox_depends_on_the_vmm_interface_only() -> None:
         assert used <= allowed, (module, sorted(used - allowed))
 
 
-@pytest.mark.parametrize("door", ["strongbox.runtime", "strongbox.shim"])
+@pytest.mark.parametrize("door", ["strongbox.runtime", "strongbox.shim", "strongbox.sdk",
+                                  "strongbox.aio"])
 def test_front_doors_hold_only_their_protocol(door: str) -> None:
     planning = ("strongbox.oci.sizing", "strongbox.sandbox.guestspec", "strongbox.sandbox.shares",
                 "strongbox.sandbox.boot", "strongbox.sandbox.vm", "strongbox.hypervisor")

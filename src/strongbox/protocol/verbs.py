@@ -192,6 +192,12 @@ SIGNAL_PROCESS = Verb("signal_process", {"id": str, "signal": int},
 RESIZE_PTY = Verb("resize_pty", {"id": str, "rows": int, "cols": int}, {"exec_id": str},
                   errors=_PROCESS)
 LIST_PROCESSES = Verb("list_processes", _ID, errors=(E_NOT_FOUND, E_CONTAINER))
+#: One file operation in the container's root (agent/files.py: read, write, list, stat,
+#: remove, mkdir), carried like an exec: data on its stdin or stdout, a failure on stderr
+#: and its errno as the exit code; ``wait_process`` with the same exec id ends it.
+FILE_TRANSFER = Verb("file_transfer",
+                     {"id": str, "exec_id": str, "op": str, "path": str, "stdio": STDIO},
+                     {"mode": int}, errors=(E_NOT_FOUND, E_EXISTS, E_STATE, E_CONTAINER))
 
 # --- network ----------------------------------------------------------------------------
 #: Bind host interfaces to the VM's NIC slots (agent/nicslots.py): a slot with an
@@ -218,6 +224,6 @@ VERBS: dict[str, Verb] = {v.name: v for v in (
     PING, GUEST_INFO, SHUTDOWN, WARM_UP, CLONE_IDENTITY,
     CREATE_CONTAINER, START_CONTAINER, CONTAINER_STATUS, PAUSE_CONTAINER, RESUME_CONTAINER,
     UPDATE_CONTAINER, STATS_CONTAINER, REMOVE_CONTAINER,
-    EXEC_PROCESS, WAIT_PROCESS, SIGNAL_PROCESS, RESIZE_PTY, LIST_PROCESSES,
+    EXEC_PROCESS, WAIT_PROCESS, SIGNAL_PROCESS, RESIZE_PTY, LIST_PROCESSES, FILE_TRANSFER,
     CONFIGURE_NETWORK, EJECT_SLOT, DEBUG_CONSOLE,
 )}

@@ -230,7 +230,7 @@ class Monitor:
     def _handle(self, conn: Connection, request: dict[str, Any], fds: list[int]
                 ) -> dict[str, Any] | None:
         op = request.get("op")
-        if op == "exec":
+        if op in ("exec", "file"):
             self._exec(conn, request, fds)
             return None
         for fd in fds:
@@ -287,14 +287,15 @@ class Monitor:
 
     # --- exec ----------------------------------------------------------------------------
     def _exec(self, conn: Connection, request: dict[str, Any], fds: list[int]) -> None:
-        """Run a process in the container, relaying the caller's fds, until it exits."""
+        """Run a process (or a file operation) in the container, relaying the caller's fds,
+        until it exits."""
         assert self.loop is not None
         loop = self.loop
         try:
             if len(fds) != 3:
                 raise StrongboxError("exec needs three stdio descriptors")
             exec_id = str(request.get("exec_id") or secrets.token_hex(8))
-            session = run_on_loop(loop, self._exec_start(exec_id, request.get("process"), fds))
+            session = run_on_loop(loop, self._exec_start(exec_id, request, fds))
         except StrongboxError as exc:
             for fd in fds:
                 os.close(fd)
@@ -321,9 +322,17 @@ class Monitor:
                                              loop)
         done.result()
 
-    async def _exec_start(self, exec_id: str, process: Any, fds: list[int]
+    async def _exec_start(self, exec_id: str, request: dict[str, Any], fds: list[int]
                           ) -> tuple[StdioPump, list[int]]:
-        io = await self.sandbox.exec_process(self.id, exec_id, process, stdin=True)
+        """An exec's process, or (op "file", for the SDK) a file operation carried like one."""
+        if request.get("op") == "file":
+            op, path, mode = request.get("file_op"), request.get("path"), request.get("mode")
+            if not (isinstance(op, str) and isinstance(path, str) and isinstance(mode, int)):
+                raise StrongboxError("file: expected file_op and path strings, mode an integer")
+            io = await self.sandbox.file_transfer(self.id, exec_id, op, path, mode=mode)
+        else:
+            io = await self.sandbox.exec_process(self.id, exec_id, request.get("process"),
+                                                 stdin=True)
         pump = self._pump(StdioPump(io, stdin=Source(fds[0]), stdout=Sink(fds[1], shared=True),
                                     stderr=Sink(fds[2], shared=True)))
         return pump, fds

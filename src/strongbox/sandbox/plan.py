@@ -215,6 +215,16 @@ def exec_params(container_id: str, exec_id: str, process: dict[str, Any],
     return {"id": container_id, "exec_id": exec_id, "process": process, "stdio": stdio}
 
 
+def file_params(container_id: str, exec_id: str, op: str, path: str, mode: int
+                ) -> dict[str, Any]:
+    """The parameters of ``file_transfer``, checked as the guest will check them."""
+    if not path.startswith("/") or "\0" in path:
+        raise ConfigError(f"path {path!r}: expected an absolute path in the sandbox")
+    params = {"id": container_id, "exec_id": exec_id, "op": op, "path": path, "mode": mode}
+    check_guest_request(verbs.FILE_TRANSFER, dict(params, stdio=LARGEST_STDIO), "path")
+    return params
+
+
 def check_exec(container_id: str, process: object, what: str = "exec process",
                exec_id: str = LONGEST_EXEC_ID) -> dict[str, Any]:
     """Validate an exec's process and check that its request can be sent; return it checked.

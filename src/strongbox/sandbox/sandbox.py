@@ -10,7 +10,7 @@ agent's, with the same names (:mod:`strongbox.protocol.verbs`):
 ``create_container`` (in launch/add), ``start_container``, ``container_status``,
 ``pause_container``, ``resume_container``, ``update_container``, ``stats_container``,
 ``remove_container``; for processes (the init has exec id ""): ``exec_process``,
-``wait_process``, ``signal_process``, ``resize_pty``, ``list_processes``.
+``wait_process``, ``signal_process``, ``resize_pty``, ``list_processes``, ``file_transfer``.
 
 The sandbox keeps each container's status (:mod:`strongbox.status`) and checks every verb
 against it before a request leaves the host, so both front doors get the same rules and
@@ -49,6 +49,7 @@ from strongbox.sandbox.plan import (
     check_exec,
     create_params,
     exec_params,
+    file_params,
     plan_container,
     pod_namespaces,
     vm_size_for,
@@ -189,8 +190,7 @@ class Sandbox:
 
     # --- talking to the agent ---------------------------------------------------------------
     def _vm(self) -> GuestVM:
-        vm = self.vm
-        if vm is None or vm.agent is None:
+        if (vm := self.vm) is None or vm.agent is None:
             raise SandboxError(f"sandbox {self.id} is not running")
         return vm
 
@@ -214,16 +214,16 @@ class Sandbox:
 
     def _close_stdio(self, io: ProcessIO) -> None:
         """Forget the streams of a process that never started."""
-        vm = self.vm
-        if vm is not None and vm.agent is not None:
+        if (vm := self.vm) is not None and vm.agent is not None:
             vm.agent.close_process_streams(io)
 
-    def _require(self, container_id: str, verb: str) -> Hosted:
+    def _require(self, container_id: str, verb: str = "") -> Hosted:
         """The container, if its status allows ``verb`` (else ContainerStateError)."""
         hosted = self.containers.get(container_id)
         if hosted is None:
             raise SandboxRequestError(f"container {container_id!r} does not exist", "not_found")
-        sm.require(hosted.status, verb, container_id)
+        if verb:
+            sm.require(hosted.status, verb, container_id)
         return hosted
 
     def status(self, container_id: str) -> sm.ContainerStatus:
@@ -257,22 +257,19 @@ class Sandbox:
 
     async def pause_container(self, container_id: str) -> None:
         """Freeze every process of the running container (its cgroup)."""
-        hosted = self._require(container_id, sm.PAUSE)
-        await self._call(verbs.PAUSE_CONTAINER, container_id, {"id": container_id},
-                         operation=sm.PAUSE)
-        hosted.status = sm.require(hosted.status, sm.PAUSE, container_id)
+        await self._freezer(container_id, sm.PAUSE, verbs.PAUSE_CONTAINER)
 
     async def resume_container(self, container_id: str) -> None:
-        hosted = self._require(container_id, sm.RESUME)
-        await self._call(verbs.RESUME_CONTAINER, container_id, {"id": container_id},
-                         operation=sm.RESUME)
-        hosted.status = sm.require(hosted.status, sm.RESUME, container_id)
+        await self._freezer(container_id, sm.RESUME, verbs.RESUME_CONTAINER)
+
+    async def _freezer(self, container_id: str, operation: str, verb: Verb) -> None:
+        hosted = self._require(container_id, operation)
+        await self._call(verb, container_id, {"id": container_id}, operation=operation)
+        hosted.status = sm.require(hosted.status, operation, container_id)
 
     async def update_container(self, container_id: str, resources: object) -> dict[str, Any]:
-        """Apply OCI ``linux.resources`` (memory, pids, cpu) now; returns the merged resources.
-
-        ``resources`` is validated as config-linux.md says (a ConfigError names the field).
-        """
+        """Apply OCI ``linux.resources`` (memory, pids, cpu, validated as config-linux.md
+        says: a ConfigError names the field) now; returns the merged resources."""
         checked = validate_resources(resources)
         self._require(container_id, sm.UPDATE)
         data = await self._call(verbs.UPDATE_CONTAINER, container_id,
@@ -285,10 +282,8 @@ class Sandbox:
 
     async def stats_container(self, container_id: str) -> dict[str, Any]:
         """``Cgroup.stats()`` of the container plus ``status`` and ``procs`` (guest pids):
-        ``memory`` {current, max, stat{...}, oom, oom_kill}, ``pids``
-        {current, max}, ``cpu`` {usage_usec, user_usec, system_usec,
-        nr_periods, nr_throttled, throttled_usec}; a limit of "max" is None.
-        """
+        ``memory`` {current, max, stat{...}, oom, oom_kill}, ``pids`` {current, max}, ``cpu``
+        {usage_usec, user_usec, system_usec, nr_periods, nr_throttled, throttled_usec}."""
         self._require(container_id, sm.STATS)
         return stats_from_agent(await self._call(verbs.STATS_CONTAINER, container_id,
                                                  {"id": container_id}))
@@ -296,8 +291,7 @@ class Sandbox:
     async def oom_kills(self, container_id: str) -> int:
         """How many processes the guest's OOM killer took from the container so far; unlike
         ``stats_container`` also once it stopped (was an OOM kill the init's end?)."""
-        if container_id not in self.containers:
-            raise SandboxRequestError(f"container {container_id!r} does not exist", "not_found")
+        self._require(container_id)
         stats = stats_from_agent(await self._call(verbs.STATS_CONTAINER, container_id,
                                                   {"id": container_id}))
         return int((stats.get("memory") or {}).get("oom_kill") or 0)
@@ -321,21 +315,28 @@ class Sandbox:
     # --- process verbs ----------------------------------------------------------------------
     async def exec_process(self, container_id: str, exec_id: str, process: object, *,
                            stdin: bool) -> ProcessIO:
-        """Start ``process`` (an OCI process object, validated here) in the running container.
-
-        Returns once the program has been exec'd; a program that cannot
-        start raises ContainerStartError (127 not found, 126 not executable,
-        1 otherwise); a container that is not running raises
-        ContainerStateError; an unknown container or a taken ``exec_id``
-        raise SandboxRequestError; a malformed process a ConfigError.
-        """
+        """Start ``process`` (an OCI process, validated here) in the running container, once
+        exec'd; ContainerStartError (127 not found, 126 not executable, 1 otherwise) if it
+        cannot be; ContainerStateError when not running; SandboxRequestError for an unknown
+        container or a taken ``exec_id``; ConfigError for a malformed process."""
         checked = check_exec(container_id, process, exec_id=exec_id)  # shape and size
+        return await self._start_process(verbs.EXEC_PROCESS, container_id, exec_params(
+            container_id, exec_id, checked, {}), bool(checked.get("terminal")), stdin)
+
+    async def file_transfer(self, container_id: str, exec_id: str, op: str, path: str, *,
+                            mode: int = 0o644) -> ProcessIO:
+        """One file operation in the running container's root (``agent/files.py``), carried
+        like an exec: its data on stdin (write) or stdout, its errno as its exit status."""
+        params = file_params(container_id, exec_id, op, path, mode)  # shape and size
+        return await self._start_process(verbs.FILE_TRANSFER, container_id, params, False,
+                                         True)
+
+    async def _start_process(self, verb: Verb, container_id: str, params: dict[str, Any],
+                             terminal: bool, stdin: bool) -> ProcessIO:
         self._require(container_id, sm.EXEC)
-        io, stdio = self._open_stdio(bool(checked.get("terminal")), stdin)
+        io, params["stdio"] = self._open_stdio(terminal, stdin)
         try:
-            await self._call(verbs.EXEC_PROCESS, container_id,
-                             exec_params(container_id, exec_id, checked, stdio),
-                             operation=sm.EXEC)
+            await self._call(verb, container_id, params, operation=sm.EXEC)
         except SandboxRequestError as exc:
             self._close_stdio(io)
             if exc.code != E_CONTAINER:

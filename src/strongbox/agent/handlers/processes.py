@@ -20,9 +20,11 @@ from strongbox.protocol import E_CONTAINER, E_EXISTS, E_INVALID_PARAMS, E_STATE,
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from strongbox.agent.server import Context
+    from strongbox.container.launcher import Launched
 
 
 @handler(verbs.EXEC_PROCESS)
@@ -33,8 +35,39 @@ def exec_process(ctx: Context, params: dict[str, Any]) -> Any:
     and same failures as ``start_container``: set-up errors and exec errors
     are ``container_error`` with ``{"exit_code": 127/126/1}``.
     """
-    from strongbox.container.errors import ContainerError
     from strongbox.container.launcher import exec_in
+
+    process = params["process"]
+    terminal = bool(process.get("terminal"))
+
+    def start(container: table.GuestContainer, stdio: tuple[int, int, int],
+              cgroup: str | None) -> Launched:
+        return exec_in(container.init_pid(), process, container.spec, stdio=stdio,
+                       terminal=terminal, cgroup=cgroup)
+
+    return _start_process(ctx, params, terminal, table.console_size(process), start)
+
+
+@handler(verbs.FILE_TRANSFER)
+def file_transfer(ctx: Context, params: dict[str, Any]) -> Any:
+    """Start one file operation in the container's root (agent/files.py), carried like an
+    exec: answered once it runs; its end, errno for exit code, by ``wait_process``."""
+    from strongbox.agent import files
+
+    def start(container: table.GuestContainer, stdio: tuple[int, int, int],
+              cgroup: str | None) -> Launched:
+        return files.launch(container.init_pid(), cgroup, params["op"], params["path"],
+                            params.get("mode", 0o644), stdio)
+
+    return _start_process(ctx, params, False, None, start)
+
+
+def _start_process(ctx: Context, params: dict[str, Any], terminal: bool,
+                   size: tuple[int, int] | None,
+                   start: Callable[[table.GuestContainer, tuple[int, int, int], str | None],
+                                   Launched]) -> Any:
+    """The exec id checked, the stdio opened, ``start`` launched and watched like an exec."""
+    from strongbox.container.errors import ContainerError
 
     container = table.lookup(params)
     exec_id = params["exec_id"]
@@ -43,18 +76,15 @@ def exec_process(ctx: Context, params: dict[str, Any]) -> Any:
     container.require(sm.EXEC)
     if exec_id in container.execs:
         raise RequestError(E_EXISTS, f"process {exec_id!r} of {container.id!r} already exists")
-    process = params["process"]
-    terminal = bool(process.get("terminal"))
     stdio = dict(params["stdio"], terminal=terminal)
     cgroup = container.cgroup.path if container.cgroup is not None else None
     ours: dict[str, int] = {}
     to_close: list[int] = []
     try:
         ptmx = f"/proc/{container.init_pid()}/root/dev/ptmx"
-        child_stdio, ours, to_close = open_stdio(stdio, table.console_size(process),
+        child_stdio, ours, to_close = open_stdio(stdio, size,
                                                  ptmx if os.path.exists(ptmx) else None)
-        launched = exec_in(container.init_pid(), process, container.spec, stdio=child_stdio,
-                           terminal=terminal, cgroup=cgroup)
+        launched = start(container, child_stdio, cgroup)
     except (ContainerError, OSError, ValueError, TypeError) as exc:
         for fd in ours.values():
             os.close(fd)
