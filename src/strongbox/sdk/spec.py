@@ -64,7 +64,8 @@ def keepalive(timeout_s: float | None) -> list[str]:
 
 def sandbox_spec(image: dict[str, Any], *, rootfs: str, hostname: str,
                  memory_mib: int | None, vcpus: int | None, env: dict[str, str],
-                 timeout_s: float | None, netns: str | None, annotations: dict[str, str]) -> dict[str, Any]:
+                 timeout_s: float | None, netns: str | None, annotations: dict[str, str]
+                 ) -> dict[str, Any]:
     """The config.json of one sandbox from the image's run defaults (``image``)."""
     spec = default_spec()
     process = spec["process"]
