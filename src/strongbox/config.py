@@ -185,9 +185,23 @@ class NetworkConfig:
     #: Follow the namespace while containers run (Kata's netmon): an interface added later
     #: reaches the guest (a hot-plugged NIC on q35), one removed leaves it.
     enable_netmon: bool = True
+    #: Where sandboxes may connect (CIDRs), enforced on the host side of each NIC; absent:
+    #: anywhere. A container's ``io.strongbox.egress`` annotation may only narrow it.
+    egress_allow: list[str] | None = None
 
     def validate(self) -> None:
         _choice("network.internetworking_model", self.internetworking_model, NETWORK_MODELS)
+        if self.egress_allow is not None:
+            import ipaddress
+
+            if not isinstance(self.egress_allow, list):
+                raise ConfigError("network.egress_allow: expected an array of CIDR strings")
+            for value in self.egress_allow:
+                try:
+                    ipaddress.ip_network(str(value), strict=False)
+                except ValueError:
+                    raise ConfigError(f"network.egress_allow: {value!r} is not an IP network "
+                                      "(CIDR)") from None
         if not 1 <= self.nic_slots <= MAX_NIC_SLOTS:
             raise ConfigError(f"network.nic_slots: expected 1..{MAX_NIC_SLOTS}, "
                               f"got {self.nic_slots}")

@@ -30,6 +30,7 @@ from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.netns import join_netns, netns_of
 from strongbox.sandbox.netsync import NetworkSync, sync_network
+from strongbox.sandbox.network.egress import Egress
 from strongbox.sandbox.network.slots import SandboxNetwork
 from strongbox.sandbox.ownersocket import OwnerSocket, report
 from strongbox.sandbox.plan import GuestDisk
@@ -140,7 +141,8 @@ async def as_clone(vm: GuestVM, network: SandboxNetwork, name: str) -> None:
 
 async def _from_pool(config: Config, vmm: VMM, claim_sock: socket.socket, *, name: str,
                      root: Path, netns: str | None, cgroup: HostCgroup | None,
-                     owner_joins_netns: bool, timeout: float, steps: Timeline) -> Booted:
+                     owner_joins_netns: bool, timeout: float, steps: Timeline,
+                     egress: Egress | None) -> Booted:
     """Adopt a claimed pooled VM (:mod:`.pool.take`); nothing is left on failure."""
     run_dir = RunDir.create(root, name)
     step = Adoption(claim_sock, run_dir)
@@ -149,6 +151,7 @@ async def _from_pool(config: Config, vmm: VMM, claim_sock: socket.socket, *, nam
                              owner_joins_netns=owner_joins_netns, timeout=timeout)
         steps.lap("pool hand-over", f"VM {step.vm_name}, agent ready")
         assert step.network is not None
+        step.network.egress = egress
         await as_clone(vm, step.network, name)
         steps.lap("clone identity")
         await sync_network(vm, step.network)
@@ -179,7 +182,8 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
                memory_mib: int, vcpus: int, shares: list[Share], netns: str | None,
                cgroup: HostCgroup | None = None, owner_joins_netns: bool = False,
                timeout: float | None = None, pool: bool = True, disks: Sequence[GuestDisk] = (),
-               hotplug: bool = False, enter_host: Callable[[], None] | None = None) -> Booted:
+               hotplug: bool = False, enter_host: Callable[[], None] | None = None,
+               egress: Egress | None = None) -> Booted:
     """Start the VM with ``shares`` exported and wait for its agent; nothing is left on failure.
 
     With ``[factory] vm_cache_number`` (and ``pool``) a free VM of the warm pool comes
@@ -190,7 +194,8 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     ``disks`` (block-device file systems: a rootfs, volumes) keep the pool out (a pooled
     VM's QMP is its keeper's); without ``hotplug`` they are taken from the host here
     (``enter_host`` runs mount(8) where the host's mounts are) and attached at boot, so the
-    VM boots cold; with it the caller hot-plugs them into the VM, a clone too.
+    VM boots cold; with it the caller hot-plugs them into the VM, a clone too. ``egress``
+    limits where the guest may send from the first interface on (:mod:`.network.egress`).
     """
     started = time.monotonic()
     steps = Timeline(name, started)
@@ -204,7 +209,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
         booted, why_not = await _pooled(
             config, vmm, name=name, memory_mib=memory_mib, vcpus=vcpus, steps=steps,
             root=root, netns=netns, cgroup=cgroup, owner_joins_netns=owner_joins_netns,
-            timeout=wait)
+            timeout=wait, egress=egress)
         if booted is not None:
             log.debug("sandbox %s: VM from the warm pool (%s) in %.3fs", name, booted.pooled,
                       time.monotonic() - started)
@@ -222,6 +227,7 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
     try:
         network = SandboxNetwork.open(config.network, sandbox_id=name, netns=netns,
                                       run_dir=run_dir.path)
+        network.egress = egress
         if cgroup is not None:
             cgroup.record(run_dir.path)
             cgroup.create()

@@ -43,6 +43,7 @@ from strongbox.sandbox.boot import Booted, boot
 from strongbox.sandbox.hooks import ContainerHooks, HookFailed, HookPlace
 from strongbox.sandbox.hostcgroup import HostCgroup
 from strongbox.sandbox.hosted import Hosted
+from strongbox.sandbox.network.egress import policy
 from strongbox.sandbox.plan import (
     ContainerPlan,
     ContainerRequest,
@@ -104,6 +105,7 @@ class Sandbox:
         shape = self.vmm.shape()
         plan = plan_container(request, block_devices=shape.block_devices)
         memory, vcpus = vm_size_for(plan.spec, shape)
+        egress = policy(request.spec.get("annotations") or {}, self.config.network.egress_allow)
         started = time.monotonic()
         self.booted = await boot(self.config, self.vmm, name=self.id, root=self.root,
                                  state_dir=self.state_dir, memory_mib=memory, vcpus=vcpus,
@@ -112,7 +114,7 @@ class Sandbox:
                                      request.spec, self.config, self.id, memory),
                                  owner_joins_netns=self.hook_place is not None, pool=pool,
                                  disks=plan.disks, hotplug=shape.hotplug_slots > 0,
-                                 enter_host=self.attached.enter_host)
+                                 enter_host=self.attached.enter_host, egress=egress)
         self.booted.vm.watch(self._vm_exited)
         self.booted.netsync.watch(self.config.network.enable_netmon)
         try:  # a pooled VM was running before its shares were known: they are attached now
@@ -180,8 +182,7 @@ class Sandbox:
         return self.vm is not None and self.vm.alive
 
     def _vm_exited(self, status: int | None) -> None:
-        """The VMM died under us (``status``; None: we end it): every container in it has
-        stopped (:meth:`GuestVM.watch`)."""
+        """The VMM died (``status``; None: we end it): its containers stopped (GuestVM.watch)."""
         if status is not None:
             log.warning("sandbox %s: the VM exited (status %d); its containers stopped",
                         self.id, status)

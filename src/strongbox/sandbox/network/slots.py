@@ -46,6 +46,7 @@ from strongbox.sandbox.network import taps as tapdev
 from strongbox.sandbox.network.nsthread import new_netns, open_netns, run_in
 
 if TYPE_CHECKING:  # pyroute2 (under these) is imported on a thread while QEMU boots
+    from strongbox.sandbox.network.egress import Egress
     from strongbox.sandbox.network.interfaces import Interface
 
 log = logging.getLogger("strongbox.sandbox")
@@ -109,6 +110,8 @@ class SandboxNetwork:
         self.cold = 0  # slots on QEMU's command line; any beyond were hot-plugged
         self.leaving: set[int] = set()  # hot slots whose NIC is being unplugged
         self.vacant: set[int] = set()  # hot slots whose NIC (and tap) is gone: reusable
+        #: Where the guest may send (network/egress.py), on every slot it binds; None: anywhere.
+        self.egress: Egress | None = None
 
     @classmethod
     def open(cls, config: NetworkConfig, *, sandbox_id: str, netns: str | None,
@@ -227,7 +230,7 @@ class SandboxNetwork:
                              f"has {self.cold}: [network] nic_slots"
                              + (f"; {hot} more hot-plugged)" if hot else ")"))
         try:
-            tcfilter.splice(self.path, iface.name, self.taps[free])
+            tcfilter.splice(self.path, iface.name, self.taps[free], self.egress)
         except SandboxError as exc:
             if "another sandbox" not in str(exc):
                 raise

@@ -29,6 +29,8 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from strongbox.errors import SandboxError
+from strongbox.sandbox.network import egress as egress_filters
+from strongbox.sandbox.network.egress import Egress
 from strongbox.sandbox.network.interfaces import ARPHRD_ETHER as ARPHRD_ETHER
 from strongbox.sandbox.network.interfaces import in_netns
 from strongbox.sandbox.network.interfaces import list_interfaces as list_interfaces
@@ -55,13 +57,16 @@ def _link_index(ipr: Any, name: str) -> int | None:
     return int(found[0]) if found else None
 
 
-def _redirect(ipr: Any, src: int, dst: int) -> None:
-    """Ingress qdisc on ``src`` (kept if one exists) and our match-all redirect to ``dst``."""
+def _redirect(ipr: Any, src: int, dst: int, egress: Egress | None = None) -> None:
+    """Ingress qdisc on ``src`` (kept if one exists), the ``egress`` policy's filters and
+    our match-all redirect to ``dst``: the policy is in place before any frame passes."""
     try:
         ipr.tc("add", "ingress", src, INGRESS)
     except NetlinkError as exc:
         if exc.code != 17:  # EEXIST: an ingress qdisc someone made; we only add a filter
             raise
+    if egress is not None:
+        egress_filters.install(ipr, src, egress)
     ipr.tc("add-filter", "u32", src, parent=INGRESS, prio=FILTER_PRIO, protocol=ETH_P_ALL,
            target=0x10001, keys=["0x0/0x0+0"],
            action=[{"kind": "mirred", "direction": "egress", "action": "redirect",
@@ -79,9 +84,9 @@ def _ours(ipr: Any, index: int) -> bool:
     return any((int(f["info"]) >> 16) == FILTER_PRIO for f in found)
 
 
-def splice(netns: str, veth: str, tap: str) -> Splice:
+def splice(netns: str, veth: str, tap: str, egress: Egress | None = None) -> Splice:
     """Redirect every frame between ``veth`` and ``tap`` (both in ``netns``), the tap at the
-    veth's MTU.
+    veth's MTU; what the guest sends only where ``egress`` allows (:mod:`.egress`).
 
     A veth that already carries strongbox's filter belongs to another sandbox
     sharing the namespace: refused, untouched. On any failure nothing of this
@@ -101,7 +106,7 @@ def splice(netns: str, veth: str, tap: str) -> Splice:
             mtu = int(ipr.get_links(veth_index)[0].get_attr("IFLA_MTU"))
             ipr.link("set", index=tap_index, mtu=mtu, state="up")
             _redirect(ipr, veth_index, tap_index)
-            _redirect(ipr, tap_index, veth_index)
+            _redirect(ipr, tap_index, veth_index, egress)
         except Exception as exc:  # pyroute2 raises more than OSError
             with contextlib.suppress(Exception):  # the first error is the one to report
                 _unsplice(ipr, veth, tap)
@@ -139,6 +144,7 @@ def _remove_filter(ipr: Any, index: int) -> None:
 def _unsplice(ipr: Any, veth: str, tap: str) -> None:
     tap_index = _link_index(ipr, tap)
     if tap_index is not None:
+        _gone(lambda: egress_filters.remove(ipr, tap_index))
         _remove_filter(ipr, tap_index)
     veth_index = _link_index(ipr, veth)
     if veth_index is not None:  # a veth that went away took its qdisc and filters with it
