@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from strongbox import status as sm
-from strongbox.errors import ConfigError, SandboxError, SandboxNotFound, StrongboxError
+from strongbox.errors import (
+    ConfigError,
+    ContainerNotFound,
+    SandboxError,
+    SandboxNotFound,
+    StrongboxError,
+)
 from strongbox.ids import validate_id
 from strongbox.runtime import paths
 from strongbox.runtime.container import Container, force_delete
@@ -249,6 +255,8 @@ class Sandbox:
         """End the sandbox and remove everything it held; fine if it has ended already."""
         try:
             force_delete(self._store, self.id)
+        except ContainerNotFound:
+            pass  # closed before
         finally:
             shutil.rmtree(self._store.root / BUNDLES / self.id, ignore_errors=True)
 

@@ -111,16 +111,16 @@ def compile_policy(denied: Sequence[IPNetwork], allowed: Sequence[IPNetwork] | N
     prog.goto("pass")
     for version, base, label in ((4, _IPV4_DST, "v4"), (6, _IPV6_DST, "v6")):
         prog.label(label)
-        for net in denied:
-            if net.version == version:
-                _match(prog, net, base, "drop")
-        if allowed is None:
-            prog.goto("pass")
-            continue
-        mine = [n for n in allowed if n.version == version]
-        for net in [*mine, *(_ND if version == 6 and mine else ())]:
-            _match(prog, net, base, "pass")
-        prog.goto("drop")
+        mine = [] if allowed is None else [n for n in allowed if n.version == version]
+        tests = [(n, "drop") for n in denied if n.version == version]
+        tests += [(n, "pass") for n in [*mine, *(_ND if version == 6 and mine else ())]]
+        for net, target in tests:
+            if net.prefixlen == 0:  # matches everything: what would follow is unreachable,
+                break               # which the verifier refuses
+            _match(prog, net, base, target)
+        else:
+            target = "pass" if allowed is None else "drop"
+        prog.goto(target)
     for label, verdict in (("pass", TC_ACT_UNSPEC), ("drop", TC_ACT_SHOT)):
         prog.label(label)
         prog.emit(_ALU64 | _MOV | _K, dst=0, imm=verdict & 0xFFFFFFFF)
