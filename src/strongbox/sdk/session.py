@@ -115,12 +115,14 @@ class Session:
                 if left is not None and left <= 0:
                     return False
                 for key, _ in sel.select(left):
+                    # by what the fd is now: an event of this batch may be for a pipe an
+                    # earlier one closed (the exit closes stdin)
                     if key.fileobj is self.conn.sock:
                         self._on_connection(sel)
+                    elif key.fd in self._outputs:
+                        self._read(sel, key.fd)
                     elif key.fd == self._stdin_w:
                         self._feed(sel)
-                    else:
-                        self._read(sel, key.fd)
         self._finish()
         return True
 
