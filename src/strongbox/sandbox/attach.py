@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from strongbox.errors import HypervisorError, SandboxError
 from strongbox.hypervisor.base import DiskSpec
 from strongbox.sandbox import blockroot, vmmounts
+from strongbox.sandbox.imagedisk import ImageFile
 from strongbox.sandbox.plan import ContainerPlan, GuestDisk
 
 if TYPE_CHECKING:
@@ -56,15 +57,21 @@ class Attachments:
         """Take ``disk``'s device from the host and hot-plug it; on failure it goes back."""
         run_dir = booted.run_dir.path
         vmm = booted.vm.vmm
-        fd = blockroot.take(disk.mount, disk.field, run_dir, readonly=disk.readonly,
-                            enter_host=self.enter_host, also=lambda: vmmounts.unmount_device(
-                                vmm.namespace_fd, disk.mount.rdev))
+        mount = disk.mount
+        if isinstance(mount, ImageFile):  # a cached image: nothing to take from the host
+            fd = mount.open()
+        else:
+            fd = blockroot.take(mount, disk.field, run_dir, readonly=disk.readonly,
+                                enter_host=self.enter_host,
+                                also=lambda: vmmounts.unmount_device(vmm.namespace_fd,
+                                                                     mount.rdev))
         try:
             await vmm.add_disk(DiskSpec(fd, disk.serial, disk.readonly))
         except BaseException:
             os.close(fd)
             fd = -1
-            blockroot.hand_back(run_dir, disk.mount, self.enter_host)
+            if not isinstance(mount, ImageFile):
+                blockroot.hand_back(run_dir, mount, self.enter_host)
             raise
         finally:
             if fd >= 0:
@@ -86,4 +93,5 @@ class Attachments:
                 log.warning("container %s: disk %s stays plugged in until the VM stops: %s",
                             container_id, disk.serial, exc)
                 continue
-            blockroot.hand_back(booted.run_dir.path, disk.mount, self.enter_host)
+            if not isinstance(disk.mount, ImageFile):
+                blockroot.hand_back(booted.run_dir.path, disk.mount, self.enter_host)

@@ -28,6 +28,7 @@ from strongbox.protocol import verbs
 from strongbox.sandbox import blockroot, debugconsole
 from strongbox.sandbox.factory import Factory
 from strongbox.sandbox.hostcgroup import HostCgroup
+from strongbox.sandbox.imagedisk import ImageFile
 from strongbox.sandbox.netns import join_netns, netns_of
 from strongbox.sandbox.netsync import NetworkSync, sync_network
 from strongbox.sandbox.network.egress import Egress
@@ -238,9 +239,10 @@ async def boot(config: Config, vmm: VMM, *, name: str, root: Path, state_dir: Pa
         for share in shares:
             trees.append((open_share(share), share.target))
         for disk in at_boot:
-            taken.append(DiskSpec(blockroot.take(disk.mount, disk.field, run_dir.path,
-                                                 readonly=disk.readonly, enter_host=enter_host),
-                                  disk.serial, disk.readonly))
+            fd = disk.mount.open() if isinstance(disk.mount, ImageFile) else blockroot.take(
+                disk.mount, disk.field, run_dir.path, readonly=disk.readonly,
+                enter_host=enter_host)
+            taken.append(DiskSpec(fd, disk.serial, disk.readonly))
         devices: dict[str, object] = {"share_dir": export, "share_tag": SHARE_TAG,
                                       "nics": network.nics(), "disks": tuple(taken)}
         if template is not None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from strongbox.errors import ConfigError, SandboxError
@@ -43,9 +44,11 @@ from strongbox.protocol.frame import MAX_PAYLOAD
 from strongbox.protocol.jsoncodec import dumps
 from strongbox.protocol.messages import InvalidParams
 from strongbox.protocol.verbs import Verb
+from strongbox.sandbox import imagedisk
 from strongbox.sandbox.blockroot import BlockMount, mount_table
 from strongbox.sandbox.blockroot import find as find_block_mount
 from strongbox.sandbox.guestspec import guest_spec
+from strongbox.sandbox.imagedisk import ImageFile
 from strongbox.sandbox.shares import Share, bind_shares
 
 
@@ -117,10 +120,14 @@ class GuestDisk:
     rootfs (no ``mount_indexes``) or the source of those bind mounts (one device, mounted
     once: read-write if any of them is, each bind read-only where its options say so)."""
 
-    mount: BlockMount
+    mount: BlockMount | ImageFile  # a host block device's mount, or a cached image file
     serial: str
     readonly: bool
     mount_indexes: tuple[int, ...] = ()
+
+    @property
+    def image(self) -> ImageFile | None:
+        return self.mount if isinstance(self.mount, ImageFile) else None
 
     @property
     def field(self) -> str:
@@ -132,12 +139,14 @@ class GuestDisk:
 
 
 def _block_disks(request: ContainerRequest, readonly: bool, binds: list[Share],
-                 mounts: dict[str, str]) -> list[GuestDisk]:
-    """The rootfs and bind sources that are whole block-device file systems, as disks; their
-    shares (and the bind sources' entries in ``mounts``) are taken out of ``binds``."""
+                 mounts: dict[str, str], image_root: bool = False) -> list[GuestDisk]:
+    """The rootfs (unless it is an image) and bind sources that are whole block-device file
+    systems, as disks; their shares (and the bind sources' entries in ``mounts``) are
+    taken out of ``binds``."""
     disks: dict[int, GuestDisk] = {}  # by device
     table = mount_table()  # one read of the mount table for the rootfs and every bind
-    block = None if request.rootfs_mounts else find_block_mount(request.rootfs, table)
+    block = None if request.rootfs_mounts or image_root else \
+        find_block_mount(request.rootfs, table)
     if block is not None:
         disks[block.rdev] = GuestDisk(block, disk_serial(request.id), readonly)
     by_target = {share.target: share for share in binds}
@@ -161,14 +170,19 @@ def _block_disks(request: ContainerRequest, readonly: bool, binds: list[Share],
 
 
 def plan_container(request: ContainerRequest, join: dict[str, str] | None = None, *,
-                   block_devices: bool = False) -> ContainerPlan:
+                   block_devices: bool = False, images: Path | None = None) -> ContainerPlan:
     """Plan ``request``; ``join`` maps namespace types to the guest paths a pod member joins;
     with ``block_devices`` a rootfs or bind source that is a block device's whole file
-    system becomes a disk."""
+    system becomes a disk; a rootfs image from the cache ``images`` (:mod:`.imagedisk`) is
+    one too."""
     spec, netns = guest_spec(request.spec, join, bundle=request.bundle)
     binds, mounts = bind_shares(request.id, spec)
     readonly = bool(spec["root"].get("readonly")) or request.overlay
-    disks = _block_disks(request, readonly, binds, mounts) if block_devices else []
+    image = imagedisk.from_spec(request.spec, images, request.overlay) if images else None
+    disks = _block_disks(request, readonly, binds, mounts, image is not None) \
+        if block_devices else []
+    if image is not None:
+        disks.insert(0, GuestDisk(image, disk_serial(request.id), True))
     shares = binds
     if not request.rootfs_mounts and not any(not d.mount_indexes for d in disks):
         shares = [Share(request.rootfs, rootfs_target(request.id), readonly, field="root.path",

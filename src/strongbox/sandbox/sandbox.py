@@ -81,6 +81,7 @@ class Sandbox:
     def __init__(self, config: Config, *, sandbox_id: str, root: Path, state_dir: Path,
                  hook_place: HookPlace | None = None) -> None:
         self.config, self.id, self.root, self.state_dir = config, sandbox_id, root, state_dir
+        self.images = state_dir / "images"  # the image cache: rootfs images (imagedisk.py)
         self.vmm = open_vmm(config, state_dir)
         self.booted: Booted | None = None
         self.containers: dict[str, Hosted] = {}
@@ -103,7 +104,7 @@ class Sandbox:
         if request.pod_member:
             raise SandboxError("a pod container was created before its sandbox container")
         shape = self.vmm.shape()
-        plan = plan_container(request, block_devices=shape.block_devices)
+        plan = plan_container(request, block_devices=shape.block_devices, images=self.images)
         memory, vcpus = vm_size_for(plan.spec, shape)
         egress = policy(request.spec.get("annotations") or {}, self.config.network.egress_allow)
         started = time.monotonic()
@@ -138,7 +139,8 @@ class Sandbox:
         join = pod_namespaces(first.guest_pid if first else 0) if request.pod_member else None
         shape = self.vmm.shape()  # a running VM takes a disk only by hotplug
         return await self._create(request, plan_container(request, join, block_devices=(
-            shape.block_devices and shape.hotplug_slots > 0)), exported=False)
+            shape.block_devices and shape.hotplug_slots > 0), images=self.images),
+            exported=False)
 
     async def _create(self, request: ContainerRequest, plan: ContainerPlan, *, exported: bool
                       ) -> ProcessIO:
@@ -298,11 +300,9 @@ class Sandbox:
         return int((stats.get("memory") or {}).get("oom_kill") or 0)
 
     async def remove_container(self, container_id: str, *, force: bool = False) -> None:
-        """Kill whatever runs, free the container's cgroup, rootfs, streams and export.
-
-        Without ``force`` the container must be created or stopped (a running one is
-        killed first only when forced). Every pending ``wait_process`` is answered first
-        (137 for killed processes). The id can be created again afterwards."""
+        """Kill whatever runs, free the container's cgroup, rootfs, streams and export; without
+        ``force`` it must be created or stopped. Every pending ``wait_process`` is answered
+        first (137 for killed processes). The id can be created again afterwards."""
         hosted = self._require(container_id, sm.DESTROY if force else sm.DELETE)
         try:
             if self._vm_alive():  # a dead VM's containers went with it

@@ -44,6 +44,7 @@ from strongbox.ids import validate_id
 from strongbox.runtime import paths
 from strongbox.runtime.container import Container, force_delete
 from strongbox.runtime.state import StateStore
+from strongbox.sandbox.imagedisk import ANNOTATION as ROOTFS_IMAGE
 from strongbox.sdk.files import Files
 from strongbox.sdk.session import Input, Output, RunResult, Session
 from strongbox.sdk.spec import ANNOTATION, check_env, exec_process, sandbox_spec
@@ -143,12 +144,15 @@ class Sandbox:
         egress = _egress(network, netns)
         cfg = load_config(config)
         store = StateStore(paths.root_dir(str(root) if root is not None else None))
-        rootfs, defaults = _rootfs(Path(image), paths.state_dir(None, cfg) / "images")
+        rootfs, defaults, disk = _rootfs(Path(image), paths.state_dir(None, cfg) / "images")
         sandbox_id = f"sb-{secrets.token_hex(6)}"
+        annotations = {"io.strongbox.egress": egress}
+        if disk is not None:  # an image: its disk, not a 9p share (a snapshot needs that)
+            annotations[ROOTFS_IMAGE] = str(disk)
         spec = sandbox_spec(
             defaults, rootfs=str(rootfs), hostname=hostname or sandbox_id,
             memory_mib=memory, vcpus=cpus, env=extra_env, timeout_s=timeout_s,
-            netns=netns, annotations={"io.strongbox.egress": egress})
+            netns=netns, annotations=annotations)
         bundle = store.root / BUNDLES / sandbox_id
         bundle.mkdir(mode=0o700, parents=True)
         try:
@@ -300,16 +304,18 @@ def _egress(network: object, netns: str | None) -> str:
         raise ConfigError(f"network: {exc}") from None
 
 
-def _rootfs(image: Path, cache: Path) -> tuple[Path, dict[str, Any]]:
-    """The root filesystem of ``image`` and its run defaults (none for a directory)."""
-    from strongbox.image import prepare
+def _rootfs(image: Path, cache: Path) -> tuple[Path, dict[str, Any], Path | None]:
+    """The root filesystem of ``image``, its run defaults (none for a directory) and its
+    file system image in the cache (none for a directory: it is shared over 9p)."""
+    from strongbox.image import IMAGE_FILE, prepare
 
     if image.is_dir() and not (image / "oci-layout").exists() and \
             not (image / "index.json").exists():
-        return image.absolute(), {}
+        return image.absolute(), {}, None
     if not image.exists():
         raise ConfigError(f"image {image}: no such file or directory")
-    return prepare(image.absolute(), cache)
+    rootfs, defaults = prepare(image.absolute(), cache)
+    return rootfs, defaults, rootfs.parent / IMAGE_FILE
 
 
 def _run_detached(root: Path, bundle: Path, sandbox_id: str, config: str | Path | None) -> None:

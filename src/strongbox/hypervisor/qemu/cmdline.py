@@ -11,6 +11,9 @@ socket path exists anywhere on the host file system.
 
 from __future__ import annotations
 
+import os
+import stat
+
 from strongbox.hypervisor.base import DiskSpec, VMSpec
 from strongbox.hypervisor.qemu.accel import Accelerator
 from strongbox.hypervisor.qemu.machine import Machine
@@ -107,11 +110,20 @@ def build_argv(qemu: str, spec: VMSpec, accel: Accelerator, *, qmp_fd: int, agen
     ]
 
 
+def block_driver(disk: DiskSpec) -> str:
+    """QEMU's protocol driver for the descriptor: a block device, or a file (an image)."""
+    try:
+        return "file" if stat.S_ISREG(os.fstat(disk.fd).st_mode) else "host_device"
+    except OSError:
+        return "host_device"
+
+
 def disk_args(machine: Machine, disk: DiskSpec, node: str, fdset: int) -> list[str]:
     """A block device QEMU reaches only through the descriptor it inherited (an fd set:
     it never opens a host path, jailed or not), as virtio-blk with the disk's serial."""
     readonly = "on" if disk.readonly else "off"
     return ["-add-fd", f"fd={disk.fd},set={fdset}",
-            "-blockdev", f"driver=host_device,node-name={node},filename=/dev/fdset/{fdset},"
+            "-blockdev", f"driver={block_driver(disk)},node-name={node},"
+                         f"filename=/dev/fdset/{fdset},"
                          f"read-only={readonly},cache.direct=off,discard=unmap",
             "-device", machine.device("blk", f"drive={node},serial={disk.serial}")]

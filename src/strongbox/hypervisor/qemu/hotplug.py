@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from strongbox.errors import HypervisorError
 from strongbox.hypervisor.base import DiskSpec, Eject, NicSpec
+from strongbox.hypervisor.qemu.cmdline import block_driver
 from strongbox.hypervisor.qemu.machine import Machine, port_address, port_id
 from strongbox.hypervisor.qemu.qmp import Monitor
 
@@ -89,7 +90,8 @@ class Hotplug:
         node = f"hp-{disk.serial}"
         try:
             await self.monitor.execute("blockdev-add", {
-                "driver": "host_device", "node-name": node, "filename": f"/dev/fdset/{fdset}",
+                "driver": block_driver(disk), "node-name": node,
+                "filename": f"/dev/fdset/{fdset}",
                 "read-only": disk.readonly, "cache": {"direct": False}}, timeout)
             try:
                 await self.monitor.execute("device_add", {
