@@ -221,11 +221,11 @@ def test_a_failed_splice_leaves_nothing_behind(world: World,
     real = tcfilter._redirect
     calls: list[int] = []
 
-    def second_fails(ipr: object, src: int, dst: int) -> None:
+    def second_fails(ipr: object, src: int, dst: int, egress: object = None) -> None:
         calls.append(src)
         if len(calls) == 2:
             raise OSError(28, "No space left on device")
-        real(ipr, src, dst)
+        real(ipr, src, dst, egress)  # type: ignore[arg-type]
 
     monkeypatch.setattr(tcfilter, "_redirect", second_fails)
     tap = taps.tap_name(world.name, 0)

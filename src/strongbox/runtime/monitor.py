@@ -170,6 +170,10 @@ class Monitor:
             log.warning("lost the container's VM: %s", exc)
             self.exit = ExitStatus(128 + signal.SIGKILL, signal.SIGKILL)
         steps.lap("exit seen", f"status {self.exit.code}, since create")
+        # Recorded now, not at teardown: from here until then the control socket may be
+        # closed, and a `delete` must not read the record's "running" meanwhile.
+        self.record.exit_code, self.record.exit_signal = self.exit.code, self.exit.signal
+        self._save_quietly()
         if self.pump is not None:
             await self._finish(self.pump)
             steps.lap("output flushed")

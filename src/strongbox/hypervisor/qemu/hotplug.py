@@ -19,6 +19,8 @@ With none free the error names the setting to raise. ``microvm`` has none at all
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 
 from strongbox.errors import HypervisorError
@@ -29,6 +31,9 @@ from strongbox.hypervisor.qemu.qmp import Monitor
 
 #: pciehp's attention-button delay is 5 s; the rest is the guest's unbind.
 UNPLUG_TIMEOUT = 20.0
+#: How long a node may stay "in use" after its device left: QEMU unparents a device the
+#: guest powered off at once but drops its last reference (and the node's) a little later.
+RELEASE_TIMEOUT = 5.0
 
 
 @dataclass
@@ -110,8 +115,21 @@ class Hotplug:
         """Unplug disk ``serial`` once the guest let it go (it unmounted it first)."""
         plugged = await self._unplug(serial, timeout, eject)
         if plugged is not None:
-            await self.monitor.execute("blockdev-del", {"node-name": plugged.node})
+            await self._delete_node(plugged.node)
             await self.monitor.execute("remove-fd", {"fdset-id": plugged.fdset})
+
+    async def _delete_node(self, node: str) -> None:
+        """``blockdev-del`` of ``node``, again while QEMU still says it is in use (the
+        device that held it is being finalized), for at most :data:`RELEASE_TIMEOUT`."""
+        deadline = time.monotonic() + RELEASE_TIMEOUT
+        while True:
+            try:
+                await self.monitor.execute("blockdev-del", {"node-name": node})
+                return
+            except HypervisorError as exc:
+                if "in use" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.05)
 
     async def remove_nic(self, mac: str, timeout: float = UNPLUG_TIMEOUT,
                          eject: Eject | None = None) -> None:

@@ -95,3 +95,29 @@ def test_no_free_root_port_names_the_setting() -> None:
     microvm = Hotplug(Recorder(), Machine("microvm", 0))  # type: ignore[arg-type]
     with pytest.raises(HypervisorError, match=r"only machine_type = 'q35' takes hot-plugged"):
         asyncio.run(microvm.add_disk(DiskSpec(fd=9, serial="sbd1")))
+
+
+def test_a_node_still_in_use_just_after_its_device_left_is_deleted_again() -> None:
+    """QEMU drops a self-ejected device's last reference (and its node's) a little after
+    unparenting it: ``blockdev-del`` says "in use" meanwhile, then succeeds."""
+    hotplug, monitor = _plugged()
+    refusals = [HypervisorError("QMP blockdev-del: Node hp-sbd1 is in use")] * 2
+    answer = monitor.execute
+
+    async def busy_then_free(command: str, arguments: dict[str, Any] | None = None,
+                             timeout: float = 10.0) -> dict[str, Any]:
+        if command == "blockdev-del" and refusals:
+            monitor.log.append((command, arguments))
+            raise refusals.pop()
+        return await answer(command, arguments, timeout)
+
+    monitor.execute = busy_then_free  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        await hotplug.add_disk(DiskSpec(fd=9, serial="sbd1"))
+        monitor.log.clear()
+        await hotplug.remove_disk("sbd1")
+
+    asyncio.run(scenario())
+    assert [entry[0] for entry in monitor.log] == [
+        "device_del", "blockdev-del", "blockdev-del", "blockdev-del", "remove-fd"]
